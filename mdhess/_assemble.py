@@ -1,0 +1,141 @@
+"""Layouts of the same pair blocks: dense (3N, 3N), scipy BSR, and H.v operators.
+
+Nothing here knows any physics: each layout takes the blocks K_p (from ``_blocks``) and the pair
+indices (i_p, j_p) and places H_ij = H_ji = -K_p, H_ii += K_p, H_jj += K_p.
+"""
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.sparse
+
+from ._blocks import pair_block_apply
+
+
+def diagonal_blocks(K, i, j, n_atoms: int):
+    """(N, 3, 3) diagonal blocks H_ii = sum over pairs containing i of K."""
+    return jax.ops.segment_sum(K, i, n_atoms) + jax.ops.segment_sum(K, j, n_atoms)
+
+
+@partial(jax.jit, static_argnames=("n_atoms",))
+def dense_from_blocks(K, i, j, n_atoms: int):
+    """(3N, 3N) Hessian, row 3*i + a, written straight into the (N, 3, N, 3) layout (no transpose)."""
+    H = jnp.zeros((n_atoms, 3, n_atoms, 3), K.dtype)
+    H = H.at[i, :, j, :].add(-K)
+    H = H.at[j, :, i, :].add(-K)  # K is symmetric: K^T == K
+    a = jnp.arange(n_atoms)
+    H = H.at[a, :, a, :].add(diagonal_blocks(K, i, j, n_atoms))
+    return H.reshape(3 * n_atoms, 3 * n_atoms)
+
+
+def bsr_from_blocks(K, diag, i, j, n_atoms: int) -> scipy.sparse.bsr_matrix:
+    """Canonical scipy BSR (blocksize (3, 3); block rows sorted, duplicate blocks summed).
+
+    Args:
+        K: (p, 3, 3) numpy pair blocks; diag: (N, 3, 3) numpy diagonal blocks.
+    """
+    n = n_atoms
+    rows = np.concatenate([i, j, np.arange(n)]).astype(np.int64)
+    cols = np.concatenate([j, i, np.arange(n)]).astype(np.int64)
+    data = np.concatenate([-K, -K, diag])
+    key = rows * n + cols
+    order = np.argsort(key, kind="stable")
+    key, data = key[order], data[order]
+    # duplicates: several images of the same (i, j) in a small periodic cell, or an atom's own image
+    starts = np.flatnonzero(np.concatenate([[True], key[1:] != key[:-1]]))
+    data = np.add.reduceat(data, starts, axis=0)
+    key = key[starts]
+    brow, bcol = key // n, key % n
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(brow, minlength=n), out=indptr[1:])
+    M = scipy.sparse.bsr_matrix((data, bcol.astype(np.int32), indptr), shape=(3 * n, 3 * n))
+    M.has_sorted_indices = True
+    return M
+
+
+@partial(jax.jit, static_argnames=("n_atoms",))
+def _apply_stored(K, i, j, v, n_atoms: int):
+    w = v[i] - v[j]
+    Kw = jnp.einsum("pab,pb...->pa...", K, w)
+    return jax.ops.segment_sum(Kw, i, n_atoms) - jax.ops.segment_sum(Kw, j, n_atoms)
+
+
+@partial(jax.jit, static_argnames=("n_atoms",))
+def _apply_recompute(potential, R, species, i, j, shift, mask, v, n_atoms: int):
+    d = R[j] - R[i] + shift
+    pp = potential.pair_params(species[i], species[j], jnp.arange(i.shape[0]))
+    Kw = pair_block_apply(potential.phi_eff, d, pp, v[i] - v[j], mask)
+    return jax.ops.segment_sum(Kw, i, n_atoms) - jax.ops.segment_sum(Kw, j, n_atoms)
+
+
+class HessianOperator:
+    """A (3N, 3N) symmetric Hessian available through products H @ v.
+
+    ``H @ v`` (or ``mv``) takes v of shape (3N,) or (3N, k) and returns a JAX array of the same
+    shape. ``as_linear_operator()`` gives a ``scipy.sparse.linalg.LinearOperator``;
+    ``as_matrix()`` the dense matrix (for checks on small systems).
+    """
+
+    n_atoms: int
+    dtype: np.dtype
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (3 * self.n_atoms, 3 * self.n_atoms)
+
+    def _apply(self, v):  # v: (N, 3) or (N, 3, k)
+        raise NotImplementedError
+
+    def mv(self, v):
+        v = jnp.asarray(v, dtype=self.dtype)
+        n3 = 3 * self.n_atoms
+        if v.ndim not in (1, 2) or v.shape[0] != n3:
+            raise ValueError(f"HessianOperator @ v expects v of shape ({n3},) or ({n3}, k); got {v.shape}")
+        out = self._apply(v.reshape((self.n_atoms, 3) + v.shape[1:]))
+        return out.reshape(v.shape)
+
+    __matmul__ = mv
+
+    def matmat(self, V):
+        return self.mv(V)
+
+    def as_matrix(self):
+        return self.mv(jnp.eye(3 * self.n_atoms, dtype=self.dtype))
+
+    def as_linear_operator(self):
+        """scipy LinearOperator (numpy in, numpy out) for scipy.sparse.linalg solvers."""
+        from scipy.sparse.linalg import LinearOperator
+
+        mv = lambda v: np.asarray(self.mv(np.asarray(v)))  # noqa: E731
+        return LinearOperator(self.shape, matvec=mv, matmat=mv, rmatvec=mv, rmatmat=mv, dtype=self.dtype)
+
+
+class StoredBlockOperator(HessianOperator):
+    """Linearized operator: the pair blocks K_p are computed once and stored (memory 9p floats);
+    each product is then a gather, a batched 3x3 product and a segment sum."""
+
+    def __init__(self, K, i, j, n_atoms: int):
+        self.K, self.i, self.j, self.n_atoms = K, i, j, n_atoms
+        self.dtype = np.dtype(K.dtype)
+
+    def _apply(self, v):
+        return _apply_stored(self.K, self.i, self.j, v, self.n_atoms)
+
+    def diagonal_blocks(self):
+        """(N, 3, 3) diagonal blocks of H (for block-Jacobi preconditioners)."""
+        return diagonal_blocks(self.K, self.i, self.j, self.n_atoms)
+
+
+class MatrixFreeOperator(HessianOperator):
+    """Matrix-free operator: blocks are recomputed from positions on every product, never
+    stored (memory O(N + p) for the pair list and per-pair scalars)."""
+
+    def __init__(self, potential, R, species, i, j, shift, mask, n_atoms: int):
+        self.args = (potential, R, species, i, j, shift, mask)
+        self.n_atoms = n_atoms
+        self.dtype = np.dtype(R.dtype)
+
+    def _apply(self, v):
+        return _apply_recompute(*self.args, v, n_atoms=self.n_atoms)

@@ -1,0 +1,278 @@
+"""Pair potentials: a scalar kernel, per-species-pair parameter tables and a cutoff treatment.
+
+A ``PairPotential`` is a JAX pytree (its parameter tables are leaves, the kernel is static), so
+it can be passed through ``jax.jit`` and differentiated with respect to its parameters.
+
+Cutoff treatments (per species pair ``rc``):
+- ``switch=None``: hard cut with the energy shifted to zero at rc (LAMMPS ``pair_modify shift
+  yes``, matscipy's ``LennardJonesCut``). Energy is continuous; forces and blocks jump at rc.
+- ``switch=r_on``: phi(r) S(x) with the quintic smoothstep S(x) = 1 - 10x^3 + 15x^4 - 6x^5,
+  x = (r - r_on) / (rc - r_on). S, S' and S'' are 1, 0, 0 at r_on and 0, 0, 0 at rc, so the
+  energy is C2 everywhere and Hessian blocks are continuous when a pair crosses the shell.
+  (jax-md's multiplicative switch is a cubic: only C1, its second derivative jumps.)
+"""
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import _kernels
+from ._errors import InputError
+from ._pairs import PairList, all_pairs, neighbor_pairs
+
+
+def smoothstep_c2(x):
+    """Quintic switch S(x) = 1 - 10x^3 + 15x^4 - 6x^5 on x in [0, 1] (S(0)=1, S(1)=0, C2)."""
+    return 1.0 - x**3 * (10.0 - 15.0 * x + 6.0 * x * x)
+
+
+def _as_table(value, name: str, call: str) -> np.ndarray:
+    try:
+        a = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{call}({name}=...) must be a number or an (S, S) table; got {value!r}") from exc
+    if a.ndim == 0:
+        if not np.isfinite(a):
+            raise InputError(f"{call}({name}=...) must be finite; got {float(a)}")
+        return a
+    if a.ndim != 2 or a.shape[0] != a.shape[1]:
+        raise InputError(
+            f"{call}({name}=...) must be a scalar or a square (S, S) table indexed by species; "
+            f"got shape {a.shape}"
+        )
+    if not np.all(np.isfinite(a)):
+        raise InputError(f"{call}({name}=...) has non-finite entries: {a.tolist()}")
+    if not np.array_equal(a, a.T):
+        raise InputError(f"{call}({name}=...) must be symmetric (table[a, b] == table[b, a]); got {a.tolist()}")
+    return a
+
+
+@jax.tree_util.register_pytree_node_class
+class PairPotential:
+    """A pair energy E = sum over pairs of phi_eff(r; params of the species pair).
+
+    Use the constructors (``mdhess.lennard_jones`` ...) or ``mdhess.pair_potential``.
+
+    Attributes:
+        phi: scalar kernel phi(r, **params) in energy units.
+        params: name -> scalar or symmetric (S, S) table.
+        cutoff: None (no cutoff, free space only), scalar or (S, S) table, length units.
+        switch: None (shifted hard cut) or r_on, scalar or (S, S) table, length units.
+        name: kernel name for display and file metadata ("custom" for user functions).
+    """
+
+    def __init__(self, phi: Callable, params: dict, cutoff=None, switch=None, name: str = "custom"):
+        self.phi = phi
+        self.params = dict(params)
+        self.cutoff = cutoff
+        self.switch = switch
+        self.name = name
+
+    # -- pytree -----------------------------------------------------------------------------
+    def tree_flatten(self):
+        keys = tuple(sorted(self.params))
+        children = (tuple(self.params[k] for k in keys), self.cutoff, self.switch)
+        return children, (self.phi, keys, self.name)
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        phi, keys, name = aux
+        values, cutoff, switch = children
+        obj = object.__new__(cls)
+        obj.phi, obj.params, obj.cutoff, obj.switch, obj.name = phi, dict(zip(keys, values)), cutoff, switch, name
+        return obj
+
+    # -- species tables ---------------------------------------------------------------------
+    @property
+    def n_species(self) -> int | None:
+        """S for (S, S) tables, None when every parameter and cutoff is a scalar."""
+        for v in [*self.params.values(), self.cutoff, self.switch]:
+            if v is not None and np.ndim(v) == 2:
+                return int(np.shape(v)[0])
+        return None
+
+    @property
+    def max_cutoff(self) -> float | None:
+        return None if self.cutoff is None else float(np.max(self.cutoff))
+
+    def pair_params(self, si, sj, index=None) -> dict:
+        """Per-pair parameter arrays, gathered from the tables at species (si, sj).
+
+        ``index`` (position in the pair list) is unused here; bonded potentials use it."""
+        out = {}
+        tables = dict(self.params)
+        if self.cutoff is not None:
+            tables["cutoff"] = self.cutoff
+        if self.switch is not None:
+            tables["switch"] = self.switch
+        for k, v in tables.items():
+            v = jnp.asarray(v)
+            out[k] = v[si, sj] if v.ndim == 2 else jnp.broadcast_to(v, jnp.shape(si))
+        return out
+
+    def pair_list(self, positions: np.ndarray, cell, species: np.ndarray, *, call: str) -> PairList:
+        """Host-side list of interacting pairs: all pairs without a cutoff, else a neighbour list
+        filtered by the per-species-pair cutoffs (r < rc)."""
+        if self.cutoff is None:
+            if cell is not None:
+                raise InputError(
+                    f"{call}(box=...) is periodic but the potential ({self.name}) has no cutoff; "
+                    "periodic boxes need a potential built with cutoff=..."
+                )
+            return all_pairs(positions.shape[0])
+        pl = neighbor_pairs(positions, cell, self.max_cutoff)
+        c = np.asarray(self.cutoff)
+        rc = c[species[pl.i], species[pl.j]] if c.ndim == 2 else c
+        r = np.linalg.norm(pl.displacements(positions), axis=1)
+        return pl.select(r < rc)
+
+    # -- the effective scalar energy ----------------------------------------------------------
+    def phi_eff(self, r, pp: dict):
+        """Energy of one pair at distance r with its gathered parameters, cutoff treatment included."""
+        kp = {k: pp[k] for k in self.params}
+        e = self.phi(r, **kp)
+        if self.cutoff is None:
+            return e
+        rc = pp["cutoff"]
+        if self.switch is None:
+            e = e - self.phi(rc, **kp)
+        else:
+            r_on = pp["switch"]
+            x = jnp.clip((r - r_on) / (rc - r_on), 0.0, 1.0)
+            e = e * smoothstep_c2(x)
+        return jnp.where(r < rc, e, 0.0)
+
+    def describe(self) -> dict:
+        """Plain-Python description (kernel, parameters, cutoff treatment) for files and logs."""
+
+        def plain(v):
+            return None if v is None else np.asarray(v).tolist()
+
+        return {
+            "kernel": self.name,
+            "params": {k: plain(v) for k, v in self.params.items()},
+            "cutoff": plain(self.cutoff),
+            "switch": plain(self.switch),
+        }
+
+    def __repr__(self):
+        d = self.describe()
+        return f"PairPotential({d['kernel']}, params={d['params']}, cutoff={d['cutoff']}, switch={d['switch']})"
+
+
+def pair_potential(phi: Callable, *, cutoff=None, switch=None, name: str = "custom", **params) -> PairPotential:
+    """Build a pair potential from any JAX scalar function ``phi(r, **params)``.
+
+    Args:
+        phi: JAX-traceable function of a scalar distance r (length units) returning energy.
+        cutoff: None, a scalar, or a symmetric (S, S) table of per-species-pair cutoffs (> 0).
+        switch: None for a hard cut with energy shift at the cutoff; r_on (scalar or (S, S)
+            table, 0 <= r_on < cutoff) for a C2 smooth switch from r_on to the cutoff.
+        name: label used in files and messages.
+        **params: scalars or symmetric (S, S) tables passed to phi by keyword.
+
+    Returns:
+        PairPotential.
+
+    Raises:
+        InputError: a non-callable phi, non-positive cutoff, switch without cutoff or outside
+            [0, cutoff), tables that are not symmetric or disagree on S.
+    """
+    call = name if name != "custom" else "pair_potential"
+    if not callable(phi):
+        raise InputError(f"pair_potential(phi=...) must be callable; got {phi!r}")
+    tables = {k: _as_table(v, k, call) for k, v in params.items()}
+    cut = None if cutoff is None else _as_table(cutoff, "cutoff", call)
+    if cut is not None and np.any(cut <= 0):
+        raise InputError(f"{call}(cutoff=...) must be > 0; got {cut.tolist()}")
+    sw = None
+    if switch is not None:
+        if cut is None:
+            raise InputError(f"{call}(switch={switch!r}) needs a cutoff; got cutoff=None")
+        sw = _as_table(switch, "switch", call)
+        if np.any(sw < 0) or np.any(np.broadcast_to(sw, np.broadcast_shapes(sw.shape, cut.shape)) >= cut):
+            raise InputError(
+                f"{call}(switch=...) must satisfy 0 <= switch < cutoff; got switch={sw.tolist()}, cutoff={cut.tolist()}"
+            )
+    sizes = {
+        n: a.shape[0]
+        for n, a in [*tables.items(), ("cutoff", cut), ("switch", sw)]
+        if a is not None and a.ndim == 2
+    }
+    if len(set(sizes.values())) > 1:
+        raise InputError(f"{call}(...) species tables disagree on the number of species S: {sizes}")
+    return PairPotential(phi, tables, cut, sw, name)
+
+
+def _named(kernel: str, cutoff, switch, **params) -> PairPotential:
+    return pair_potential(_kernels.KERNELS[kernel].fn, cutoff=cutoff, switch=switch, name=kernel, **params)
+
+
+def lennard_jones(sigma=1.0, epsilon=1.0, cutoff=None, switch=None) -> PairPotential:
+    """Lennard-Jones 12-6, 4 eps [(sigma/r)^12 - (sigma/r)^6] (Lennard-Jones 1924).
+
+    sigma in length units, epsilon in energy units; scalars or (S, S) species tables.
+    """
+    return _named("lennard_jones", cutoff, switch, sigma=sigma, epsilon=epsilon)
+
+
+def morse(D=1.0, a=1.0, r0=1.0, cutoff=None, switch=None) -> PairPotential:
+    """Morse, D (1 - exp(-a (r - r0)))^2 - D (Morse 1929). D energy, a inverse length, r0 length."""
+    return _named("morse", cutoff, switch, D=D, a=a, r0=r0)
+
+
+def soft_sphere(sigma=1.0, epsilon=1.0, alpha=2.0, cutoff=None, switch=None) -> PairPotential:
+    """Finite-range soft spheres, (eps/alpha)(1 - r/sigma)^alpha for r < sigma (O'Hern et al. 2003).
+
+    alpha = 2: harmonic spheres; alpha = 5/2: Hertzian spheres. sigma is the contact distance
+    (sum of radii) and is also the natural cutoff: with cutoff=None the cutoff is sigma.
+    """
+    if cutoff is None:
+        cutoff = sigma
+    return _named("soft_sphere", cutoff, switch, sigma=sigma, epsilon=epsilon, alpha=alpha)
+
+
+def coulomb(qq=None, *, charges=None, k_e=1.0, damping=None, cutoff=None, switch=None) -> PairPotential:
+    """Coulomb k_e q_i q_j / r, bare or damped shifted force (Fennell & Gezelter 2006).
+
+    Args:
+        qq: charge products q_i q_j, scalar or (S, S) table. Give either qq or charges.
+        charges: per-species charges (S,), turned into the table q_a q_b.
+        k_e: Coulomb constant in energy x length / charge^2 (14.399645 eV A / e^2 in metal units).
+        damping: None for bare Coulomb; alpha (inverse length) for damped shifted force, which
+            needs a cutoff and goes smoothly (energy and force) to zero there.
+    """
+    if (qq is None) == (charges is None):
+        raise InputError(f"coulomb(...) needs exactly one of qq or charges; got qq={qq!r}, charges={charges!r}")
+    if charges is not None:
+        q = np.asarray(charges, dtype=np.float64)
+        if q.ndim != 1:
+            raise InputError(f"coulomb(charges=...) must be a (S,) vector of per-species charges; got shape {q.shape}")
+        qq = np.outer(q, q)
+    if damping is None:
+        return _named("coulomb", cutoff, switch, qq=qq, k_e=k_e)
+    if cutoff is None:
+        raise InputError(f"coulomb(damping={damping!r}) (damped shifted force) needs a cutoff; got cutoff=None")
+    return _named("coulomb_dsf", cutoff, switch, qq=qq, k_e=k_e, alpha=damping, r_c=cutoff)
+
+
+def buckingham(A=1.0, rho=1.0, C=0.0, cutoff=None, switch=None) -> PairPotential:
+    """Buckingham, A exp(-r/rho) - C/r^6 (Buckingham 1938)."""
+    return _named("buckingham", cutoff, switch, A=A, rho=rho, C=C)
+
+
+def yukawa(A=1.0, kappa=1.0, cutoff=None, switch=None) -> PairPotential:
+    """Yukawa, A exp(-kappa r)/r (Yukawa 1935)."""
+    return _named("yukawa", cutoff, switch, A=A, kappa=kappa)
+
+
+def gaussian(sigma=1.0, epsilon=1.0, cutoff=None, switch=None) -> PairPotential:
+    """Gaussian core, eps exp(-(r/sigma)^2) (Stillinger 1976)."""
+    return _named("gaussian", cutoff, switch, sigma=sigma, epsilon=epsilon)
+
+
+def harmonic(k=1.0, r0=1.0, cutoff=None, switch=None) -> PairPotential:
+    """Harmonic spring between every pair, k/2 (r - r0)^2. See elastic_network for bonded springs."""
+    return _named("harmonic", cutoff, switch, k=k, r0=r0)
