@@ -1,0 +1,61 @@
+"""Opening HDF5 files with errors that name the file and what is wrong with it."""
+
+import os
+from pathlib import Path
+
+from .._errors import InputError
+
+
+def open_hdf5(path, *, what: str = "input"):
+    """Open an existing HDF5 file read-only.
+
+    Raises:
+        InputError: the file is missing, is a directory, is not HDF5, or is truncated/damaged.
+    """
+    import h5py
+
+    p = Path(os.fspath(path))
+    if not p.exists():
+        raise InputError(f"{what} file not found: {str(p)!r}")
+    if p.is_dir():
+        raise InputError(f"{what} {str(p)!r} is a directory, not an HDF5 file")
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(8)
+    except OSError as exc:
+        raise InputError(f"{what} {str(p)!r} cannot be read: {exc.strerror or exc}") from None
+    if not h5py.is_hdf5(str(p)):
+        kind = "empty" if not head else "not an HDF5 file"
+        raise InputError(f"{what} {str(p)!r} is {kind} (expected HDF5: H5MD, MDTraj or the minimal layout)")
+    try:
+        return h5py.File(str(p), "r")
+    except OSError as exc:
+        raise InputError(f"{what} {str(p)!r} is truncated or damaged and cannot be opened as HDF5 ({_short(exc)})") from None
+
+
+def read_slice(dataset, index, *, path, what: str):
+    """dataset[index] with read failures (truncated data) turned into InputError naming ``what``."""
+    try:
+        return dataset[index]
+    except (OSError, RuntimeError, KeyError) as exc:
+        raise InputError(f"{path}: cannot read {what} from {dataset.name} (truncated or damaged file? {_short(exc)})") from None
+
+
+def _short(exc: Exception) -> str:
+    s = str(exc).strip().splitlines()
+    return s[0] if s else type(exc).__name__
+
+
+def attr_str(value) -> str | None:
+    """An HDF5 string attribute (bytes, str or a 1-element array of them) as str."""
+    import numpy as np
+
+    if value is None:
+        return None
+    if isinstance(value, np.ndarray):
+        if value.size != 1:
+            return None
+        value = value.reshape(()).item()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)

@@ -1,0 +1,310 @@
+"""Per-frame result files (Hessians, normal modes): crash-safe writing and reading.
+
+Writing (``ResultRun``) never leaves a file that looks complete:
+
+- each finished frame is written to its own shard ``OUTPUT.partial/frame-<slot>.h5``, first
+  under a temporary name, then renamed (atomic), so a shard that exists is complete;
+- ``OUTPUT.partial/run.json`` records the settings; ``resume=True`` continues a run with the
+  same settings and skips the frames whose shards exist;
+- when every frame is done the shards are copied (compressed chunks as they are) into a
+  temporary file next to OUTPUT, which is marked complete and renamed to OUTPUT.
+
+A kill -9 at any moment leaves at most a temporary shard or temporary output, which are ignored.
+
+Layout of OUTPUT (docs/file-formats.md): root attributes (``mdhess_kind`` "hessian" or
+"modes", ``mdhess_file_version``, ``mdhess_version``, ``settings`` (JSON), ``complete``...),
+``frame_index`` (F,) source frame of each slot, ``complete`` (F,) per-frame marks, and one group
+``frames/<slot:06d>`` per frame.
+"""
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from .._errors import InputError
+from ._hdf5 import attr_str, open_hdf5, read_slice
+
+FILE_VERSION = 1
+CHUNK_BYTES = 1 << 20
+
+
+def dataset(group, name, data, *, compress=True):
+    """A chunked (about 1 MiB chunks along the first axis), gzip-compressed dataset."""
+    data = np.asarray(data)
+    if not compress or data.size == 0 or data.ndim == 0:
+        return group.create_dataset(name, data=data)
+    row = max(1, data.itemsize * int(np.prod(data.shape[1:], dtype=np.int64)))
+    rows = int(min(data.shape[0], max(1, CHUNK_BYTES // row)))
+    return group.create_dataset(
+        name, data=data, chunks=(rows,) + data.shape[1:], compression="gzip", compression_opts=1, shuffle=True
+    )
+
+
+def _json(obj) -> str:
+    return json.dumps(obj, sort_keys=True, default=lambda o: np.asarray(o).tolist())
+
+
+class ResultRun:
+    """Crash-safe, resumable writer of one per-frame result file.
+
+    Args:
+        output: path of the final file.
+        kind: "hessian" or "modes".
+        settings: JSON-able dict that fixes the results (input, potential, frames, format, ...).
+            A resumed run must have identical settings.
+        source_frames: source frame index of each output slot.
+        resume: continue an interrupted run (skip finished frames).
+        overwrite: replace an existing OUTPUT.
+        note: callable(str) for one-line notices (stderr in the CLI).
+    """
+
+    def __init__(self, output, kind: str, settings: dict, source_frames, *, resume=False, overwrite=False, note=None):
+        self.output = Path(os.fspath(output))
+        self.kind = kind
+        self.settings = json.loads(_json(settings))
+        self.source_frames = [int(k) for k in source_frames]
+        self.work = self.output.with_name(self.output.name + ".partial")
+        self.note = note or (lambda s: None)
+        self.already_complete = False
+        if self.output.is_dir():
+            raise InputError(f"output {str(self.output)!r} is a directory")
+        if not self.output.parent.is_dir():
+            raise InputError(f"output folder {str(self.output.parent)!r} does not exist")
+        if self.output.exists() and not overwrite:
+            if resume and self._output_matches():
+                self.already_complete = True
+                return
+            hint = " (it was made with other settings)" if resume else ""
+            raise InputError(f"output {str(self.output)!r} exists{hint}; pass --overwrite to replace it")
+        run_json = self.work / "run.json"
+        if self.work.exists():
+            if resume:
+                try:
+                    old = json.loads(run_json.read_text())
+                except (OSError, ValueError):
+                    old = None
+                if old is not None and old != {"kind": kind, "settings": self.settings, "frames": self.source_frames}:
+                    diff = self._diff(old)
+                    raise InputError(
+                        f"the interrupted run in {str(self.work)!r} used other settings ({diff}); "
+                        "run without --resume to start over"
+                    )
+                if old is None:
+                    self.note(f"{self.work}: no readable run.json; starting over")
+                    shutil.rmtree(self.work)
+            else:
+                self.note(f"discarding the interrupted run in {self.work} (pass --resume to continue it)")
+                shutil.rmtree(self.work)
+        elif resume:
+            self.note(f"no interrupted run at {self.work}; starting from the first frame")
+        self.work.mkdir(exist_ok=True)
+        if not run_json.exists():
+            tmp = self.work / ".run.json.tmp"
+            tmp.write_text(_json({"kind": kind, "settings": self.settings, "frames": self.source_frames}))
+            os.replace(tmp, run_json)
+
+    def _diff(self, old) -> str:
+        if old.get("kind") != self.kind:
+            return f"kind {old.get('kind')!r} vs {self.kind!r}"
+        if old.get("frames") != self.source_frames:
+            return "frames differ"
+        o, n = old.get("settings", {}), self.settings
+        keys = sorted(k for k in set(o) | set(n) if o.get(k) != n.get(k))
+        return "differs in " + ", ".join(keys)
+
+    def _output_matches(self) -> bool:
+        try:
+            import h5py
+
+            with h5py.File(self.output, "r") as f:
+                return (
+                    attr_str(f.attrs.get("mdhess_kind")) == self.kind
+                    and bool(f.attrs.get("complete", False))
+                    and json.loads(attr_str(f.attrs.get("settings")) or "null") == self.settings
+                    and [int(x) for x in f["frame_index"][()]] == self.source_frames
+                )
+        except (OSError, KeyError, ValueError):
+            return False
+
+    # -- frames ------------------------------------------------------------------------------
+    def shard(self, slot: int) -> Path:
+        return self.work / f"frame-{slot:06d}.h5"
+
+    def pending(self) -> list[int]:
+        """Slots not finished yet (a shard that exists was renamed into place, so it is complete)."""
+        if self.already_complete:
+            return []
+        return [s for s in range(len(self.source_frames)) if not self.shard(s).exists()]
+
+    def write_frame(self, slot: int, fill) -> None:
+        """Write slot ``slot``: ``fill(group)`` fills an h5py group; the shard appears atomically."""
+        import h5py
+
+        final = self.shard(slot)
+        tmp = self.work / f".frame-{slot:06d}.h5.tmp"
+        with h5py.File(tmp, "w") as f:
+            g = f.create_group("frame")
+            g.attrs["source_frame"] = self.source_frames[slot]
+            fill(g)
+            g.attrs["complete"] = True
+        _fsync(tmp)
+        os.replace(tmp, final)
+
+    def finish(self, attrs: dict) -> Path:
+        """Merge the shards into OUTPUT (temporary file, then rename) and remove OUTPUT.partial."""
+        import h5py
+
+        from .. import __version__
+
+        if self.already_complete:
+            return self.output
+        missing = self.pending()
+        if missing:
+            raise RuntimeError(f"ResultRun.finish: slots {missing[:5]} are not written yet")
+        tmp = self.output.with_name(f".{self.output.name}.tmp-{os.getpid()}")
+        try:
+            with h5py.File(tmp, "w") as f:
+                f.attrs["mdhess_kind"] = self.kind
+                f.attrs["mdhess_file_version"] = FILE_VERSION
+                f.attrs["mdhess_version"] = __version__
+                f.attrs["settings"] = _json(self.settings)
+                f.attrs["complete"] = False
+                for k, v in attrs.items():
+                    f.attrs[k] = _json(v) if isinstance(v, (dict, list, tuple)) or v is None else v
+                f.create_dataset("frame_index", data=np.asarray(self.source_frames, dtype=np.int64))
+                frames = f.create_group("frames")
+                for slot in range(len(self.source_frames)):
+                    with h5py.File(self.shard(slot), "r") as s:
+                        f.copy(s["frame"], frames, name=f"{slot:06d}")
+                f.create_dataset("complete", data=np.ones(len(self.source_frames), dtype=np.uint8))
+                f.attrs["complete"] = True
+            _fsync(tmp)
+            os.replace(tmp, self.output)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        shutil.rmtree(self.work, ignore_errors=True)
+        return self.output
+
+
+def _fsync(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+
+
+# -- reading --------------------------------------------------------------------------------------
+class ResultFile:
+    """A finished Hessian or modes file opened for reading frame by frame."""
+
+    def __init__(self, path, kind: str | None = None):
+        self.path = os.fspath(path)
+        self._file = open_hdf5(self.path, what=f"{kind or 'result'}")
+        try:
+            f = self._file
+            self.kind = attr_str(f.attrs.get("mdhess_kind"))
+            if self.kind not in ("hessian", "modes"):
+                raise InputError(f"{self.path!r} is not an mdhess Hessian or modes file (no mdhess_kind attribute)")
+            if kind is not None and self.kind != kind:
+                raise InputError(f"{self.path!r} is an mdhess {self.kind} file, not a {kind} file")
+            if not bool(f.attrs.get("complete", False)) or "frame_index" not in f or "frames" not in f:
+                raise InputError(f"{self.path!r} is incomplete (the run that wrote it did not finish)")
+            self.attrs = {k: attr_str(v) if isinstance(v, (bytes, str)) else v for k, v in f.attrs.items()}
+            self.settings = json.loads(attr_str(f.attrs.get("settings")) or "{}")
+            self.frame_index = np.asarray(read_slice(f["frame_index"], (), path=self.path, what="frame_index"))
+            self.complete = np.asarray(read_slice(f["complete"], (), path=self.path, what="complete"))
+            self.n_frames = int(self.frame_index.shape[0])
+        except BaseException:
+            self._file.close()
+            raise
+
+    def json_attr(self, name, default=None):
+        v = self.attrs.get(name)
+        if v is None:
+            return default
+        try:
+            return json.loads(v) if isinstance(v, str) else v
+        except ValueError:
+            return v
+
+    def group(self, frame: int):
+        if isinstance(frame, (bool, np.bool_)) or not isinstance(frame, (int, np.integer)):
+            raise InputError(f"frame must be an integer; got {frame!r}")
+        k = int(frame) + (self.n_frames if frame < 0 else 0)
+        if not 0 <= k < self.n_frames:
+            raise InputError(f"frame {int(frame)} is out of range: {self.path!r} holds {self.n_frames} frames")
+        if not self.complete[k]:
+            raise InputError(f"{self.path!r}: frame {k} is not marked complete")
+        name = f"frames/{k:06d}"
+        if name not in self._file:
+            raise InputError(f"{self.path!r}: group {name} is missing")
+        return self._file[name]
+
+    def array(self, group, name):
+        if name not in group:
+            return None
+        return np.asarray(read_slice(group[name], (), path=self.path, what=f"{group.name}/{name}"))
+
+    def hessian(self, frame: int):
+        """Dense numpy (3N, 3N) array or scipy.sparse.bsr_matrix."""
+        import h5py
+        import scipy.sparse
+
+        g = self.group(frame)
+        h = g.get("hessian")
+        if isinstance(h, h5py.Dataset):
+            return self.array(g, "hessian")
+        if not isinstance(h, h5py.Group):
+            raise InputError(f"{self.path!r}: {g.name} has no hessian")
+        shape = tuple(int(x) for x in h.attrs["shape"])
+        data, indices, indptr = (self.array(h, n) for n in ("data", "indices", "indptr"))
+        return scipy.sparse.bsr_matrix((data, indices, indptr), shape=shape)
+
+    def close(self):
+        self._file.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def read_hessian(path, frame: int = 0):
+    """Read one frame's Hessian from a file written by ``mdhess hessian``.
+
+    Args:
+        path: the Hessian file.
+        frame: position in the file (0 .. n_frames - 1, negative counts from the end); the
+            source trajectory frame of each position is in the file's ``frame_index`` dataset.
+
+    Returns:
+        A (3N, 3N) numpy array (files written with --format dense) or a
+        ``scipy.sparse.bsr_matrix`` with (3, 3) blocks (--format bsr), in the dtype stored.
+
+    Raises:
+        InputError: missing, non-HDF5, incomplete or non-Hessian file; frame out of range.
+    """
+    with ResultFile(path, "hessian") as r:
+        return r.hessian(frame)
+
+
+MODE_FIELDS = ("eigenvalues", "frequencies", "vectors", "displacements", "participation_ratio")
+
+
+def read_modes_arrays(path, frame: int = 0) -> dict:
+    """The stored arrays and attributes of one frame of a modes file, as a dict."""
+    with ResultFile(path, "modes") as r:
+        g = r.group(frame)
+        out = {name: r.array(g, name) for name in MODE_FIELDS}
+        out.update({k: (v.item() if isinstance(v, np.ndarray) and v.size == 1 else v) for k, v in g.attrs.items()})
+        out["units"] = r.json_attr("units")
+        return out
