@@ -6,6 +6,7 @@ sizes, and runs one jitted kernel. Value-dependent failures (non-finite blocks) 
 the jitted code as data and are raised here.
 """
 
+import functools
 from functools import partial
 
 import jax
@@ -16,8 +17,10 @@ from ._assemble import (
     MatrixFreeOperator,
     StoredBlockOperator,
     bsr_from_blocks,
+    dense_all_pairs,
     dense_from_blocks,
     diagonal_blocks,
+    row_block_size,
 )
 from ._blocks import pair_blocks, pair_energies, pair_gradients
 from ._elastic import ElasticNetwork
@@ -84,27 +87,55 @@ class _Prepared:
     def __init__(self, potential, positions, box, species, call):
         _check_potential(potential, call)
         self.potential = potential
+        self.call = call
         self.R = _check_positions(positions, call=call)
         self.cell = as_cell(box, call=call)
         self.species = _check_species(species, self.R.shape[0], potential, call=call)
-        self.pairs: PairList = potential.pair_list(self.R, self.cell, self.species, call=call)
         self.n_atoms = self.R.shape[0]
-        if self.pairs.n_pairs:
-            r = np.linalg.norm(self.pairs.displacements(self.R), axis=1)
-            scale = max(1.0, float(np.abs(self.R).max()))
-            if r.min() <= 1e-12 * scale:
-                p = int(np.argmin(r))
-                where = "" if self.pairs.shift is None else f" (image shift {self.pairs.shift[p].tolist()})"
-                raise InputError(
-                    f"{call}(positions=...) has interacting atoms {self.pairs.i[p]} and {self.pairs.j[p]} "
-                    f"at the same position{where}: {self.R[self.pairs.i[p]].tolist()}"
-                )
+        # free space, no cutoff: every pair interacts; the dense layout never needs the list
+        self.all_pairs = isinstance(potential, PairPotential) and potential.cutoff is None
+        if self.all_pairs:
+            if self.cell is not None:
+                potential.pair_list(self.R, self.cell, self.species, call=call)  # raises: periodic needs a cutoff
+            self._check_coincident_all()
+        else:
+            self._check_coincident_list()
+
+    @functools.cached_property
+    def pairs(self) -> PairList:
+        return self.potential.pair_list(self.R, self.cell, self.species, call=self.call)
+
+    def _coincident(self, a, b, shift=None):
+        where = "" if shift is None else f" (image shift {np.asarray(shift).tolist()})"
+        raise InputError(
+            f"{self.call}(positions=...) has interacting atoms {a} and {b} at the same position{where}: "
+            f"{self.R[a].tolist()}"
+        )
+
+    def _tiny(self) -> float:
+        return 1e-12 * max(1.0, float(np.abs(self.R).max()))
+
+    def _check_coincident_all(self):
+        from scipy.spatial import cKDTree
+
+        dist, idx = cKDTree(self.R).query(self.R, k=2)
+        a = int(np.argmin(dist[:, 1]))
+        if dist[a, 1] <= self._tiny():
+            self._coincident(*sorted((a, int(idx[a, 1]))))
+
+    def _check_coincident_list(self):
+        pl = self.pairs
+        if pl.n_pairs:
+            r = np.linalg.norm(pl.displacements(self.R), axis=1)
+            p = int(np.argmin(r))
+            if r[p] <= self._tiny():
+                self._coincident(int(pl.i[p]), int(pl.j[p]), None if pl.shift is None else pl.shift[p])
 
     def arrays(self, dtype, pad: bool = True):
         """(potential, R, species, i, j, shift, mask) as device arrays in ``dtype``."""
         cap = bucket(self.pairs.n_pairs) if pad else self.pairs.n_pairs
         i, j, shift, mask = padded(self.pairs, cap)
-        pot = jax.tree.map(lambda x: jnp.asarray(x, dtype) if jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating) else x, self.potential)
+        pot = _cast_potential(self.potential, dtype)
         return (
             pot,
             jnp.asarray(self.R, dtype),
@@ -114,6 +145,13 @@ class _Prepared:
             jnp.asarray(shift, dtype),
             jnp.asarray(mask),
         )
+
+
+def _cast_potential(potential, dtype):
+    """The potential's floating-point leaves in ``dtype`` (integer leaves such as bond indices kept)."""
+    return jax.tree.map(
+        lambda x: jnp.asarray(x, dtype) if jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating) else x, potential
+    )
 
 
 def _resolve_dtype(dtype, call: str):
@@ -200,7 +238,9 @@ def forces(potential, positions, *, box=None, species=None):
     return F
 
 
-def hessian(potential, positions, *, box=None, species=None, format="dense", method="pair", dtype=None):
+def hessian(
+    potential, positions, *, box=None, species=None, format="dense", method="pair", dtype=None, memory_limit=None
+):
     """Hessian d2E/dR2 of a pair energy, (3N, 3N), row/column index 3*i + a.
 
     Args:
@@ -210,29 +250,48 @@ def hessian(potential, positions, *, box=None, species=None, format="dense", met
         method: "pair" (per-pair 3x3 blocks from scalar derivatives) or "ad" (jax.hessian of the
             plain energy: the validation reference; memory grows like N^2 x 3N, small N only).
         dtype: None (float64), "float64" or "float32".
+        memory_limit: bytes (or a string such as "8G") the request may use; default
+            $MDHESS_MEMORY_LIMIT or the memory free on the device. Requests estimated above it are
+            refused before anything is allocated.
 
     Returns:
         The Hessian in energy / length^2 units.
 
     Raises:
         InputError: bad positions, box, species, format, method or dtype (the message names it).
+        MemoryPlanError: the estimated memory exceeds the limit (the message gives the estimate).
         NonFiniteError: the blocks came out NaN or infinite.
     """
+    from . import _planner
+
     if format not in FORMATS:
         raise InputError(f"hessian(format=...) must be one of {FORMATS}; got {format!r}")
     if method not in METHODS:
         raise InputError(f"hessian(method=...) must be one of {METHODS}; got {method!r}")
     dt = _resolve_dtype(dtype, "hessian")
     p = _Prepared(potential, positions, box, species, "hessian")
+    suggestion = (
+        "Try format='bsr' (stores only interacting blocks) or mdhess.hvp(...) (products H @ v without storing H)."
+    )
     if method == "ad":
-        pot, R, s, i, j, shift, _ = p.arrays(dt, pad=False)
-        H = _hessian_ad(pot, R, s, i, j, shift)
+        args = p.arrays(dt, pad=False)[:-1]
+        compiled = _hessian_ad.lower(*args).compile()
+        _planner.check(_planner.from_compiled(f"hessian(method='ad', N={p.n_atoms})", compiled), memory_limit, suggestion="Use method='pair'.")
+        H = compiled(*args)
         if not bool(jnp.all(jnp.isfinite(H))):
             _raise_nonfinite("hessian", "Hessian entries")
         if format == "bsr":
             import scipy.sparse
 
             return scipy.sparse.bsr_matrix(np.asarray(H), blocksize=(3, 3))
+        return H
+    n_pairs = p.n_atoms * (p.n_atoms - 1) // 2 if p.all_pairs else p.pairs.n_pairs
+    _planner.check(_planner.estimate_memory(p.n_atoms, n_pairs, format=format, dtype=dt), memory_limit, suggestion=suggestion)
+    if format == "dense" and p.all_pairs:
+        pot = _cast_potential(p.potential, dt)
+        H = dense_all_pairs(pot, jnp.asarray(p.R, dt), jnp.asarray(p.species), block=row_block_size(p.n_atoms))
+        if not bool(jnp.all(jnp.isfinite(jnp.diagonal(H)))):  # a non-finite block reaches its diagonal block
+            _raise_nonfinite("hessian", "pair blocks")
         return H
     pot, R, s, i, j, shift, mask = p.arrays(dt)
     K, ok = _blocks(pot, R, s, i, j, shift, mask)

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.sparse
 
-from ._blocks import pair_block_apply
+from ._blocks import grid_blocks_layout, pair_block_apply
 
 
 def diagonal_blocks(K, i, j, n_atoms: int):
@@ -28,6 +28,39 @@ def dense_from_blocks(K, i, j, n_atoms: int):
     a = jnp.arange(n_atoms)
     H = H.at[a, :, a, :].add(diagonal_blocks(K, i, j, n_atoms))
     return H.reshape(3 * n_atoms, 3 * n_atoms)
+
+
+def row_block_size(n_atoms: int, target_elements: int = 1 << 16) -> int:
+    """Atoms per row block so that a block's (B, N) intermediates hold ~target_elements each."""
+    return int(max(1, min(n_atoms, target_elements // max(n_atoms, 1))))
+
+
+@partial(jax.jit, static_argnames=("block",))
+def dense_all_pairs(potential, R, species, block: int):
+    """Dense (3N, 3N) Hessian over ALL pairs (free space, no cutoff list), row block by row block.
+
+    Each block of B atoms computes its (B, N) pair coefficients and writes its 3B rows straight
+    into the output with dynamic_update_slice; the last block is shifted back to end at N (its
+    overlap is rewritten with identical values), so no padding or copy of the output is needed.
+    """
+    n = R.shape[0]
+    B = block
+    n_blocks = -(-n // B)
+    cols = jnp.arange(n)
+
+    def body(k, H):
+        a = jnp.minimum(k * B, n - B)
+        rows = a + jnp.arange(B)
+        Ri = jax.lax.dynamic_slice_in_dim(R, a, B)
+        si = jax.lax.dynamic_slice_in_dim(species, a, B)
+        d = R[None, :, :] - Ri[:, None, :]
+        pp = potential.pair_params(
+            jnp.broadcast_to(si[:, None], (B, n)), jnp.broadcast_to(species[None, :], (B, n))
+        )
+        blk = grid_blocks_layout(potential.phi_eff, d, pp, rows, cols)
+        return jax.lax.dynamic_update_slice(H, blk, (3 * a, 0))
+
+    return jax.lax.fori_loop(0, n_blocks, body, jnp.zeros((3 * n, 3 * n), R.dtype))
 
 
 def bsr_from_blocks(K, diag, i, j, n_atoms: int) -> scipy.sparse.bsr_matrix:

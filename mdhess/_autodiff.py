@@ -1,0 +1,248 @@
+"""Composable energies (custom_jvp) and memory-bounded Hessians of any JAX energy.
+
+``energy_fn`` returns a pure, jit-able E(R) whose derivatives route through the per-pair kernels:
+
+    jax.grad(E)        -> the per-pair forces (custom_jvp of E: dE = -F . dR)
+    jvp of jax.grad(E) -> the per-pair H.v    (custom_jvp of F: dF = -H dR, blocks never stored)
+
+so ``jax.grad``, ``jax.jvp``, ``jax.hessian``, ``jax.vmap`` and jax-md minimizers compose with it
+without differentiating through (N, N, 3) displacement tangents. Each tangent costs one pass over
+the pairs (O(p) memory); ``jax.hessian`` pushes 3N tangents at once, so for whole Hessians prefer
+``mdhess.hessian`` (one pass) or ``hessian_of`` (batched, bounded memory).
+
+``hessian_of`` works for ANY JAX energy (many-body potentials included): it linearizes grad(E)
+once and pushes batches of basis vectors through the linear map, so memory is bounded by the batch.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._blocks import pair_block_apply, pair_energies, pair_gradients
+from ._elastic import ElasticNetwork
+from ._errors import InputError
+from ._geometry import as_cell
+from ._pairs import check_periodic_cutoff
+
+
+def _segment_pair_sum(x, i, j, n):
+    """sum over pairs of +x at i and -x at j."""
+    return jax.ops.segment_sum(x, i, n) - jax.ops.segment_sum(x, j, n)
+
+
+class _PairEnergy:
+    """The custom_jvp energy / forces / H.v triple for one potential, box and species."""
+
+    def __init__(self, potential, cell, species):
+        self.potential = potential
+        self.cell = None if cell is None else jnp.asarray(cell)
+        self.inv_cell = None if cell is None else jnp.asarray(np.linalg.inv(cell))
+        self.species = None if species is None else jnp.asarray(species)
+
+        @jax.custom_jvp
+        def energy(R, i, j, w, shift):
+            d, pp = self.geometry(R, i, j, shift)
+            return jnp.sum(w * pair_energies(self.potential.phi_eff, d, pp, w > 0))
+
+        @jax.custom_jvp
+        def forces(R, i, j, w, shift):
+            d, pp = self.geometry(R, i, j, shift)
+            _, g = pair_gradients(self.potential.phi_eff, d, pp, w > 0)
+            return _segment_pair_sum(w[:, None] * g, i, j, R.shape[0])
+
+        @energy.defjvp
+        def _energy_jvp(primals, tangents):
+            R, i, j, w, shift = primals
+            dR = tangents[0]
+            return energy(*primals), -jnp.sum(forces(*primals) * dR)
+
+        @forces.defjvp
+        def _forces_jvp(primals, tangents):
+            R, i, j, w, shift = primals
+            dR = tangents[0]
+            return forces(*primals), -self.hvp(R, i, j, w, shift, dR)
+
+        self.energy, self.forces = energy, forces
+
+    def geometry(self, R, i, j, shift):
+        d = R[j] - R[i]
+        if isinstance(self.potential, ElasticNetwork):
+            d = d + shift
+        elif self.cell is not None:  # minimum image (cutoff <= half the cell width, checked)
+            s = d @ self.inv_cell
+            d = (s - jnp.round(s)) @ self.cell
+        s = self.species if self.species is not None else jnp.zeros(R.shape[0], jnp.int32)
+        pp = self.potential.pair_params(s[i], s[j], jnp.arange(i.shape[0]))
+        return d, pp
+
+    def hvp(self, R, i, j, w, shift, t):
+        d, pp = self.geometry(R, i, j, shift)
+        Kt = pair_block_apply(self.potential.phi_eff, d, pp, t[i] - t[j], w > 0)
+        return _segment_pair_sum(w[:, None] * Kt, i, j, R.shape[0])
+
+    def pairs(self, R, neighbor):
+        """(i, j, w, shift) for positions R: all pairs, the network's bonds, or a jax-md list."""
+        n = R.shape[0]
+        if isinstance(self.potential, ElasticNetwork):
+            p = self.potential
+            if n != p.n_atoms:
+                raise InputError(f"energy_fn: positions have {n} atoms but the elastic network was built on {p.n_atoms}")
+            return jnp.asarray(p.i), jnp.asarray(p.j), jnp.ones(p.n_bonds, R.dtype), jnp.asarray(p.shift, R.dtype)
+        if neighbor is None:
+            i, j = np.triu_indices(n, k=1)
+            w = jnp.ones(i.shape[0], R.dtype)
+            return jnp.asarray(i, jnp.int32), jnp.asarray(j, jnp.int32), w, jnp.zeros((1, 3), R.dtype)
+        idx = neighbor.idx
+        fmt = getattr(getattr(neighbor, "format", None), "name", "Dense")
+        if fmt == "Dense":  # (N, max_neighbors), padding value N, each pair listed from both ends
+            i = jnp.broadcast_to(jnp.arange(n, dtype=idx.dtype)[:, None], idx.shape).ravel()
+            j = idx.ravel()
+            half = 0.5
+        elif fmt in ("Sparse", "OrderedSparse"):  # (2, capacity), padding value N
+            i, j = idx[0], idx[1]
+            half = 0.5 if fmt == "Sparse" else 1.0
+        else:
+            raise InputError(f"energy_fn(neighbor=...) has an unknown jax-md neighbour list format {fmt!r}")
+        valid = (i < n) & (j < n) & (i != j)
+        w = jnp.where(valid, half, 0.0).astype(R.dtype)
+        i = jnp.where(valid, i, 0)
+        j = jnp.where(valid, j, 0)
+        return i, j, w, jnp.zeros((1, 3), R.dtype)
+
+
+def _check_traced_positions(R, species, call):
+    if R.ndim != 2 or R.shape[-1] != 3:
+        raise InputError(f"{call}: positions must have shape (n_atoms, 3); got {R.shape}")
+    if species is not None and species.shape[0] != R.shape[0]:
+        raise InputError(f"{call}: species has {species.shape[0]} entries but positions have {R.shape[0]} atoms")
+
+
+def _build(potential, box, species, call):
+    from ._api import _check_potential
+
+    _check_potential(potential, call)
+    cell = as_cell(box, call=call)
+    if cell is not None and not isinstance(potential, ElasticNetwork):
+        if potential.max_cutoff is None:
+            raise InputError(f"{call}(box=...) is periodic but the potential ({potential.name}) has no cutoff")
+        check_periodic_cutoff(cell, potential.max_cutoff, call=call)
+    s = None
+    if species is not None:
+        s = np.asarray(species)
+        if s.ndim != 1 or (s.size and not np.issubdtype(s.dtype, np.integer)):
+            raise InputError(f"{call}(species=...) must be a 1-D integer array; got shape {s.shape}, dtype {s.dtype}")
+        S = potential.n_species
+        if s.size and (s.min() < 0 or (S is not None and s.max() >= S)):
+            raise InputError(f"{call}(species=...) values must be in 0..{(S or 1) - 1}; got {sorted(set(s.tolist()))[:8]}")
+        s = s.astype(np.int32)
+    return _PairEnergy(potential, cell if not isinstance(potential, ElasticNetwork) else None, s)
+
+
+def energy_fn(potential, *, box=None, species=None):
+    """A pure, jit-able energy E(R, neighbor=None) whose derivatives use the per-pair kernels.
+
+    Args:
+        potential: an mdhess potential.
+        box: None, edge lengths or a (3, 3) cell (rows are cell vectors). Periodic boxes use the
+            minimum-image convention here, so the cutoff must not exceed half the shortest
+            perpendicular cell width (checked); ``mdhess.energy`` has no such limit.
+        species: (N,) integer species, fixed for the returned function.
+
+    Returns:
+        E(R, neighbor=None, **kwargs) -> scalar energy. Without ``neighbor`` all pairs are summed
+        (O(N^2), with the cutoff applied); with ``neighbor`` (a jax-md ``NeighborList`` in Dense,
+        Sparse or OrderedSparse format, built with a cutoff >= the potential's) only its pairs
+        are. Extra keyword arguments are ignored (jax-md passes some through).
+        ``jax.grad(E)`` is -forces, and its jvp is -H.v, both per pair.
+    """
+    pe = _build(potential, box, species, "energy_fn")
+
+    def E(R, neighbor=None, **kwargs):
+        _check_traced_positions(R, pe.species, "energy_fn")
+        i, j, w, shift = pe.pairs(R, neighbor)
+        return pe.energy(R, i, j, w, shift)
+
+    return E
+
+
+def forces_fn(potential, *, box=None, species=None):
+    """A pure, jit-able F(R, neighbor=None) = -grad E, per pair, whose jvp is -H.v. See energy_fn."""
+    pe = _build(potential, box, species, "forces_fn")
+
+    def F(R, neighbor=None, **kwargs):
+        _check_traced_positions(R, pe.species, "forces_fn")
+        i, j, w, shift = pe.pairs(R, neighbor)
+        return pe.forces(R, i, j, w, shift)
+
+    return F
+
+
+def hessian_of(energy_fn, positions, *, batch_size=None, memory_limit=None, **kwargs):
+    """Hessian of ANY scalar JAX energy, in batches of basis vectors: memory bounded by the batch.
+
+    grad(E) is linearized once; batches of ``batch_size`` unit vectors are pushed through the
+    linear map with vmap and the columns written into the (n, n) output, n = positions.size.
+
+    Args:
+        energy_fn: scalar JAX function E(positions, **kwargs).
+        positions: array of any shape (typically (N, 3)); the Hessian is over its flattened entries.
+        batch_size: tangents per batch (default: chosen so that the batch's temporaries stay within
+            an eighth of the memory limit, at most n).
+        memory_limit: bytes (or '8G'); default $MDHESS_MEMORY_LIMIT or the free device memory.
+        **kwargs: passed to energy_fn (e.g. neighbor=...).
+
+    Returns:
+        (n, n) numpy array (float64 when x64 is enabled).
+
+    Raises:
+        MemoryPlanError: the output plus one batch cannot fit in the limit.
+    """
+    from . import _planner
+
+    R0 = jnp.asarray(positions)
+    if not jnp.issubdtype(R0.dtype, jnp.floating):
+        R0 = R0.astype(jnp.float64 if jax.config.read("jax_enable_x64") else jnp.float32)
+    shape = R0.shape
+    n = int(np.prod(shape))
+    if n == 0:
+        raise InputError(f"hessian_of(positions=...) is empty; got shape {shape}")
+    if not bool(jnp.all(jnp.isfinite(R0))):
+        raise InputError("hessian_of(positions=...) has non-finite entries")
+    if batch_size is not None and (int(batch_size) != batch_size or batch_size < 1):
+        raise InputError(f"hessian_of(batch_size=...) must be a positive integer; got {batch_size!r}")
+
+    def grad_flat(x):
+        return jax.grad(lambda y: energy_fn(y.reshape(shape), **kwargs))(x).ravel()
+
+    x0 = R0.ravel()
+    _, lin = jax.linearize(grad_flat, x0)
+    columns = jax.jit(jax.vmap(lin))
+
+    itemsize = np.dtype(x0.dtype).itemsize
+    out_bytes = n * n * itemsize
+    limit = _planner.memory_limit(memory_limit)
+
+    def plan(b):
+        compiled = columns.lower(jax.ShapeDtypeStruct((b, n), x0.dtype)).compile()
+        return _planner.from_compiled(f"hessian_of(batch_size={b}, n={n})", compiled)
+
+    if batch_size is None:
+        b = min(n, 256)
+        p = plan(b)
+        while b > 1 and p.total_bytes > limit / 8:
+            b = max(1, b // 4)
+            p = plan(b)
+    else:
+        b = min(int(batch_size), n)
+        p = plan(b)
+    total = _planner.MemoryPlan(p.request, p.total_bytes + out_bytes, {**p.parts, "result": out_bytes})
+    _planner.check(total, limit, suggestion="Use a smaller batch_size, or mdhess.hvp for products without H.")
+
+    H = np.empty((n, n), dtype=x0.dtype)
+    eye_rows = jnp.arange(b)
+    for start in range(0, n, b):
+        stop = min(start + b, n)
+        cols = jnp.minimum(start + eye_rows, n - 1)  # last batch padded by repeating a column
+        V = jnp.zeros((b, n), x0.dtype).at[eye_rows, cols].set(1.0)
+        H[:, start:stop] = np.asarray(columns(V))[: stop - start].T
+    return H
