@@ -27,7 +27,14 @@ OTHER_PAGES = {
     "autodiff.md",
 }
 FENCE = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
-LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
+LINK = re.compile(r"\]\(([^)#\s]*)(?:#([^)\s]*))?\)")
+HEADING = re.compile(r"^#+ (.*)$", re.M)
+
+
+def _slugs(text):
+    """GitHub-style anchors of a page's headings (code fences removed first)."""
+    text = re.sub(r"^```.*?^```", "", text, flags=re.S | re.M)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in HEADING.findall(text)}
 
 
 def _blocks():
@@ -62,13 +69,15 @@ def test_potential_page_matches_registry(name):
 
 def test_links_resolve_and_index_links_every_page():
     for page in PAGES:
-        for target in LINK.findall((DOCS / page).read_text()):
+        for target, anchor in LINK.findall((DOCS / page).read_text()):
             if "://" in target:
                 continue
-            path = (DOCS / page).parent / target
+            path = (DOCS / page).parent / target if target else DOCS / page
             rel = str(path.resolve().relative_to(DOCS.resolve()))
             assert path.exists() or rel in OTHER_PAGES, f"docs/{page} links to missing {target}"
-    index = set(LINK.findall((DOCS / "index.md").read_text()))
+            if anchor and path.exists():
+                assert anchor in _slugs(path.read_text()), f"docs/{page} links to missing anchor {target}#{anchor}"
+    index = {t for t, _ in LINK.findall((DOCS / "index.md").read_text())}
     wanted = OTHER_PAGES | {p for p in PAGES if p != "index.md"}
     wanted |= {str(p.relative_to(DOCS)) for p in DOCS.glob("*.md") if p.name != "index.md"}
     missing = sorted(wanted - index)
