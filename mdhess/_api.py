@@ -126,7 +126,7 @@ class _Prepared:
     def _check_coincident_list(self):
         pl = self.pairs
         if pl.n_pairs:
-            r = np.linalg.norm(pl.displacements(self.R), axis=1)
+            r = pl.distances if pl.distances is not None else np.linalg.norm(pl.displacements(self.R), axis=1)
             p = int(np.argmin(r))
             if r[p] <= self._tiny():
                 self._coincident(int(pl.i[p]), int(pl.j[p]), None if pl.shift is None else pl.shift[p])
@@ -301,7 +301,7 @@ def hessian(
         return dense_from_blocks(K, i, j, p.n_atoms)
     n_p = p.pairs.n_pairs
     diag = diagonal_blocks(K, i, j, p.n_atoms)
-    return bsr_from_blocks(np.asarray(K[:n_p]), np.asarray(diag), p.pairs.i, p.pairs.j, p.n_atoms)
+    return bsr_from_blocks(np.asarray(K)[:n_p], np.asarray(diag), p.pairs.i, p.pairs.j, p.n_atoms)
 
 
 def hvp(potential, positions, *, box=None, species=None, store_blocks=True, dtype=None):

@@ -69,18 +69,23 @@ def bsr_from_blocks(K, diag, i, j, n_atoms: int) -> scipy.sparse.bsr_matrix:
     Args:
         K: (p, 3, 3) numpy pair blocks; diag: (N, 3, 3) numpy diagonal blocks.
     """
-    n = n_atoms
-    rows = np.concatenate([i, j, np.arange(n)]).astype(np.int64)
-    cols = np.concatenate([j, i, np.arange(n)]).astype(np.int64)
-    data = np.concatenate([-K, -K, diag])
-    key = rows * n + cols
-    order = np.argsort(key, kind="stable")
-    key, data = key[order], data[order]
-    # duplicates: several images of the same (i, j) in a small periodic cell, or an atom's own image
-    starts = np.flatnonzero(np.concatenate([[True], key[1:] != key[:-1]]))
-    data = np.add.reduceat(data, starts, axis=0)
-    key = key[starts]
-    brow, bcol = key // n, key % n
+    n, p = n_atoms, K.shape[0]
+    i = i.astype(np.int64)
+    j = j.astype(np.int64)
+    a = np.arange(n, dtype=np.int64)
+    # sort the keys only; blocks are gathered once, straight from K and diag
+    key = np.concatenate([i * n + j, j * n + i, a * n + a])
+    order = np.argsort(key)
+    key = key[order]
+    src = np.concatenate([-K, diag])  # off-diagonal blocks are -K
+    pick = np.where(order < 2 * p, order % p, order - p)  # row of src for each sorted entry
+    data = src[pick]
+    dup = key[1:] == key[:-1]
+    if dup.any():  # several images of one (i, j) in a small periodic cell, or an atom's own image
+        starts = np.flatnonzero(np.concatenate([[True], ~dup]))
+        data = np.add.reduceat(data, starts, axis=0)
+        key = key[starts]
+    brow, bcol = np.divmod(key, n)
     indptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(np.bincount(brow, minlength=n), out=indptr[1:])
     M = scipy.sparse.bsr_matrix((data, bcol.astype(np.int32), indptr), shape=(3 * n, 3 * n))

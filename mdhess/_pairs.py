@@ -30,12 +30,14 @@ class PairList:
         i, j: (p,) int32 atom indices.
         shift: (p, 3) float64 Cartesian image shifts, or None in free space.
         n_atoms: N.
+        distances: (p,) pair distances when the enumeration computed them, else None.
     """
 
     i: np.ndarray
     j: np.ndarray
     shift: np.ndarray | None
     n_atoms: int
+    distances: np.ndarray | None = None
 
     @property
     def n_pairs(self) -> int:
@@ -50,7 +52,11 @@ class PairList:
 
     def select(self, keep: np.ndarray) -> "PairList":
         return PairList(
-            self.i[keep], self.j[keep], None if self.shift is None else self.shift[keep], self.n_atoms
+            self.i[keep],
+            self.j[keep],
+            None if self.shift is None else self.shift[keep],
+            self.n_atoms,
+            None if self.distances is None else self.distances[keep],
         )
 
 
@@ -73,14 +79,14 @@ def neighbor_pairs(positions: np.ndarray, cell: np.ndarray | None, cutoff: float
     n = positions.shape[0]
     nl = vesin.NeighborList(cutoff=float(cutoff), full_list=False)
     if cell is None:
-        i, j = nl.compute(points=positions, box=np.zeros((3, 3)), periodic=False, quantities="ij")
+        i, j, r = nl.compute(points=positions, box=np.zeros((3, 3)), periodic=False, quantities="ijd")
         shift = None
     else:
         # Small cells: an atom may pair with several images of another atom, and with its own
         # images (constant energy; their blocks cancel exactly in the diagonal). All are kept.
-        i, j, S = nl.compute(points=positions, box=cell, periodic=True, quantities="ijS")
+        i, j, S, r = nl.compute(points=positions, box=cell, periodic=True, quantities="ijSd")
         shift = S.astype(np.float64) @ cell
-    return PairList(i.astype(np.int32), j.astype(np.int32), shift, n)
+    return PairList(i.astype(np.int32), j.astype(np.int32), shift, n, r)
 
 
 def check_periodic_cutoff(cell: np.ndarray, cutoff: float, *, call: str) -> None:

@@ -125,8 +125,7 @@ class PairPotential:
         pl = neighbor_pairs(positions, cell, self.max_cutoff)
         c = np.asarray(self.cutoff)
         rc = c[species[pl.i], species[pl.j]] if c.ndim == 2 else c
-        r = np.linalg.norm(pl.displacements(positions), axis=1)
-        return pl.select(r < rc)
+        return pl.select(pl.distances < rc)
 
     # -- the effective scalar energy ----------------------------------------------------------
     def phi_eff(self, r, pp: dict):
