@@ -1,0 +1,40 @@
+"""The ``mdhess`` command line: Hessians and normal modes from HDF5 trajectories.
+
+A thin typer layer over library calls; one module per subcommand, heavy imports (h5py, jax
+work, scipy, matplotlib) inside the commands so that ``mdhess --help`` starts fast. Bad input
+exits with code 2 and one line on stderr, never a traceback.
+"""
+
+import sys
+
+import typer
+
+from . import demo, hessian, info, modes, potentials
+
+app = typer.Typer(
+    name="mdhess",
+    help="Exact Hessians and normal modes of pair potentials from HDF5 trajectories (H5MD, MDTraj).",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+for _mod in (hessian, modes, potentials, info, demo):
+    app.command(_mod.NAME, help=_mod.HELP, no_args_is_help=getattr(_mod, "NO_ARGS_IS_HELP", False))(_mod.command)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point (``mdhess``): usage errors are one line on stderr with exit code 2."""
+    try:
+        rv = app(args=argv, prog_name="mdhess", standalone_mode=False)
+    except Exception as exc:  # click's ClickException (UsageError, BadParameter, FileError, ...)
+        if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
+            msg = " ".join(exc.format_message().split())
+            ctx = getattr(exc, "ctx", None)
+            where = ctx.command_path if ctx is not None else "mdhess"
+            typer.echo(f"{where}: error: {msg} (see '{where} --help')", err=True)
+            sys.exit(exc.exit_code)
+        if type(exc).__name__ == "Abort":
+            typer.echo("mdhess: aborted", err=True)
+            sys.exit(1)
+        raise
+    sys.exit(rv if isinstance(rv, int) else 0)

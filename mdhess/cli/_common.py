@@ -1,0 +1,123 @@
+"""Shared CLI plumbing: one-line errors with exit code 2, progress on stderr, frame selections,
+bundled data. Only the standard library and typer are imported here (``mdhess --help`` is fast)."""
+
+import functools
+import os
+import sys
+import time
+from pathlib import Path
+
+import typer
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+def note(msg: str) -> None:
+    """A one-line notice on stderr."""
+    typer.echo(f"mdhess: {msg}", err=True)
+
+
+def fail(msg: str, code: int = EXIT_BAD_INPUT):
+    """Print a one-line error on stderr and exit (2 for bad input)."""
+    line = " ".join(str(msg).split())
+    typer.echo(f"mdhess: error: {line}", err=True)
+    raise typer.Exit(code)
+
+
+def handle_errors(fn):
+    """Turn mdhess's input errors into one line on stderr and exit code 2 (no traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from .._errors import InputError, MemoryPlanError, NonFiniteError
+
+        try:
+            return fn(*args, **kwargs)
+        except (InputError, NonFiniteError, MemoryPlanError) as exc:
+            fail(str(exc))
+        except KeyboardInterrupt:
+            typer.echo("mdhess: interrupted; finished frames are kept, rerun with --resume to continue", err=True)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+
+    return wrapper
+
+
+def parse_frames(text: str | None, n_frames: int) -> list[int]:
+    """Source frame indices selected by "START:STOP:STEP" (Python slice rules) or "K"."""
+    from .._errors import InputError
+
+    if text is None or text.strip() in ("", ":", "::"):
+        return list(range(n_frames))
+    parts = text.split(":")
+    try:
+        if len(parts) == 1:
+            k = int(parts[0])
+            if not -n_frames <= k < n_frames:
+                raise InputError(f"--frames {text!r}: frame {k} is out of range (the input has {n_frames} frames)")
+            return [k % n_frames]
+        if len(parts) > 3:
+            raise ValueError
+        start, stop, step = [int(p) if p.strip() else None for p in parts + [""] * (3 - len(parts))]
+    except ValueError:
+        raise InputError(f"--frames must be START:STOP:STEP or K (integers; any part may be empty); got {text!r}") from None
+    if step == 0:
+        raise InputError(f"--frames step must not be 0; got {text!r}")
+    sel = list(range(n_frames))[slice(start, stop, step)]
+    if not sel:
+        raise InputError(f"--frames {text!r} selects no frames (the input has {n_frames} frames)")
+    return sel
+
+
+class Progress:
+    """Frames done / total with rate and ETA on stderr: a tqdm bar on a terminal, plain lines
+    otherwise, nothing with quiet=True."""
+
+    def __init__(self, total: int, initial: int = 0, *, quiet: bool = False, label: str = "frames"):
+        self.total, self.done, self.quiet, self.label = total, initial, quiet, label
+        self.start, self.initial = time.perf_counter(), initial
+        self.bar = None
+        if not quiet and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=initial, unit="frame", desc=label, file=sys.stderr, dynamic_ncols=True)
+
+    def update(self, info: str = "") -> None:
+        self.done += 1
+        if self.quiet:
+            return
+        if self.bar is not None:
+            self.bar.set_postfix_str(info, refresh=False)
+            self.bar.update(1)
+            return
+        el = time.perf_counter() - self.start
+        n = self.done - self.initial
+        rate = n / el if el > 0 else float("inf")
+        eta = (self.total - self.done) / rate if rate > 0 else 0.0
+        extra = f", {info}" if info else ""
+        typer.echo(f"{self.label}: {self.done}/{self.total} ({rate:.3g} frames/s, ETA {eta:.0f} s{extra})", err=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def bundled_data(name: str) -> Path:
+    """A file shipped with mdhess: in the installed package (mdhess/_data) or the repository's
+    top-level data/ (editable installs and source checkouts)."""
+    from .._errors import InputError
+
+    pkg = Path(__file__).resolve().parents[1]
+    for d in (pkg / "_data", pkg.parent / "data"):
+        if (d / name).is_file():
+            return d / name
+    raise InputError(f"bundled data file {name!r} not found in {pkg / '_data'} or {pkg.parent / 'data'}")
+
+
+def file_size(path) -> str:
+    n = os.path.getsize(path)
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n} B"
