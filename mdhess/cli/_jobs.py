@@ -224,22 +224,29 @@ class _HessianFileSource:
         self.file.close()
 
 
-def _thermo_attrs(modes, temperature) -> dict:
+def _thermo_attrs(modes, temperature, hbar, classical) -> dict:
     """Harmonic thermodynamics of one frame's modes at ``temperature`` as plain attributes."""
+    th = modes.thermodynamics(temperature, quantum=not classical, hbar=hbar)
     out = {}
-    th = modes.thermodynamics(temperature)
-    items = th.items() if isinstance(th, dict) else vars(th).items()
-    for key, val in items:
-        if isinstance(val, (int, float, np.integer, np.floating)) or (np.ndim(val) == 0 and not isinstance(val, str)):
-            out[f"thermo_{key}"] = float(val) if not isinstance(val, (int, np.integer)) else int(val)
+    for key, val in vars(th).items():
+        if isinstance(val, (bool, np.bool_)):
+            out[f"thermo_{key}"] = bool(val)
+        elif isinstance(val, (int, np.integer)):
+            out[f"thermo_{key}"] = int(val)
+        elif isinstance(val, (float, np.floating)):
+            out[f"thermo_{key}"] = float(val)
         elif isinstance(val, str):
             out[f"thermo_{key}"] = val
     return out
 
 
+def _frequency_unit(nm) -> str:
+    return "THz" if nm.units is not None and not nm.units.reduced else "reduced"
+
+
 def run_modes(
-    input, output, *, k=20, potential=None, units=None, temperature=None, plot=None, frames=None, group=None,
-    reference_frame=0, length_scale_override=None, resume=False, overwrite=False, quiet=False,
+    input, output, *, k=20, potential=None, units=None, solver="auto", temperature=None, hbar=None, classical=False, plot=None,
+    frames=None, group=None, reference_frame=0, length_scale_override=None, resume=False, overwrite=False, quiet=False,
 ) -> JobResult:  # fmt: skip
     """Lowest ``k`` normal modes of each selected frame of a trajectory or Hessian file."""
     from .._library import UNIT_SYSTEMS, load_spec
@@ -253,6 +260,8 @@ def run_modes(
         raise InputError(f"--units must be one of {UNIT_SYSTEMS}; got {units!r}")
     if temperature is not None and not (np.isfinite(temperature) and temperature > 0):
         raise InputError(f"--temperature must be a finite number > 0; got {temperature}")
+    if hbar is not None and not (np.isfinite(hbar) and hbar > 0):
+        raise InputError(f"--hbar must be a finite number > 0; got {hbar}")
     if plot is not None and not os.path.isdir(os.path.dirname(os.path.abspath(plot))):
         raise InputError(f"--plot folder {os.path.dirname(os.path.abspath(plot))!r} does not exist")
     with open_hdf5(input, what="input") as f:
@@ -293,7 +302,12 @@ def run_modes(
         if k > 3 * n_atoms:
             raise InputError(f"-k {k} exceeds the number of modes 3N = {3 * n_atoms}")
         sel = parse_frames(frames, n_frames)
-        settings = {**identity, "k": k, "units": units, "temperature": temperature}
+        if temperature is not None and units in (None, "lj") and hbar is None:
+            raise InputError(
+                f"--temperature in reduced units ({units or 'none'}) needs --hbar (hbar in reduced units): "
+                "harmonic free energies and entropies depend on it"
+            )
+        settings = {**identity, "k": k, "units": units, "solver": solver, "temperature": temperature, "hbar": hbar, "classical": classical}
         run = ResultRun(output, "modes", settings, sel, resume=resume, overwrite=overwrite, note=note)
         todo = run.pending()
         if run.already_complete:
@@ -306,14 +320,15 @@ def run_modes(
                 fr = frame(sel[slot])
                 try:
                     nm = normal_modes(
-                        fr["hessian"], fr["masses"], k=k, which="lowest", project="auto", units=units,
+                        fr["hessian"], fr["masses"], k=k, which="lowest", project="auto", units=units, solver=solver,
                         box=fr["box"], positions=fr["positions"],
                     )  # fmt: skip
                 except InputError as exc:
                     raise InputError(f"frame {fr['index']}: {exc}") from None
-                freq_unit = getattr(nm, "frequency_unit", None) or freq_unit
+                freq_unit = _frequency_unit(nm)
+                thermo = {} if temperature is None else _thermo_attrs(nm, temperature, hbar, classical)
 
-                def fill(g, fr=fr, nm=nm):
+                def fill(g, fr=fr, nm=nm, thermo=thermo):
                     from ..io._results import dataset
 
                     _write_frame_common(g, {**fr, "species": fr.get("species")})
@@ -325,8 +340,13 @@ def run_modes(
                     for name in ("n_projected", "n_zero", "n_imaginary"):
                         if hasattr(nm, name):
                             g.attrs[name] = int(getattr(nm, name))
-                    if temperature is not None:
-                        g.attrs.update(_thermo_attrs(nm, temperature))
+                    g.attrs["projected"] = str(nm.projected)
+                    g.attrs["which"] = str(nm.which)
+                    g.attrs["zero_tol"] = float(nm.zero_tol)
+                    g.attrs["scale"] = float(nm.scale)
+                    if "masses" not in g:
+                        g.create_dataset("masses", data=np.asarray(nm.masses, dtype=np.float64))
+                    g.attrs.update(thermo)
 
                 run.write_frame(slot, fill)
                 summary.append({"frame": sel[slot], "seconds": time.perf_counter() - ts})
@@ -342,6 +362,8 @@ def run_modes(
                 "units": units,
                 "frequency_unit": freq_unit or "",
                 "temperature": temperature if temperature is not None else float("nan"),
+                "hbar": hbar if hbar is not None else float("nan"),
+                "classical": bool(classical),
                 "n_atoms": n_atoms,
                 "source_file": os.path.abspath(input),
                 "source_kind": identity["source_kind"],

@@ -15,7 +15,7 @@ Hessians of every frame, then the lowest normal modes, writes both to OUT_DIR (d
 temporary folder) and prints a short summary. Equivalent to
 
   mdhess hessian ka500.h5 --potential kob-andersen --format bsr -o ka500_hessians.h5
-  mdhess modes ka500_hessians.h5 -k 10 -o ka500_modes.h5
+  mdhess modes ka500_hessians.h5 -k 10 --solver shift-invert -o ka500_modes.h5
 """
 
 
@@ -45,14 +45,14 @@ def command(
     hfile, mfile = out / "ka500_hessians.h5", out / "ka500_modes.h5"
     h = run_hessian(str(data), "kob-andersen", hfile, format="bsr", overwrite=True, quiet=quiet)
     typer.echo(f"  Hessians (BSR, float64): {h.n_frames} frames in {h.seconds:.2f} s -> {hfile} ({file_size(hfile)})")
-    m = run_modes(str(hfile), mfile, k=k, overwrite=True, quiet=quiet)
+    m = run_modes(str(hfile), mfile, k=k, solver="shift-invert", overwrite=True, quiet=quiet)
     typer.echo(f"  lowest {k} modes per frame in {m.seconds:.2f} s -> {mfile} ({file_size(mfile)})")
     with ResultFile(mfile, "modes") as r:
         typer.echo(f"  frame  softest frequencies ({r.attrs.get('frequency_unit', '')})           participation ratio of the softest")
         for slot in range(r.n_frames):
             g = r.group(slot)
             f, pr = r.array(g, "frequencies"), r.array(g, "participation_ratio")
-            nz = np.flatnonzero(np.abs(r.array(g, "eigenvalues")) > 1e-8)[:3]
+            nz = np.flatnonzero(f != 0)[:3]  # projected (rigid-body) modes have frequency exactly 0
             typer.echo(f"  {int(r.frame_index[slot]):5d}  {np.array2string(f[nz], precision=4, floatmode='fixed'):40s}  {pr[nz[0]]:.3f}")
     typer.echo(f"done in {time.perf_counter() - t0:.1f} s. Next: mdhess info {mfile}")
     typer.echo(f"  python -c \"import mdhess; print(mdhess.read_hessian('{hfile}', 0))\"")

@@ -27,9 +27,14 @@ def command(
     k: int = typer.Option(20, "-k", "--k", help="Number of lowest modes per frame."),
     potential: Optional[str] = typer.Option(None, "--potential", "-p", help="Named potential or .toml (trajectory input)."),
     units: Optional[str] = typer.Option(None, "--units", help="lj, metal or real (default: the potential's)."),
+    solver: str = typer.Option(
+        "auto", "--solver", help="auto, dense, shift-invert or lobpcg (see mdhess.normal_modes)."
+    ),
     temperature: Optional[float] = typer.Option(
         None, "--temperature", "-T", help="Harmonic thermodynamics at this temperature (K; reduced units for lj)."
     ),
+    hbar: Optional[float] = typer.Option(None, "--hbar", help="hbar in reduced units (lj thermodynamics only)."),
+    classical: bool = typer.Option(False, "--classical", help="Classical instead of quantum oscillators."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write the density of states of the modes found to this PNG."),
     frames: Optional[str] = typer.Option(None, "--frames", help="START:STOP:STEP (Python slice) or one index K."),
     group: Optional[str] = typer.Option(None, "--group", help="H5MD particle group."),
@@ -42,7 +47,8 @@ def command(
     from ._jobs import run_modes
 
     res = run_modes(
-        str(input), output, k=k, potential=potential, units=units, temperature=temperature, plot=plot,
+        str(input), output, k=k, potential=potential, units=units, solver=solver, temperature=temperature, hbar=hbar,
+        classical=classical, plot=plot,
         frames=frames, group=group, reference_frame=reference_frame, length_scale_override=length_scale,
         resume=resume, overwrite=overwrite, quiet=quiet,
     )  # fmt: skip

@@ -18,12 +18,37 @@ from ._writers import write_minimal as write_minimal
 def read_modes(path, frame: int = 0):
     """Read one frame's normal modes from a file written by ``mdhess modes``.
 
-    Returns:
-        A dict with ``eigenvalues`` (m,), ``frequencies`` (m,), ``vectors`` (3N, m, mass-weighted,
-        orthonormal columns), ``displacements`` (3N, m, Cartesian), ``participation_ratio`` (m,),
-        ``units`` and the frame's attributes (``source_frame``, ``solver``, thermodynamics at the
-        requested temperature, ...).
-    """
-    from ._results import read_modes_arrays
+    Args:
+        path: the modes file.
+        frame: position in the file (negative counts from the end); the source frame of each
+            position is in the file's ``frame_index`` dataset.
 
-    return read_modes_arrays(path, frame)
+    Returns:
+        ``mdhess.NormalModes`` as ``mdhess.normal_modes`` returned it: eigenvalues (m,),
+        vectors (3N, m) mass-weighted, masses, units, solver, positions and box of the frame;
+        frequencies, displacements, participation ratios, thermodynamics() and plot_dos()
+        work as on the original.
+    """
+    from .._nma import NormalModes
+    from .._units import unit_system
+    from ._results import ResultFile
+
+    with ResultFile(path, "modes") as r:
+        g = r.group(frame)
+        a = dict(g.attrs)
+        units = r.json_attr("units")
+        return NormalModes(
+            eigenvalues=r.array(g, "eigenvalues"),
+            vectors=r.array(g, "vectors"),
+            masses=r.array(g, "masses"),
+            units=unit_system(units) if units else None,
+            solver=str(a.get("solver", "")),
+            n_projected=int(a.get("n_projected", 0)),
+            projected=str(a.get("projected", "")),
+            zero_tol=float(a.get("zero_tol", 1e-8)),
+            scale=float(a.get("scale", 1.0)),
+            positions=r.array(g, "positions"),
+            box=r.array(g, "box"),
+            which=str(a.get("which", "lowest")),
+            info={"source_frame": int(a.get("source_frame", -1))},
+        )

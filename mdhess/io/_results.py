@@ -139,6 +139,11 @@ class ResultRun:
             return []
         return [s for s in range(len(self.source_frames)) if not self.shard(s).exists()]
 
+    def discard_if_empty(self) -> None:
+        """Remove OUTPUT.partial when no frame was finished (a run that failed on its first frame)."""
+        if not self.already_complete and self.work.exists() and not any(self.work.glob("frame-*.h5")):
+            shutil.rmtree(self.work, ignore_errors=True)
+
     def write_frame(self, slot: int, fill) -> None:
         """Write slot ``slot``: ``fill(group)`` fills an h5py group; the shard appears atomically."""
         import h5py
