@@ -34,15 +34,15 @@ METHODS = ("pair", "ad")
 
 
 # -- input checks -------------------------------------------------------------------------------
-def _check_positions(positions, *, call: str, name: str = "positions") -> np.ndarray:
+def _check_positions(positions, *, call: str, name: str = "positions", min_atoms: int = 2) -> np.ndarray:
     try:
         R = np.asarray(positions, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise InputError(f"{call}({name}=...) must be a numeric (n_atoms, 3) array; got {type(positions).__name__}") from exc
     if R.ndim != 2 or R.shape[1] != 3:
         raise InputError(f"{call}({name}=...) expects shape (n_atoms, 3); got {R.shape}")
-    if R.shape[0] < 2:
-        raise InputError(f"{call}({name}=...) needs at least 2 atoms; got {R.shape[0]}")
+    if R.shape[0] < min_atoms:
+        raise InputError(f"{call}({name}=...) needs at least {min_atoms} atom(s); got {R.shape[0]}")
     bad = ~np.all(np.isfinite(R), axis=1)
     if bad.any():
         a = int(np.argmax(bad))
@@ -88,8 +88,9 @@ class _Prepared:
         _check_potential(potential, call)
         self.potential = potential
         self.call = call
-        self.R = _check_positions(positions, call=call)
         self.cell = as_cell(box, call=call)
+        # a periodic cell may hold one atom (it interacts with its own images)
+        self.R = _check_positions(positions, call=call, min_atoms=1 if self.cell is not None else 2)
         self.species = _check_species(species, self.R.shape[0], potential, call=call)
         self.n_atoms = self.R.shape[0]
         # free space, no cutoff: every pair interacts; the dense layout never needs the list

@@ -12,6 +12,7 @@ import numpy as np
 import scipy.sparse
 
 from ._blocks import grid_blocks_layout, pair_block_apply
+from ._errors import InputError
 
 
 def diagonal_blocks(K, i, j, n_atoms: int):
@@ -130,7 +131,7 @@ class HessianOperator:
         v = jnp.asarray(v, dtype=self.dtype)
         n3 = 3 * self.n_atoms
         if v.ndim not in (1, 2) or v.shape[0] != n3:
-            raise ValueError(f"HessianOperator @ v expects v of shape ({n3},) or ({n3}, k); got {v.shape}")
+            raise InputError(f"HessianOperator @ v expects v of shape ({n3},) or ({n3}, k); got {v.shape}")
         out = self._apply(v.reshape((self.n_atoms, 3) + v.shape[1:]))
         return out.reshape(v.shape)
 
