@@ -12,7 +12,7 @@ import pytest
 import mdhess
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
-PAGES = ["index.md", "api.md", "pairs.md"] + sorted(
+PAGES = ["index.md", "api.md", "pairs.md", "autodiff.md"] + sorted(
     str(p.relative_to(DOCS)) for p in (DOCS / "potentials").glob("*.md")
 )
 # Pages of docs/ written alongside these ones; links to them are allowed before they exist.
