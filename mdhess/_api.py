@@ -21,6 +21,7 @@ from ._assemble import (
     dense_from_blocks,
     diagonal_blocks,
     row_block_size,
+    to_component_major,
 )
 from ._blocks import pair_blocks, pair_energies, pair_gradients
 from ._elastic import ElasticNetwork
@@ -31,6 +32,7 @@ from ._potential import PairPotential
 
 FORMATS = ("dense", "bsr")
 METHODS = ("pair", "ad")
+LAYOUTS = ("interleaved", "component")
 
 
 # -- input checks -------------------------------------------------------------------------------
@@ -240,7 +242,16 @@ def forces(potential, positions, *, box=None, species=None):
 
 
 def hessian(
-    potential, positions, *, box=None, species=None, format="dense", method="pair", dtype=None, memory_limit=None
+    potential,
+    positions,
+    *,
+    box=None,
+    species=None,
+    format="dense",
+    method="pair",
+    dtype=None,
+    memory_limit=None,
+    layout="interleaved",
 ):
     """Hessian d2E/dR2 of a pair energy, (3N, 3N), row/column index 3*i + a.
 
@@ -254,6 +265,10 @@ def hessian(
         memory_limit: bytes (or a string such as "8G") the request may use; default
             $MDHESS_MEMORY_LIMIT or the memory free on the device. Requests estimated above it are
             refused before anything is allocated.
+        layout: dense only. "interleaved" (default): row 3*i + a. "component": row a*N + i, a
+            symmetric permutation of the same matrix (same eigenvalues; eigenvector entries
+            permuted the same way) whose rows are written with unit stride over atoms, faster to
+            build for all-pair systems.
 
     Returns:
         The Hessian in energy / length^2 units.
@@ -269,6 +284,11 @@ def hessian(
         raise InputError(f"hessian(format=...) must be one of {FORMATS}; got {format!r}")
     if method not in METHODS:
         raise InputError(f"hessian(method=...) must be one of {METHODS}; got {method!r}")
+    if layout not in LAYOUTS:
+        raise InputError(f"hessian(layout=...) must be one of {LAYOUTS}; got {layout!r}")
+    if layout != "interleaved" and format != "dense":
+        raise InputError(f"hessian(layout={layout!r}) applies to format='dense' only; got format={format!r}")
+    component = layout == "component"
     dt = _resolve_dtype(dtype, "hessian")
     p = _Prepared(potential, positions, box, species, "hessian")
     suggestion = (
@@ -285,12 +305,14 @@ def hessian(
             import scipy.sparse
 
             return scipy.sparse.bsr_matrix(np.asarray(H), blocksize=(3, 3))
-        return H
+        return to_component_major(H) if component else H
     n_pairs = p.n_atoms * (p.n_atoms - 1) // 2 if p.all_pairs else p.pairs.n_pairs
     _planner.check(_planner.estimate_memory(p.n_atoms, n_pairs, format=format, dtype=dt), memory_limit, suggestion=suggestion)
     if format == "dense" and p.all_pairs:
         pot = _cast_potential(p.potential, dt)
-        H = dense_all_pairs(pot, jnp.asarray(p.R, dt), jnp.asarray(p.species), block=row_block_size(p.n_atoms))
+        H = dense_all_pairs(
+            pot, jnp.asarray(p.R, dt), jnp.asarray(p.species), block=row_block_size(p.n_atoms), component_major=component
+        )
         if not bool(jnp.all(jnp.isfinite(jnp.diagonal(H)))):  # a non-finite block reaches its diagonal block
             _raise_nonfinite("hessian", "pair blocks")
         return H
@@ -299,7 +321,8 @@ def hessian(
     if not bool(ok):
         _raise_nonfinite("hessian", "pair blocks")
     if format == "dense":
-        return dense_from_blocks(K, i, j, p.n_atoms)
+        H = dense_from_blocks(K, i, j, p.n_atoms)
+        return to_component_major(H) if component else H
     n_p = p.pairs.n_pairs
     diag = diagonal_blocks(K, i, j, p.n_atoms)
     return bsr_from_blocks(np.asarray(K)[:n_p], np.asarray(diag), p.pairs.i, p.pairs.j, p.n_atoms)

@@ -36,13 +36,14 @@ def row_block_size(n_atoms: int, target_elements: int = 1 << 16) -> int:
     return int(max(1, min(n_atoms, target_elements // max(n_atoms, 1))))
 
 
-@partial(jax.jit, static_argnames=("block",))
-def dense_all_pairs(potential, R, species, block: int):
+@partial(jax.jit, static_argnames=("block", "component_major"))
+def dense_all_pairs(potential, R, species, block: int, component_major: bool = False):
     """Dense (3N, 3N) Hessian over ALL pairs (free space, no cutoff list), row block by row block.
 
     Each block of B atoms computes its (B, N) pair coefficients and writes its 3B rows straight
     into the output with dynamic_update_slice; the last block is shifted back to end at N (its
     overlap is rewritten with identical values), so no padding or copy of the output is needed.
+    ``component_major`` writes row a*N + i, column b*N + j instead of 3i + a, 3j + b.
     """
     n = R.shape[0]
     B = block
@@ -58,10 +59,21 @@ def dense_all_pairs(potential, R, species, block: int):
         pp = potential.pair_params(
             jnp.broadcast_to(si[:, None], (B, n)), jnp.broadcast_to(species[None, :], (B, n))
         )
-        blk = grid_blocks_layout(potential.phi_eff, d, pp, rows, cols)
-        return jax.lax.dynamic_update_slice(H, blk, (3 * a, 0))
+        blk = grid_blocks_layout(potential.phi_eff, d, pp, rows, cols, component_major)
+        if not component_major:
+            return jax.lax.dynamic_update_slice(H, blk, (3 * a, 0))
+        for c in range(3):
+            H = jax.lax.dynamic_update_slice(H, blk[c], (c * n + a, 0))
+        return H
 
     return jax.lax.fori_loop(0, n_blocks, body, jnp.zeros((3 * n, 3 * n), R.dtype))
+
+
+@jax.jit
+def to_component_major(H):
+    """Symmetric permutation (3i + a) -> (a N + i) of a dense Hessian (same eigenvalues)."""
+    n = H.shape[0] // 3
+    return H.reshape(n, 3, n, 3).transpose(1, 0, 3, 2).reshape(3 * n, 3 * n)
 
 
 def bsr_from_blocks(K, diag, i, j, n_atoms: int) -> scipy.sparse.bsr_matrix:

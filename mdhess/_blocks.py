@@ -94,7 +94,7 @@ def pair_block_apply(phi_eff, d, pp, w, mask=None):
     return _masked(out, mask)
 
 
-def grid_blocks_layout(phi_eff, d, pp, row_index, col_index):
+def grid_blocks_layout(phi_eff, d, pp, row_index, col_index, component_major: bool = False):
     """One row block of the dense Hessian written in the output's own (3i+a, 3j+b) index space.
 
     Args:
@@ -105,6 +105,8 @@ def grid_blocks_layout(phi_eff, d, pp, row_index, col_index):
     Returns:
         (3B, 3N) rows of H: -K_ij off the diagonal, sum_j K_ij on it (a row reduction of the
         same blocks). No einsum and no scatter; measured variants are in docs/benchmarks.md.
+        With ``component_major``: (3, B, 3N), where [a, b, c*N + j] = H[3 i_b + a, 3 j + c]
+        (rows a*N + i_b of the component-major layout).
     """
     eq = row_index[:, None] == col_index[None, :]
     r2 = jnp.where(eq, 1.0, jnp.sum(d * d, axis=-1))
@@ -119,6 +121,8 @@ def grid_blocks_layout(phi_eff, d, pp, row_index, col_index):
     diag = jnp.sum(K, axis=1)  # (B, 3, 3), a row reduction fused with the block computation
     out = jnp.where(eq[..., None, None], diag[:, None], -K)
     B, N = eq.shape
+    if component_major:  # (B, N, 3, 3) -> (3, B, 3, N): the innermost axis runs over atoms j
+        return jnp.transpose(out, (2, 0, 3, 1)).reshape(3, B, 3 * N)
     # (B, N, 3, 3) -> (B, 3, N, 3): XLA fuses this transpose into the write of the output rows
     out = jnp.swapaxes(out, 1, 2)
     return out.reshape(3 * B, 3 * N)

@@ -273,3 +273,17 @@ def test_potential_is_a_pytree_differentiable_in_parameters():
     de = jax.grad(lambda p: _plain_energy(p, *args[1:-1]))(pot)
     # dE/d epsilon = E / epsilon for LJ
     assert abs(float(de.params["epsilon"]) - mdhess.energy(pot, R)) <= 1e-10 * abs(mdhess.energy(pot, R))
+
+
+@pytest.mark.parametrize("geometry", ["free", "orthorhombic"])
+def test_component_major_layout_is_the_symmetric_permutation(geometry):
+    R, box, rc = structure(geometry)
+    pot = mdhess.lennard_jones(cutoff=rc)
+    n = len(R)
+    Hi = np.asarray(mdhess.hessian(pot, R, box=box))
+    Hc = np.asarray(mdhess.hessian(pot, R, box=box, layout="component"))
+    perm = (np.arange(3)[:, None] + 3 * np.arange(n)[None, :]).ravel()  # row a*N + i <- row 3i + a
+    assert np.array_equal(Hc, Hi[np.ix_(perm, perm)])
+    assert np.allclose(np.linalg.eigvalsh(Hc), np.linalg.eigvalsh(Hi), rtol=0, atol=1e-10 * np.abs(Hi).max())
+    with pytest.raises(mdhess.InputError, match="layout"):
+        mdhess.hessian(pot, R, box=box, layout="component", format="bsr")
