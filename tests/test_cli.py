@@ -112,8 +112,10 @@ def test_modes_cli_equals_library(tmp_path, capsys):
                 assert nm.info["source_frame"] == k
                 # eigenvalues of the same matrix by different solvers: 1e-10 relative (solver tolerance)
                 np.testing.assert_allclose(nm.eigenvalues, ref.eigenvalues, rtol=1e-9, atol=1e-10)
-                P, Q = nm.vectors @ nm.vectors.T, ref.vectors @ ref.vectors.T  # subspace projectors
-                assert np.linalg.norm(P - Q) <= 1e-6
+                # subspace projectors: eigenvalues converged to ~1e-10 relative give vectors to about
+                # sqrt(1e-10 lambda / gap) ~ 1e-5 (LOBPCG); 1e-4 leaves margin, a wrong mode gives ~1
+                P, Q = nm.vectors @ nm.vectors.T, ref.vectors @ ref.vectors.T
+                assert np.linalg.norm(P - Q) <= 1e-4
             th = ref.thermodynamics(0.3, hbar=0.05)
             with h5py.File(mfile) as f:
                 a = f[f"frames/{k:06d}"].attrs
