@@ -275,3 +275,29 @@ def test_subprocess_error_is_one_line_and_help_is_light(tmp_path):
     res = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and "--potential" in res.stdout
     assert res.stdout.strip().splitlines()[-1] == "[]"  # --help imports no I/O, plotting or neighbour-list code
+
+
+@pytest.mark.slow
+def test_demo_from_a_non_editable_install(tmp_path):
+    """Build the wheel, install it (no deps, into a fresh venv that sees this one's packages) and run
+    `mdhess demo` from a folder outside the repository: potentials and data come from the wheel."""
+    pytest.importorskip("hatchling")
+    subprocess.run([sys.executable, "-m", "hatchling", "build", "-t", "wheel", "-d", str(tmp_path / "dist")],
+                   cwd=REPO, check=True, capture_output=True)  # fmt: skip
+    (whl,) = (tmp_path / "dist").glob("*.whl")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    py = venv / "bin" / "python"
+    import site
+
+    sp = subprocess.run([str(py), "-c", "import site; print(site.getsitepackages()[0])"], capture_output=True, text=True)
+    # the test environment's packages (jax, h5py, ...) after the venv's own, so the wheel's mdhess wins
+    (Path(sp.stdout.strip()) / "test_env.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(whl)], check=True)
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    res = subprocess.run([str(venv / "bin" / "mdhess"), "demo", "--out-dir", str(work / "out"), "-q"], cwd=work,
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert "site-packages/mdhess/_data/ka500.h5" in res.stdout
+    assert (work / "out" / "ka500_modes.h5").is_file()

@@ -229,3 +229,4 @@ def test_wheel_ships_potentials(tmp_path):
     names = set(zipfile.ZipFile(whl).namelist())
     for p in (REPO / "potentials").glob("*.toml"):
         assert f"mdhess/_potentials/{p.name}" in names
+    assert "mdhess/_data/ka500.h5" in names  # mdhess demo's input, for non-editable installs
