@@ -13,6 +13,7 @@ from ._common import Progress, note, parse_frames
 
 FORMATS = ("dense", "bsr")
 DTYPES = ("float64", "float32")
+COMPRESSIONS = ("auto", "gzip", "none")
 
 
 @dataclass
@@ -81,21 +82,25 @@ def _write_frame_common(g, fr):
         dataset(g, "masses", fr["masses"])
 
 
-def _write_hessian(g, H):
+def _write_hessian(g, H, compression="auto"):
+    """Dense Hessians and index arrays are gzip-compressed; BSR block values only with
+    compression="gzip" (they are dense floats: measured 15% smaller for 4x the compute time)."""
     import scipy.sparse
 
     from ..io._results import dataset
+
+    on = compression != "none"
 
     if scipy.sparse.issparse(H):
         h = g.create_group("hessian")
         h.attrs["format"] = "bsr"
         h.attrs["shape"] = np.asarray(H.shape, dtype=np.int64)
         h.attrs["blocksize"] = np.asarray(H.blocksize, dtype=np.int64)
-        dataset(h, "data", H.data)
-        dataset(h, "indices", H.indices)
-        dataset(h, "indptr", H.indptr)
+        dataset(h, "data", H.data, compress=compression == "gzip")
+        dataset(h, "indices", H.indices, compress=on)
+        dataset(h, "indptr", H.indptr, compress=on)
     else:
-        dataset(g, "hessian", np.asarray(H))
+        dataset(g, "hessian", np.asarray(H), compress=on)
 
 
 def _frame_error(k, exc):
@@ -114,7 +119,7 @@ def compute_hessian(source, fr, fmt, dtype):
 
 
 def run_hessian(
-    input, potential, output, *, frames=None, format="dense", dtype="float64", group=None, resume=False,
+    input, potential, output, *, frames=None, format="dense", dtype="float64", compression="auto", group=None, resume=False,
     overwrite=False, reference_frame=0, length_scale_override=None, quiet=False,
 ) -> JobResult:  # fmt: skip
     """Hessians of the selected frames of a trajectory, written to ``output``."""
@@ -125,6 +130,8 @@ def run_hessian(
         raise InputError(f"--format must be one of {FORMATS}; got {format!r}")
     if dtype not in DTYPES:
         raise InputError(f"--dtype must be one of {DTYPES}; got {dtype!r}")
+    if compression not in COMPRESSIONS:
+        raise InputError(f"--compression must be one of {COMPRESSIONS}; got {compression!r}")
     spec = load_spec(potential)
     t0 = time.perf_counter()
     with read_trajectory(input, group=group) as traj:
@@ -139,6 +146,7 @@ def run_hessian(
             "potential_resolved": source.potential.describe(),
             "format": format,
             "dtype": dtype,
+            "compression": compression,
             "length_scale": scale,
             "reference_frame": reference_frame if spec.needs_reference else None,
         }
@@ -158,7 +166,7 @@ def run_hessian(
 
                 def fill(g, fr=fr, H=H):
                     _write_frame_common(g, fr)
-                    _write_hessian(g, H)
+                    _write_hessian(g, H, compression)
 
                 run.write_frame(slot, fill)
                 dt = time.perf_counter() - ts

@@ -27,6 +27,9 @@ def command(
     frames: Optional[str] = typer.Option(None, "--frames", help="START:STOP:STEP (Python slice) or one index K."),
     format: str = typer.Option("dense", "--format", help="dense (3N, 3N) or bsr (3x3 block sparse)."),
     dtype: str = typer.Option("float64", "--dtype", help="float64 or float32."),
+    compression: str = typer.Option(
+        "auto", "--compression", help="auto (gzip where it pays: dense Hessians, indices), gzip or none."
+    ),
     group: Optional[str] = typer.Option(None, "--group", help="H5MD particle group (default: the only one, or 'all')."),
     reference_frame: int = typer.Option(
         0, "--reference-frame", help="Elastic networks: input frame whose pairs within the cutoff become springs."
@@ -41,7 +44,7 @@ def command(
     from ._jobs import run_hessian
 
     res = run_hessian(
-        str(input), potential, output, frames=frames, format=format, dtype=dtype, group=group, resume=resume,
+        str(input), potential, output, frames=frames, format=format, dtype=dtype, compression=compression, group=group, resume=resume,
         overwrite=overwrite, reference_frame=reference_frame, length_scale_override=length_scale, quiet=quiet,
     )  # fmt: skip
     if not quiet:

@@ -1,0 +1,157 @@
+"""Trajectory to BSR Hessians: `mdhess hessian` vs a loop calling matscipy per frame, one run.
+
+    python benchmarks/bench_cli.py                 # 100 frames of a 2000-atom Kob-Andersen glass
+    python benchmarks/bench_cli.py --frames 20     # quicker
+
+Input: the bundled 500-atom KA glass (data/ka500.h5) tiled 2 x 2 x 1 (2000 atoms, density 1.2),
+each of its 10 frames perturbed by 10 random displacements (sd 0.01): 100 frames, written as an
+H5MD file. Both sides read the frames from that file and write one compressed BSR Hessian per frame
+with the same HDF5 dataset settings, so the ratio compares like with like:
+
+- mdhess: ``mdhess hessian IN -p kob-andersen --format bsr -o OUT`` run as a subprocess
+  (interpreter start-up, JAX compilation and crash-safe output included), and the same job
+  in-process (``run_hessian``, warm) to separate start-up from steady state;
+- matscipy: ``PairPotential({...: LennardJonesCut}).get_hessian(atoms, format="sparse")`` per
+  frame on an ASE ``Atoms``, converted to BSR (3, 3), written the same way.
+
+Frame 0 is compared between the two (relative Frobenius difference, must be <= 1e-10). A
+second table times the Hessians alone (no file written), to separate compute from I/O.
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def make_input(path: Path, n_frames: int) -> None:
+    import mdhess
+    from mdhess.io import write_h5md
+
+    with mdhess.read_trajectory(REPO / "data" / "ka500.h5") as t:
+        base = [t[k] for k in range(t.n_frames)]
+    L = base[0].box[0, 0]
+    shifts = np.array([[0, 0, 0], [L, 0, 0], [0, L, 0], [L, L, 0]])
+    rng = np.random.default_rng(0)
+    frames = []
+    for f in range(n_frames):
+        b = base[f % len(base)]
+        R = np.concatenate([b.positions + s for s in shifts])
+        frames.append(R + rng.normal(0.0, 0.01, R.shape))
+    species = np.tile(base[0].species, 4)
+    write_h5md(path, np.stack(frames), box=np.array([2 * L, 2 * L, L]), species=species)
+
+
+def matscipy_loop(src: Path, out: Path) -> float:
+    import ase
+    import h5py
+    import scipy.sparse
+    from matscipy.calculators.pair_potential import LennardJonesCut, PairPotential
+
+    from mdhess.io._results import dataset
+
+    sig = {(1, 1): 1.0, (1, 2): 0.8, (2, 2): 0.88}
+    eps = {(1, 1): 1.0, (1, 2): 1.5, (2, 2): 0.5}
+    calc = PairPotential({k: LennardJonesCut(epsilon=eps[k], sigma=sig[k], cutoff=2.5 * sig[k]) for k in sig})
+    t0 = time.perf_counter()
+    with h5py.File(src, "r") as f, h5py.File(out, "w") as g:
+        pos = f["particles/all/position/value"]
+        box = f["particles/all/box/edges/value"]
+        numbers = f["particles/all/species"][()] + 1
+        for k in range(pos.shape[0]):
+            atoms = ase.Atoms(numbers=numbers, positions=pos[k], cell=box[k], pbc=True)
+            H = scipy.sparse.bsr_matrix(calc.get_hessian(atoms, format="sparse"), blocksize=(3, 3))
+            grp = g.create_group(f"frames/{k:06d}/hessian")
+            dataset(grp, "data", H.data, compress=False)  # as mdhess's --compression auto
+            dataset(grp, "indices", H.indices)
+            dataset(grp, "indptr", H.indptr)
+    return time.perf_counter() - t0
+
+
+def compute_only(src: Path):
+    """(mdhess seconds, matscipy seconds): Hessians of every frame, no output written."""
+    import ase
+    import h5py
+    from matscipy.calculators.pair_potential import LennardJonesCut, PairPotential
+
+    import mdhess
+
+    sig = {(1, 1): 1.0, (1, 2): 0.8, (2, 2): 0.88}
+    eps = {(1, 1): 1.0, (1, 2): 1.5, (2, 2): 0.5}
+    calc = PairPotential({k: LennardJonesCut(epsilon=eps[k], sigma=sig[k], cutoff=2.5 * sig[k]) for k in sig})
+    pot = mdhess.load_potential("kob-andersen")
+    with h5py.File(src, "r") as f:
+        pos = f["particles/all/position/value"][()]
+        box = f["particles/all/box/edges/value"][()]
+        species = f["particles/all/species"][()]
+    mdhess.hessian(pot, pos[0], box=box[0], species=species, format="bsr")  # compile
+    t0 = time.perf_counter()
+    for k in range(len(pos)):
+        mdhess.hessian(pot, pos[k], box=box[k], species=species, format="bsr")
+    t_md = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for k in range(len(pos)):
+        atoms = ase.Atoms(numbers=species + 1, positions=pos[k], cell=box[k], pbc=True)
+        calc.get_hessian(atoms, format="sparse")
+    return t_md, time.perf_counter() - t0
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--frames", type=int, default=100)
+    args = ap.parse_args(argv)
+    import mdhess
+    from mdhess.cli._jobs import run_hessian
+
+    with tempfile.TemporaryDirectory(prefix="mdhess-bench-") as tmp:
+        tmp = Path(tmp)
+        src = tmp / "ka2000.h5"
+        make_input(src, args.frames)
+        n = args.frames
+        print(f"input: {n} frames of 2000 atoms (KA glass, density 1.2), BSR output, float64; {os.cpu_count()} CPUs")
+
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "mdhess.cli", "hessian", str(src), "-p", "kob-andersen", "--format", "bsr",
+                        "-o", str(tmp / "cli.h5"), "-q"], cwd=REPO, check=True)  # fmt: skip
+        t_cli = time.perf_counter() - t0
+
+        run_hessian(str(src), "kob-andersen", tmp / "warm.h5", frames="0", format="bsr", overwrite=True, quiet=True)
+        res = run_hessian(str(src), "kob-andersen", tmp / "warm.h5", format="bsr", overwrite=True, quiet=True)
+        t_warm = res.seconds  # compiled by the one-frame call above
+
+        t_ms = matscipy_loop(src, tmp / "matscipy.h5")
+        c_md, c_ms = compute_only(src)
+
+        import h5py
+        import scipy.sparse
+
+        with h5py.File(tmp / "matscipy.h5") as g:
+            h = g["frames/000000/hessian"]
+            Hm = scipy.sparse.bsr_matrix((h["data"][()], h["indices"][()], h["indptr"][()]), shape=(6000, 6000))
+        Hc = mdhess.read_hessian(tmp / "cli.h5", 0)
+        rel = scipy.sparse.linalg.norm(Hc - Hm) / scipy.sparse.linalg.norm(Hm)
+        print(f"frame 0, mdhess vs matscipy: relative Frobenius difference {rel:.1e}")
+        assert rel <= 1e-10, rel
+        rows = [
+            ("mdhess hessian (CLI subprocess, cold start)", t_cli),
+            ("mdhess run_hessian (in-process, warm)", t_warm),
+            ("matscipy get_hessian loop", t_ms),
+        ]
+        print(f"{'':46s} {'seconds':>9s} {'frames/s':>9s} {'speed-up vs matscipy':>21s}")
+        for name, t in rows:
+            print(f"{name:46s} {t:9.2f} {n / t:9.2f} {t_ms / t:20.1f}x")
+        print("compute only (no file written):")
+        print(f"{'mdhess.hessian(format=bsr) loop':46s} {c_md:9.2f} {n / c_md:9.2f} {c_ms / c_md:20.1f}x")
+        print(f"{'matscipy get_hessian loop':46s} {c_ms:9.2f} {n / c_ms:9.2f} {1.0:20.1f}x")
+
+
+if __name__ == "__main__":
+    main()
