@@ -253,6 +253,8 @@ def parse_potential(doc: dict, src: str, default_name: str) -> PotentialSpec:
         raise InputError(f"{src}: [cutoff] must be a table; got {cut_doc!r}")
     _check_keys(cut_doc, CUTOFF_KEYS, f"{src}: [cutoff]")
     cutoff = switch = None
+    if kernel == "soft_sphere" and not cut_doc:
+        cut_doc = {"radius": 1.0, "scale_by": "sigma"}  # as mdhess.soft_sphere: the range is sigma
     if kernel == ELASTIC:
         bad = set(cut_doc) - {"radius"}
         if bad:

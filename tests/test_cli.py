@@ -301,3 +301,14 @@ def test_demo_from_a_non_editable_install(tmp_path):
     assert res.returncode == 0, res.stderr
     assert "site-packages/mdhess/_data/ka500.h5" in res.stdout
     assert (work / "out" / "ka500_modes.h5").is_file()
+
+
+@pytest.mark.parametrize("page", ["cli.md", "file-formats.md"])
+def test_doc_examples_run(page):
+    import re
+
+    text = (REPO / "docs" / page).read_text()
+    blocks = re.findall(r"^```python\n(.*?)^```", text, re.S | re.M)
+    assert blocks
+    for code in blocks:
+        exec(compile(code, f"docs/{page}", "exec"), {"__name__": "__docs__"})

@@ -98,6 +98,13 @@ def test_soft_spheres_closed_form(name, alpha):
             assert abs(mdhess.energy(pot, R, species=[a, b]) - ref) <= 1e-15
 
 
+def test_soft_sphere_without_cutoff_ends_at_sigma(tmp_path):
+    p = tmp_path / "s.toml"
+    p.write_text('kernel = "soft_sphere"\nunits = "lj"\nreference = "x"\n[parameters]\nsigma = 1.3\n')
+    pot = mdhess.load_potential(str(p))
+    assert pot.describe() == mdhess.soft_sphere(sigma=1.3).describe()  # the constructor's convention
+
+
 def test_calpha_anm_matches_prody():
     prody = pytest.importorskip("prody")
     rng = np.random.default_rng(3)
