@@ -312,3 +312,48 @@ def test_doc_examples_run(page):
     assert blocks
     for code in blocks:
         exec(compile(code, f"docs/{page}", "exec"), {"__name__": "__docs__"})
+
+
+def test_elastic_network_reference_frame(tmp_path, capsys):
+    rng = np.random.default_rng(5)
+    steps = rng.normal(size=(40, 3))
+    R0 = np.cumsum(3.8 * steps / np.linalg.norm(steps, axis=1, keepdims=True), axis=0)
+    R = np.stack([R0 + rng.normal(0, 0.3, R0.shape) for _ in range(3)])  # frames 0..2 (Angstrom)
+    src = tmp_path / "ca.h5"
+    io.write_minimal(src, R)
+    out = tmp_path / "anm.h5"
+    code, _, err = run_main(["hessian", src, "-p", "calpha-anm", "--reference-frame", "1", "-o", out, "-q"], capsys)
+    assert code == 0, err
+    net = mdhess.load_potential("calpha-anm", positions=R[1])  # springs and rest lengths of frame 1
+    for k in range(3):
+        np.testing.assert_array_equal(mdhess.read_hessian(out, k), np.asarray(mdhess.hessian(net, R[k])))
+    code, _, err = run_main(["hessian", src, "-p", "calpha-anm", "--reference-frame", "7", "-o", tmp_path / "x.h5", "-q"], capsys)
+    assert code == 2 and "frame 7 is out of range" in err
+
+
+def test_length_units_are_converted_for_physical_potentials(tmp_path, capsys):
+    ase_build = pytest.importorskip("ase.build")
+    atoms = ase_build.bulk("Ar", "fcc", a=5.26, cubic=True).repeat((3, 3, 3))
+    atoms.rattle(0.05, seed=2)
+    R_nm = np.stack([atoms.positions, atoms.positions[::-1]]) / 10.0
+    src = tmp_path / "ar_nm.h5"
+    io.write_h5md(src, R_nm, box=atoms.cell[:] / 10.0, unit="nm")
+    out = tmp_path / "h.h5"
+    assert run_main(["hessian", src, "-p", "argon", "-o", out, "-q"], capsys)[0] == 0
+    ref = np.asarray(mdhess.hessian(mdhess.load_potential("argon"), R_nm[1] * 10.0, box=atoms.cell[:]))
+    np.testing.assert_allclose(mdhess.read_hessian(out, 1), ref, rtol=0, atol=1e-12 * np.abs(ref).max())  # x10 rounding
+    with io.ResultFile(out) as r:
+        assert r.attrs["length_scale"] == 10.0
+    with h5py.File(src, "a") as f:
+        f["particles/all/position/value"].attrs["unit"] = "furlong"
+        f["particles/all/box/edges/value"].attrs["unit"] = "furlong"
+    code, _, err = run_main(["hessian", src, "-p", "argon", "-o", tmp_path / "f.h5", "-q"], capsys)
+    assert code == 2 and "unit 'furlong' is not recognised; pass --length-scale" in err
+    assert run_main(["hessian", src, "-p", "argon", "--length-scale", "10", "-o", tmp_path / "f.h5", "-q"], capsys)[0] == 0
+
+
+def test_info_on_interrupted_run(tmp_path, capsys):
+    run = io.ResultRun(tmp_path / "o.h5", "hessian", {"input": "x"}, [0, 1, 2])
+    run.write_frame(0, lambda g: None)
+    code, out, _ = run_main(["info", tmp_path / "o.h5.partial"], capsys)
+    assert code == 0 and "1 of 3 frames finished" in out
