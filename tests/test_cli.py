@@ -98,8 +98,11 @@ def test_every_layout_through_the_cli(tmp_path, capsys, layout):
 def test_modes_cli_equals_library(tmp_path, capsys):
     hfile, mfile, tfile = tmp_path / "h.h5", tmp_path / "m.h5", tmp_path / "mt.h5"
     assert run_main(["hessian", DATA, "-p", "kob-andersen", "--frames", "0:2", "--format", "bsr", "-o", hfile, "-q"], capsys)[0] == 0
-    code, _, err = run_main(["modes", hfile, "-k", "8", "--solver", "shift-invert", "-o", mfile, "--temperature", "0.3", "--hbar", "0.05", "-q"], capsys)
+    png = tmp_path / "dos.png"
+    code, _, err = run_main(["modes", hfile, "-k", "8", "--solver", "shift-invert", "-o", mfile, "--temperature", "0.3",
+                             "--hbar", "0.05", "--plot", png, "-q"], capsys)  # fmt: skip
     assert code == 0, err
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     code, _, err = run_main(["modes", DATA, "-p", "kob-andersen", "--frames", "0:2", "-k", "8", "--solver", "lobpcg", "-o", tfile, "-q"], capsys)
     assert code == 0, err
     with mdhess.read_trajectory(DATA) as t:

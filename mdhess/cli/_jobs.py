@@ -388,25 +388,23 @@ def run_modes(
 def plot_dos(modes_file, png) -> None:
     """Histogram of the frequencies found in every frame of a modes file, written as a PNG."""
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
     except ImportError:
         raise InputError("--plot needs matplotlib (pip install 'mdhess[plot]')") from None
     from ..io import ResultFile
 
     with ResultFile(modes_file, "modes") as r:
         freqs = np.concatenate([r.array(r.group(s), "frequencies") for s in range(r.n_frames)])
-        ev = np.concatenate([r.array(r.group(s), "eigenvalues") for s in range(r.n_frames)])
         unit = r.attrs.get("frequency_unit", "")
         n = r.n_frames
-    keep = np.abs(ev) > 1e-8 * max(1.0, np.abs(ev).max())
-    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
+    keep = freqs != 0  # zero modes (projected rigid-body ones) have frequency exactly 0
+    fig = Figure(figsize=(5, 3.5), dpi=120)  # no pyplot: leaves the caller's backend alone
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
     ax.hist(freqs[keep], bins=max(10, int(np.sqrt(keep.sum()))), color="C0")
     ax.set_xlabel(f"frequency ({unit})" if unit else "frequency")
     ax.set_ylabel("modes")
     ax.set_title(f"lowest modes, {n} frames (zero modes left out)", fontsize=9)
     fig.tight_layout()
-    fig.savefig(png)
-    plt.close(fig)
+    fig.savefig(os.fspath(png), format="png")
