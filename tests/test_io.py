@@ -126,6 +126,7 @@ def test_cell_lengths_angles_inverse():
 # -- peer libraries -----------------------------------------------------------------------------
 def test_mdtraj_reads_ours_and_we_read_mdtraj(tmp_path, traj_data):
     md = pytest.importorskip("mdtraj")
+    pytest.importorskip("tables")  # MDTraj reads and writes its HDF5 layout through PyTables
     R, boxes, species, _ = traj_data
     ours = tmp_path / "ours.h5"
     io.write_mdtraj(ours, R, box=boxes, atom_names=np.array(["A", "B"])[species])
