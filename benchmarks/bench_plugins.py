@@ -3,6 +3,7 @@
     python benchmarks/bench_plugins.py             # all cases (a few minutes on a 2-core CPU)
     python benchmarks/bench_plugins.py --only a    # one case: a, b or c
     python benchmarks/bench_plugins.py --quick     # smaller sizes, for a smoke test
+    python benchmarks/bench_plugins.py --only c --large   # adds N=864 to (c): jax.hessian needs ~19 GB
 
 Every measurement runs in its own subprocess (its peak RSS is its own). Times are the best of
 repeats after a first call that includes JIT compilation (reported separately where it matters).
@@ -186,6 +187,7 @@ def main():
     ap.add_argument("--n", type=int, default=0)
     ap.add_argument("--only", default="abc")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--large", action="store_true", help="(c) also at N=864 (jax.hessian peaks at ~19 GB)")
     args = ap.parse_args()
     if args.worker:
         return worker(args.worker, args.n)
@@ -214,7 +216,7 @@ def main():
                 f"| **{ref['time_s'] / m['time_s']:.0f}x faster** | FD differs by {ref['rel_diff_vs_exact']:.1e} |"
             )
     if "c" in args.only:
-        for n in [4] if args.quick else [4, 5, 6]:
+        for n in [4] if args.quick else [4, 5] + ([6] if args.large else []):
             m, ref, ho = run_worker("jaxmd_plugin", n), run_worker("jaxmd_jax_hessian", n), run_worker("jaxmd_hessian_of", n)
             if "error" in ref:
                 ref_txt = f"jit(jax.hessian) failed: {ref['error']}"
