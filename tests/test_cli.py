@@ -19,6 +19,10 @@ from mdhess import io
 from mdhess.cli import app, main
 
 REPO = Path(__file__).resolve().parents[1]
+# `mdhess modes` and the demo call mdhess.normal_modes (mdhess/_nma.py, written in parallel)
+needs_nma = pytest.mark.skipif(
+    __import__("importlib").util.find_spec("mdhess._nma") is None, reason="mdhess._nma (normal_modes) not present"
+)
 DATA = REPO / "data" / "ka500.h5"
 DATA_MDTRAJ = REPO / "data" / "ka500_mdtraj.h5"
 KA = mdhess.load_potential("kob-andersen")
@@ -95,6 +99,7 @@ def test_every_layout_through_the_cli(tmp_path, capsys, layout):
         assert np.linalg.norm(mdhess.read_hessian(out, 1) - ref64) <= 1e-4 * np.linalg.norm(ref64)
 
 
+@needs_nma
 def test_modes_cli_equals_library(tmp_path, capsys):
     hfile, mfile, tfile = tmp_path / "h.h5", tmp_path / "m.h5", tmp_path / "mt.h5"
     assert run_main(["hessian", DATA, "-p", "kob-andersen", "--frames", "0:2", "--format", "bsr", "-o", hfile, "-q"], capsys)[0] == 0
@@ -103,6 +108,8 @@ def test_modes_cli_equals_library(tmp_path, capsys):
                              "--hbar", "0.05", "--plot", png, "-q"], capsys)  # fmt: skip
     assert code == 0, err
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    code, out, _ = run_main(["info", mfile], capsys)
+    assert code == 0 and "mdhess modes file" in out and "lowest frequencies: [0.0, 0.0, 0.0," in out
     code, _, err = run_main(["modes", DATA, "-p", "kob-andersen", "--frames", "0:2", "-k", "8", "--solver", "lobpcg", "-o", tfile, "-q"], capsys)
     assert code == 0, err
     with mdhess.read_trajectory(DATA) as t:
@@ -141,6 +148,7 @@ def test_potentials_and_info(tmp_path, capsys):
     assert code == 0 and "mdhess hessian file" in out and "1 frames" in out and "frames [3]" in out
 
 
+@needs_nma
 def test_demo(tmp_path, capsys):
     code, out, err = run_main(["demo", "--out-dir", tmp_path, "-k", "6", "-q"], capsys)
     assert code == 0, err
@@ -235,7 +243,9 @@ def bad_inputs(tmp_path):
     return tmp_path
 
 
-@pytest.mark.parametrize("case", sorted(BAD))
+@pytest.mark.parametrize(
+    "case", [pytest.param(c, marks=needs_nma) if BAD[c][0](Path("."))[0] == "modes" else c for c in sorted(BAD)]
+)
 def test_bad_input_exit_2_one_line(bad_inputs, capsys, case):
     args, match = BAD[case]
     out = bad_inputs / "out.h5"
@@ -281,6 +291,7 @@ def test_subprocess_error_is_one_line_and_help_is_light(tmp_path):
 
 
 @pytest.mark.slow
+@needs_nma
 def test_demo_from_a_non_editable_install(tmp_path):
     """Build the wheel, install it (no deps, into a fresh venv that sees this one's packages) and run
     `mdhess demo` from a folder outside the repository: potentials and data come from the wheel."""
