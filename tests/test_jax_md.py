@@ -150,6 +150,7 @@ def test_fire_reaches_the_minimum_of_jax_md_lennard_jones_with_its_own_cutoff():
     assert abs(e_md - e_jm) <= 1e-10 * abs(e_jm)
 
 
+@pytest.mark.slow  # ~20 s on a loaded 2-core CPU (two FIRE loops compiled); docs/jax-md.md's FIRE example runs the same path
 def test_fire_with_neighbor_lists_matches_plain_shifted_lennard_jones():
     # A plain shifted-cut LJ written with jax-md's smap.pair_neighbor_list against
     # mdhess.lennard_jones(cutoff=2.5) (the same shifted hard cut), both on jax-md lists.
