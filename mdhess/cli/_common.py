@@ -36,6 +36,9 @@ def handle_errors(fn):
             return fn(*args, **kwargs)
         except (InputError, NonFiniteError, MemoryPlanError) as exc:
             fail(str(exc))
+        except OSError as exc:  # e.g. an output folder without write permission, a full disk
+            where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+            fail(f"{exc.strerror or exc}{where}")
         except KeyboardInterrupt:
             typer.echo("mdhess: interrupted; finished frames are kept, rerun with --resume to continue", err=True)
             raise typer.Exit(EXIT_INTERRUPTED) from None

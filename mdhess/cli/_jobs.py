@@ -57,12 +57,12 @@ class _Source:
         self.species = traj.species_indices(spec.species)
         self.potential = None
         if spec.needs_reference:
-            ref = self.frame(reference_frame, check=False)
+            ref = self.frame(reference_frame)
             self.potential = spec.build(positions=ref["positions"], box=ref["box"])
         else:
             self.potential = spec.build()
 
-    def frame(self, k, check=True) -> dict:
+    def frame(self, k) -> dict:
         fr = self.traj[k]
         s = fr.species if self.traj.has_time_dependent_species else self.species
         box = None if fr.box is None else fr.box * self.scale
