@@ -1,0 +1,502 @@
+"""Partial symmetric eigensolvers for mass-weighted Hessians: LOBPCG with deflation and a
+two-level (block-Jacobi + coarse displacement field) preconditioner.
+
+Why not scipy's ``lobpcg``: it recomputes products it could reuse, cannot soft-lock converged
+columns, and stagnates far above 1e-8 eigenvalue accuracy on crystal Hessians (measured 6e-4 on
+the N = 8788 argon benchmark). The version here is the textbook method of Knyazev, SIAM J. Sci.
+Comput. 23, 517 (2001), with the SVQB orthonormalisation of Duersch, Shao, Yang and Gu, SIAM J.
+Sci. Comput. 40, C655 (2018), soft locking, and hard deflation of known null vectors (rigid-body
+modes) passed as constraints.
+
+Preconditioner. The lowest modes of a solid or a network are long-wavelength: locally a rigid
+translation that varies smoothly in space. A two-level preconditioner captures exactly that:
+
+    T r = D^-1 r + P (P^T A P)^+ P^T r
+
+with D the 3x3 diagonal blocks of A (block Jacobi, damps the short-wavelength error) and P the
+trilinear interpolation of a displacement field on a coarse grid (needs positions; without them
+block Jacobi alone is used). On sparse matrices (few entries per row: elastic networks) the
+symmetric multiplicative form, damped block-Jacobi sweeps before and after the coarse
+correction, trades cheap sparse products for fewer iterations. Measured: the lowest 17
+vibrational modes of the N = 8788 argon crystal in 29 iterations, 20 modes of an N = 2048
+elastic network in 23 (56 with the additive form).
+"""
+
+import itertools
+import os
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg
+import scipy.sparse
+
+ATOMS_PER_NODE = 20  # coarse grid of the two-level preconditioner: atoms per node (target)
+MAX_COARSE_NODES = 1000  # dense coarse factor up to 3000 x 3000
+SMOOTH = 2  # block-Jacobi sweeps before and after the coarse correction, on sparse matrices
+SMOOTH_MAX_PER_ROW = 120  # ... with at most this many stored entries per row
+BUFFER_MIN = 10  # extra LOBPCG columns beyond the wanted ones (at least)
+PARALLEL_MIN_ROWS = 20000  # sparse products split over threads from this many rows
+
+
+# -- dense helpers ------------------------------------------------------------------------------
+def _svqb(U, AU=None, drop: float = 1e-10):
+    """Orthonormalise the columns of U (dropping near-dependent ones); apply the same map to AU."""
+    if U.shape[1] == 0:
+        return U, AU
+    G = U.T @ U
+    d = np.sqrt(np.maximum(np.diag(G), 1e-300))
+    G = G / d[:, None] / d[None, :]
+    g, V = np.linalg.eigh((G + G.T) / 2)
+    keep = g > drop * g.max()
+    C = (V[:, keep] / np.sqrt(g[keep])) / d[:, None]
+    return U @ C, (None if AU is None else AU @ C)
+
+
+def _project_out(U, Y):
+    if Y is None or Y.shape[1] == 0:
+        return U
+    return U - Y @ (Y.T @ U)
+
+
+@dataclass
+class LobpcgInfo:
+    iterations: int
+    matvecs: int
+    converged: int
+    residuals: np.ndarray
+
+
+def lobpcg(matmat, X0, k: int, *, Y=None, precond=None, tol: float = 1e-8, maxiter: int = 500, anorm=None):
+    """Lowest ``k`` eigenpairs of a symmetric A restricted to the complement of span(Y).
+
+    Args:
+        matmat: function (n, b) -> (n, b), A @ X in float64.
+        X0: (n, b) initial block, b >= k (the b - k extra columns buffer the gap of the k-th pair).
+        k: wanted pairs (the first k Ritz pairs must converge).
+        Y: (n, c) orthonormal constraint vectors (deflated null space), or None.
+        precond: function (n, a) -> (n, a) approximating A^+ (or None).
+        tol: relative eigenvalue accuracy. Pair i is converged when
+            ||A x_i - theta_i x_i||^2 / gap_i <= tol * max(|theta_i|, 1e-6 anorm), gap_i being the
+            distance from theta_i to the top Ritz value of the block (the first-order-free bound
+            of Kato and Temple on the eigenvalue error), and its relative residual is below
+            sqrt(tol) (so the vectors are good to about sqrt(tol) / relative gap as well).
+        maxiter: iteration limit.
+        anorm: scale of ||A|| for the near-zero guard (estimated from the Ritz values if None).
+
+    Returns:
+        (w (k,), X (n, k), LobpcgInfo). Columns that did not converge are returned as they are;
+        ``info.converged`` counts those that did.
+    """
+    X = _project_out(np.asarray(X0, dtype=np.float64), Y)
+    X, _ = _svqb(X)
+    b = X.shape[1]
+    if b < k:
+        raise ValueError(f"lobpcg: initial block has rank {b} < k = {k}")
+    AX = matmat(X)
+    nmv = b
+    H = X.T @ AX
+    w, V = np.linalg.eigh((H + H.T) / 2)
+    X, AX = X @ V, AX @ V
+    scale = float(np.abs(w).max()) if anorm is None else float(anorm)
+    P = AP = None
+    it = 0
+    attainable = 1e3 * np.finfo(np.float64).eps * max(scale, 1e-300) * np.sqrt(X.shape[0])
+
+    def residuals(X, AX, w):
+        R = AX - X * w
+        rn = np.linalg.norm(R, axis=0)
+        floor = np.maximum(np.abs(w), 1e-6 * max(scale, 1e-300))
+        gap = np.maximum(w[-1] - w, 1e-3 * floor) if b > k else np.full(b, 1e-3) * floor
+        ok = (rn**2 / gap <= tol * floor) & (rn <= np.sqrt(tol) * floor)
+        ok |= rn <= attainable  # rounding level of A X: nothing better is computable
+        return R, rn / floor, ok
+
+    for it in range(1, maxiter + 1):
+        if it % 10 == 0:  # restore orthonormality lost to rounding, then re-diagonalise
+            X, AX = _svqb(X, AX)
+            if X.shape[1] < b:
+                break
+            H = X.T @ AX
+            w, V = np.linalg.eigh((H + H.T) / 2)
+            X, AX = X @ V, AX @ V
+        R, res, ok = residuals(X, AX, w)
+        if ok[:k].all():
+            break
+        # soft locking: converged wanted columns stop receiving search directions; the extra
+        # columns (k..b) always do, they buffer the gap of the k-th pair
+        active = np.concatenate([~ok[:k], np.ones(b - k, bool)])
+        W = R[:, active]
+        if precond is not None:
+            W = precond(W)
+        W = _project_out(W, Y)
+        for _ in range(2):  # twice is enough (Giraud et al. 2005)
+            W = W - X @ (X.T @ W)
+            W, _ = _svqb(W)
+        if W.shape[1] == 0:
+            break
+        AW = matmat(W)
+        nmv += W.shape[1]
+        if P is not None and P.shape[1]:
+            c1, c2 = X.T @ P, W.T @ P
+            P = P - X @ c1 - W @ c2
+            AP = AP - AX @ c1 - AW @ c2
+            P, AP = _svqb(P, AP)
+        has_p = P is not None and P.shape[1] > 0
+        # Rayleigh-Ritz on [X, W, P], orthonormal by construction (Gram = I to rounding)
+        XAW = X.T @ AW
+        WAW = W.T @ AW
+        blocks = [[np.diag(w), XAW], [XAW.T, WAW]]
+        if has_p:
+            XAP, WAP, PAP = X.T @ AP, W.T @ AP, P.T @ AP
+            blocks = [[np.diag(w), XAW, XAP], [XAW.T, WAW, WAP], [XAP.T, WAP.T, PAP]]
+        Hs = np.block(blocks)
+        ws, C = np.linalg.eigh((Hs + Hs.T) / 2)
+        C = C[:, :b]
+        w = ws[:b]
+        a = W.shape[1]
+        Cx, Cw = C[:b], C[b : b + a]
+        P_new = W @ Cw
+        AP_new = AW @ Cw
+        if has_p:
+            Cp = C[b + a :]
+            P_new += P @ Cp
+            AP_new += AP @ Cp
+        X = X @ Cx + P_new
+        AX = AX @ Cx + AP_new
+        P, AP = P_new, AP_new
+    R, res, ok = residuals(X, AX, w)
+    return w[:k], X[:, :k], LobpcgInfo(it, nmv, int(np.sum(ok[:k])), res[:k])
+
+
+# -- preconditioners ----------------------------------------------------------------------------
+def bsr_diagonal_blocks(A: scipy.sparse.bsr_matrix) -> np.ndarray:
+    """(N, 3, 3) diagonal blocks of a (3N, 3N) BSR matrix with blocksize (3, 3)."""
+    n = A.shape[0] // 3
+    indptr, ind = A.indptr, A.indices
+    rows = np.repeat(np.arange(n), np.diff(indptr))
+    hit = np.flatnonzero(ind == rows)
+    D = np.zeros((n, 3, 3))
+    D[rows[hit]] = A.data[hit]
+    return D
+
+
+def block_jacobi(D: np.ndarray):
+    """Function R (3N, a) -> D^-1 R for (N, 3, 3) blocks (pseudo-inverse where singular)."""
+    n = D.shape[0]
+    Dinv = np.linalg.pinv(D, rcond=1e-12, hermitian=True)
+
+    def apply(R):
+        return np.matmul(Dinv, R.reshape(n, 3, -1)).reshape(R.shape)
+
+    return apply
+
+
+def trilinear_prolongator(positions, cell, sqrt_m, spacing: float):
+    """(3N, 3 n_nodes) sparse P: atom displacement = trilinear interpolation of a coarse-grid
+    displacement field, in mass-weighted coordinates (row 3i+a scaled by sqrt(m_i)).
+
+    Periodic cells use a periodic grid in fractional coordinates; free space a grid over the
+    bounding box, dropping nodes that no atom touches.
+    """
+    R = np.asarray(positions, dtype=np.float64)
+    n = R.shape[0]
+    if cell is not None:
+        widths = np.linalg.norm(cell, axis=1)
+        ng = np.maximum(2, np.round(widths / spacing)).astype(int)
+        f = (R @ np.linalg.inv(cell)) % 1.0
+        x = f * ng
+        periodic = True
+    else:
+        lo = R.min(axis=0)
+        ext = R.max(axis=0) - lo
+        ng = np.maximum(1, np.ceil(ext / spacing)).astype(int) + 1
+        h = np.where(ng > 1, ext / np.maximum(ng - 1, 1), 1.0)
+        x = (R - lo) / h
+        x = np.minimum(x, ng - 1 - 1e-12)
+        periodic = False
+    i0 = np.floor(x).astype(np.int64)
+    t = x - i0
+    rows, cols, vals = [], [], []
+    for dx in (0, 1):
+        for dy in (0, 1):
+            for dz in (0, 1):
+                d = np.array([dx, dy, dz])
+                w = np.prod(np.where(d, t, 1.0 - t), axis=1)
+                idx = i0 + d
+                idx = idx % ng if periodic else np.minimum(idx, ng - 1)
+                node = (idx[:, 0] * ng[1] + idx[:, 1]) * ng[2] + idx[:, 2]
+                for a in range(3):
+                    rows.append(3 * np.arange(n) + a)
+                    cols.append(3 * node + a)
+                    vals.append(w * sqrt_m)
+    nn = int(np.prod(ng))
+    P = scipy.sparse.csr_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(3 * n, 3 * nn)
+    )
+    # nodes carrying less than half an atom's weight make the coarse matrix ill-conditioned
+    weight = np.asarray(abs(P).sum(axis=0)).ravel().reshape(-1, 3)[:, 0] / max(float(np.mean(sqrt_m)), 1e-300)
+    keep = np.repeat(weight >= 0.5, 3)
+    return P[:, np.flatnonzero(keep)].tocsr()
+
+
+class TwoLevel:
+    """Additive two-level preconditioner T r = D^-1 r + P Ac^-1 P^T r, Ac = P^T A P.
+
+    Ac is factorised by Cholesky after a tiny diagonal shift (1e-8 of its largest diagonal entry)
+    that makes the coarse rigid-body null space invertible; those directions are the deflated
+    constraints and are projected out of T r by the caller. Where Ac is indefinite (a saddle
+    point) the factor is |Ac|^+ from its eigendecomposition instead.
+    """
+
+    def __init__(self, A, D, P, matmat=None, smooth: int = 0, seed: int = 0):
+        self.matmat, self.smooth = matmat, smooth
+        self.jacobi = block_jacobi(D)
+        if smooth:
+            # damping: omega rho(D^-1 A) = 1.2 < 2 keeps the cycle symmetric positive definite
+            x = np.random.default_rng(seed).standard_normal((A.shape[0], 1))
+            rho = 1.0
+            for _ in range(12):
+                y = self.jacobi(matmat(x))
+                rho = float(np.linalg.norm(y) / np.linalg.norm(x))
+                x = y / np.linalg.norm(y)
+            self.omega = 1.2 / (1.1 * rho)
+        self.P = P
+        self.PT = P.T.tocsr()
+        Ac = (self.PT @ (A @ P)).toarray()
+        self.Ac = Ac = (Ac + Ac.T) / 2
+        d = np.diag(Ac)
+        shift = 1e-8 * max(float(d.max()), 1e-300)
+        self.chol = None
+        try:
+            self.chol = scipy.linalg.cho_factor(Ac + shift * np.eye(len(Ac)), lower=True, check_finite=False)
+        except np.linalg.LinAlgError:
+            wc, Vc = np.linalg.eigh(Ac)
+            keep = np.abs(wc) > 1e-10 * max(np.abs(wc).max(), 1e-300)
+            self.Vc, self.inv = Vc[:, keep], 1.0 / np.abs(wc[keep])
+
+    def coarse_solve(self, c):
+        if self.chol is not None:
+            return scipy.linalg.cho_solve(self.chol, c, check_finite=False)
+        return self.Vc @ (self.inv[:, None] * (self.Vc.T @ c))
+
+    def __call__(self, R):
+        if not self.smooth:
+            return self.jacobi(R) + self.P @ self.coarse_solve(self.PT @ R)
+        # symmetric multiplicative cycle: damped block-Jacobi sweeps around the coarse correction
+        w = self.omega
+        x = w * self.jacobi(R)
+        for _ in range(self.smooth - 1):
+            x = x + w * self.jacobi(R - self.matmat(x))
+        x = x + self.P @ self.coarse_solve(self.PT @ (R - self.matmat(x)))
+        for _ in range(self.smooth):
+            x = x + w * self.jacobi(R - self.matmat(x))
+        return x
+
+
+# -- mass-weighted operators ----------------------------------------------------------------------
+def mass_weighted_sparse(H, s_atom):
+    """CSR of M^-1/2 H M^-1/2 for sparse H (BSR blocks scaled per atom pair, no densification)."""
+    if isinstance(H, scipy.sparse.bsr_matrix) and H.blocksize == (3, 3):
+        B = H.copy()
+        rows = np.repeat(np.arange(B.shape[0] // 3), np.diff(B.indptr))
+        B.data = B.data * (s_atom[rows] * s_atom[B.indices])[:, None, None]
+        return B.tocsr(), B
+    s = np.repeat(s_atom, 3)
+    C = H.tocsr().astype(np.float64)
+    C = scipy.sparse.diags(s) @ C @ scipy.sparse.diags(s)
+    return C.tocsr(), None
+
+
+def _csr_diagonal_blocks(A):
+    """(N, 3, 3) diagonal blocks of a (3N, 3N) CSR matrix."""
+    n = A.shape[0] // 3
+    D = np.zeros((n, 3, 3))
+    for a in range(3):
+        for b in range(3):
+            D[:, a, b] = A.diagonal(b - a)[np.arange(n) * 3 + min(a, b)]
+    return D
+
+
+class _ParallelCSR:
+    """A @ X for CSR A, split by rows over threads (scipy's sparse products release the GIL)."""
+
+    def __init__(self, A, n_threads=None):
+        self.A = A
+        n_threads = n_threads or min(4, os.cpu_count() or 1)
+        self.parts = []
+        if n_threads > 1 and A.shape[0] >= PARALLEL_MIN_ROWS:
+            cuts = np.linspace(0, A.shape[0], n_threads + 1).astype(int)
+            self.parts = [A[a:b] for a, b in itertools.pairwise(cuts)]
+            from concurrent.futures import ThreadPoolExecutor
+
+            self.pool = ThreadPoolExecutor(n_threads)
+
+    def __call__(self, X):
+        if not self.parts:
+            return self.A @ X
+        futs = [self.pool.submit(p.__matmul__, X) for p in self.parts]
+        return np.vstack([f.result() for f in futs])
+
+    def close(self):
+        if self.parts:
+            self.pool.shutdown(wait=False)
+
+
+def operator_blocks_csr(op):
+    """Transient CSR of a HessianOperator's blocks (for the preconditioner setup only)."""
+    from ._assemble import StoredBlockOperator, bsr_from_blocks, diagonal_blocks
+
+    if isinstance(op, StoredBlockOperator):
+        K, i, j = op.K, op.i, op.j
+    else:  # MatrixFreeOperator: compute the blocks once, drop them after the setup
+        from ._api import _blocks
+
+        K, _ = _blocks(*op.args)
+        i, j = op.args[3], op.args[4]
+    diag = np.asarray(diagonal_blocks(K, i, j, op.n_atoms))
+    return bsr_from_blocks(
+        np.asarray(K, np.float64), diag.astype(np.float64), np.asarray(i), np.asarray(j), op.n_atoms
+    )
+
+
+# -- solvers --------------------------------------------------------------------------------------
+def solve_dense(A, Y, kv, which):
+    n = A.shape[0]
+    c = Y.shape[1]
+    if c:
+        AY = A @ Y
+        A = A - Y @ AY.T - AY @ Y.T + Y @ (Y.T @ AY) @ Y.T
+        beta = 2.0 * float(np.abs(A).sum(axis=1).max()) + 1.0
+        A = A + beta * (Y @ Y.T)  # rigid directions to the top, out of the way
+    nv = n - c
+    if kv == 0:
+        return np.zeros(0), np.zeros((n, 0))
+    lo, hi = (0, kv - 1) if which == "lowest" else (nv - kv, nv - 1)
+    if kv == nv and c == 0:
+        w, V = scipy.linalg.eigh(A, check_finite=False)
+    else:
+        w, V = scipy.linalg.eigh(A, subset_by_index=[lo, hi], check_finite=False, driver="evr")
+    return w, V
+
+
+def solve_shift_invert(A_csr, Y, kv, which, sigma):
+    import scipy.sparse.linalg as sla
+
+    n = A_csr.shape[0]
+    c = Y.shape[1]
+    nev = min(kv + c, n - 2)
+    if which == "lowest":
+        _, V = sla.eigsh(A_csr.tocsc(), k=nev, sigma=sigma, which="LM")
+    else:
+        _, V = sla.eigsh(A_csr, k=nev, which="LA")
+    # Rayleigh-Ritz in the complement of Y (exact when Y are eigenvectors of A)
+    V = V - Y @ (Y.T @ V)
+    U, s, _ = np.linalg.svd(V, full_matrices=False)
+    U = U[:, s > 1e-8 * s[0]]
+    Hs = U.T @ (A_csr @ U)
+    ws, C = np.linalg.eigh((Hs + Hs.T) / 2)
+    sel = slice(0, kv) if which == "lowest" else slice(len(ws) - kv, len(ws))
+    return ws[sel], U @ C[:, sel], {"sigma": sigma}
+
+
+def _coarse_spacing(R, cell, n_atoms):
+    vol = abs(np.linalg.det(cell)) if cell is not None else float(np.prod(np.ptp(R, axis=0).clip(1e-12)))
+    nodes = min(max(n_atoms / ATOMS_PER_NODE, 8), MAX_COARSE_NODES)
+    return (vol / nodes) ** (1.0 / 3.0)
+
+
+def _blas_single_thread():
+    """LOBPCG's dense work is many small products: threaded BLAS only adds synchronisation (9x
+    slower measured on a loaded 2-core machine), and the sparse products are threaded by rows."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # optional: without it BLAS keeps its own setting
+        import contextlib
+
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def solve_lobpcg(*args):
+    with _blas_single_thread():
+        return _solve_lobpcg_impl(*args)
+
+
+def _solve_lobpcg_impl(kind, H, A_csr, s_atom, Y, kv, which, positions, cell, tol, maxiter, seed):
+    n = 3 * s_atom.size
+    s = np.repeat(s_atom, 3)
+    info = {}
+    if kind == "operator":
+        op = H
+
+        def matmat(X):
+            return s[:, None] * np.asarray(op @ (s[:, None] * X))
+
+        if positions is None and hasattr(op, "args"):
+            positions = np.asarray(op.args[1], dtype=np.float64)
+    else:
+        matmat = _ParallelCSR(A_csr)
+    precond = None
+    if which == "lowest":
+        if kind == "operator":
+            A_pre = mass_weighted_sparse(operator_blocks_csr(H), s_atom)[0] if positions is not None else None
+            if A_pre is None:
+                D = (
+                    np.asarray(H.diagonal_blocks())
+                    if hasattr(H, "diagonal_blocks")
+                    else bsr_diagonal_blocks(operator_blocks_csr(H))
+                )
+                D = D * (s_atom[:, None, None] ** 2)
+        else:
+            A_pre = A_csr
+        if A_pre is not None:
+            D = _csr_diagonal_blocks(A_pre)
+        if positions is not None:
+            P = trilinear_prolongator(
+                positions, cell, 1.0 / s_atom, _coarse_spacing(positions, cell, s_atom.size)
+            )
+            # smoothing sweeps cost sparse products and save iterations (dense block work): they pay
+            # off on sparse Hessians (elastic networks, ~60 entries per row: 23 instead of 56
+            # iterations, 2x faster) but not on dense-ish ones (LJ at 2.5 sigma, ~240 per row)
+            per_row = A_pre.nnz / A_pre.shape[0]
+            smooth = SMOOTH if per_row <= SMOOTH_MAX_PER_ROW else 0
+            precond = TwoLevel(A_pre, D, P, matmat=A_pre.__matmul__, smooth=smooth, seed=seed)
+            info["preconditioner"] = (
+                f"two-level (block Jacobi + {P.shape[1] // 3}-node trilinear coarse grid"
+                + (f", {smooth} smoothing sweeps)" if smooth else ", additive)")
+            )
+        else:
+            precond = block_jacobi(D)
+            info["preconditioner"] = "block Jacobi (pass positions= for the two-level preconditioner)"
+        mm = matmat
+    else:
+        info["preconditioner"] = "none"
+
+        def mm(X):
+            return -matmat(X)
+
+    b = min(kv + max(BUFFER_MIN, kv // 4), n - Y.shape[1])
+    X0 = np.random.default_rng(seed).standard_normal((n, b))
+    try:
+        w, X, li = lobpcg(mm, X0, kv, Y=Y, precond=precond, tol=tol, maxiter=maxiter)
+    finally:
+        if isinstance(matmat, _ParallelCSR):
+            matmat.close()
+    if which == "highest":
+        w = -w[::-1]
+        X = X[:, ::-1]
+    info.update(
+        iterations=li.iterations,
+        matvecs=li.matvecs,
+        converged=li.converged,
+        max_residual=float(li.residuals.max()),
+    )
+    if li.converged < kv:
+        warnings.warn(
+            f"normal_modes: LOBPCG converged {li.converged} of {kv} modes in {li.iterations} iterations "
+            f"(largest relative residual {li.residuals.max():.2g}); raise maxiter or loosen tol",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return w, X, info

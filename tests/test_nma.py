@@ -1,0 +1,379 @@
+"""Normal-mode analysis: exact small cases, ASE finite differences, solver agreement, units,
+thermodynamics closed forms, DOS / plot / export, and every bad input."""
+
+import functools
+
+import numpy as np
+import pytest
+import scipy.optimize
+import scipy.sparse
+
+import mdhess
+from mdhess._units import UNIT_SYSTEMS
+
+ARGON = {"sigma": 3.4, "epsilon": 0.0104}  # metal units: Angstrom, eV
+M_AR = 39.948
+
+
+def relax(pot, R0, box=None, species=None, gtol=1e-11):
+    """Local minimum by BFGS on mdhess.energy / mdhess.forces; returns positions and max |F|."""
+
+    def f(x):
+        return mdhess.energy(pot, x.reshape(-1, 3), box=box, species=species)
+
+    def g(x):
+        return -np.asarray(mdhess.forces(pot, x.reshape(-1, 3), box=box, species=species)).ravel()
+
+    res = scipy.optimize.minimize(
+        f, np.asarray(R0, float).ravel(), jac=g, method="BFGS", options={"gtol": gtol, "maxiter": 5000}
+    )
+    return res.x.reshape(-1, 3), float(np.abs(g(res.x)).max())
+
+
+def icosahedron13(scale):
+    p = (1 + 5**0.5) / 2
+    v = [[0, a, b * p] for a in (-1, 1) for b in (-1, 1)]
+    v += [[a, b * p, 0] for a in (-1, 1) for b in (-1, 1)]
+    v += [[b * p, 0, a] for a in (-1, 1) for b in (-1, 1)]
+    v = np.array(v, float)
+    return np.vstack([[0.0, 0.0, 0.0], v / np.linalg.norm(v[0]) * scale])
+
+
+def fcc(n, a):
+    base = np.array([[0, 0, 0], [0, 0.5, 0.5], [0.5, 0, 0.5], [0.5, 0.5, 0]])
+    g = np.stack(np.meshgrid(*[np.arange(n)] * 3, indexing="ij"), -1).reshape(-1, 1, 3)
+    return ((g + base) * a).reshape(-1, 3), np.eye(3) * n * a
+
+
+@functools.cache
+def lj13():
+    pot = mdhess.lennard_jones(**ARGON)
+    R, gmax = relax(pot, icosahedron13(1.1 * ARGON["sigma"]), gtol=1e-12)
+    return pot, R, gmax
+
+
+@functools.cache
+def random_cluster(n=30, seed=3):
+    """A relaxed binary LJ cluster: no symmetry, so its spectrum has no degeneracies (relative
+    gap 18% after mode 20)."""
+    rng = np.random.default_rng(seed)
+    pot = mdhess.lennard_jones(sigma=np.array([[1.0, 0.9], [0.9, 0.85]]), epsilon=1.0)
+    g = np.stack(np.meshgrid(*[np.arange(4)] * 3, indexing="ij"), -1).reshape(-1, 3)[:n] * 1.05
+    R0 = g + rng.normal(0, 0.1, g.shape)
+    species = (rng.random(n) < 0.3).astype(np.int32)
+    R, gmax = relax(pot, R0, species=species, gtol=1e-10)
+    masses = np.where(species == 1, 0.5, 1.0)
+    return pot, R, species, masses, gmax
+
+
+def sin_angle(V1, V2):
+    """Largest principal angle between two subspaces (sine): ||P1 - P2||_2 for projectors."""
+    Q1, Q2 = np.linalg.qr(V1)[0], np.linalg.qr(V2)[0]
+    s = np.linalg.svd(Q1.T @ Q2, compute_uv=False)
+    return float(np.sqrt(max(0.0, 1.0 - s.min() ** 2)))
+
+
+# -- exact small cases -------------------------------------------------------------------------
+def test_dimer_at_minimum_omega2_is_k_over_mu():
+    sigma, eps, m1, m2 = 1.3, 0.7, 2.0, 5.0
+    pot = mdhess.lennard_jones(sigma=sigma, epsilon=eps)
+    r0 = 2 ** (1 / 6) * sigma
+    R = np.array([[0.1, 0.2, 0.3], [0.1 + r0, 0.2, 0.3]])
+    k = 72 * eps / (2 ** (1 / 3) * sigma**2)  # phi''(r_min) of 4 eps [(s/r)^12 - (s/r)^6]
+    mu = m1 * m2 / (m1 + m2)
+    for positions in (None, R):  # rotations found numerically, or projected
+        nm = mdhess.normal_modes(mdhess.hessian(pot, R), [m1, m2], positions=positions)
+        assert nm.n_zero == 5
+        assert nm.eigenvalues[-1] == pytest.approx(k / mu, rel=1e-12)
+        assert np.all(np.abs(nm.eigenvalues[:5]) <= 1e-12 * k / mu)
+    assert nm.n_projected == 5 and "2 rotations" in nm.projected
+    # the stretch: relative displacement along the bond, centre of mass fixed
+    d = nm.displacements[-1]
+    assert abs(abs(d[0, 0]) / abs(d[1, 0]) - m2 / m1) < 1e-10 and np.abs(d[:, 1:]).max() < 1e-10
+
+
+def test_lj13_against_ase_finite_differences(tmp_path):
+    ase = pytest.importorskip("ase")
+    from ase.calculators.lj import LennardJones
+    from ase.vibrations import Vibrations
+
+    pot, R, gmax = lj13()
+    assert gmax < 1e-9
+    nm = mdhess.normal_modes(mdhess.hessian(pot, R), np.full(13, M_AR), positions=R, units="metal")
+    assert nm.n_projected == 6 and nm.n_zero == 6 and nm.n_imaginary == 0
+    mine = np.sort(nm.frequencies_in("meV"))[6:]
+    err = {}
+    for delta in (0.01, 0.005):
+        at = ase.Atoms("Ar13", positions=R)
+        at.calc = LennardJones(rc=100.0, **ARGON)  # shifted at 100 A: forces exact LJ
+        vib = Vibrations(at, name=str(tmp_path / f"vib{delta}"), delta=delta, nfree=2)
+        vib.run()
+        theirs = np.sort(np.real(vib.get_energies()))[6:] * 1e3  # meV
+        err[delta] = np.abs(theirs - mine).max() / mine.max()
+    # central differences: error ~ delta^2 (measured 1.6e-4 relative at 0.01 A)
+    assert err[0.01] < 5e-4
+    assert err[0.005] < err[0.01] / 2.5
+
+
+def test_fcc_crystal_exactly_three_zero_modes():
+    pot = mdhess.lennard_jones(cutoff=2.5)
+    R, box = fcc(3, 1.55)
+    H = mdhess.hessian(pot, R, box=box)
+    nm = mdhess.normal_modes(H, positions=R, box=box)
+    assert nm.n_projected == 3 and nm.projected == "translations"
+    assert nm.n_zero == 3 and nm.n_imaginary == 0
+    # without projection the translations are still the only (numerical) zero modes
+    assert mdhess.normal_modes(H, project="none").n_zero == 3
+
+
+def test_saddle_point_gives_imaginary_modes():
+    """A linear LJ trimer at its stationary spacing is a saddle: bending is unstable."""
+    pot = mdhess.lennard_jones()
+
+    def dphi(r):
+        return -48 / r**13 + 24 / r**7
+
+    d = scipy.optimize.brentq(lambda r: dphi(r) + dphi(2 * r), 1.0, 1.2)
+    R = np.array([[-d, 0, 0], [0, 0, 0], [d, 0, 0]])
+    assert np.abs(np.asarray(mdhess.forces(pot, R))).max() < 1e-12
+    nm = mdhess.normal_modes(mdhess.hessian(pot, R), positions=R)
+    assert nm.n_projected == 5  # linear: 3 translations + 2 rotations
+    assert nm.n_imaginary == 2  # the degenerate bend
+    f = nm.frequencies
+    assert np.all(f[:2] < 0) and np.all(f[nm.imaginary_mask] < 0)
+    assert nm.thermodynamics(1.0, hbar=1.0).n_imaginary_skipped == 2
+    # partial spectra put the imaginary modes first, then the zero modes (k - 5 = 1 vibrational
+    # mode would miss one of the two imaginary ones: normal_modes recomputes with more)
+    for k in (1, 3, 6):
+        part = mdhess.normal_modes(mdhess.hessian(pot, R), positions=R, k=k)
+        np.testing.assert_allclose(part.eigenvalues, nm.eigenvalues[:k], atol=1e-12)
+
+
+# -- solvers agree --------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "solver,layout",
+    [
+        ("lobpcg", "bsr"),
+        ("shift-invert", "bsr"),
+        ("lobpcg", "stored"),
+        ("lobpcg", "matrix_free"),
+        ("lobpcg", "dense"),
+        ("lobpcg", "bsr_no_positions"),
+    ],
+)
+def test_partial_solvers_match_dense_free_cluster(solver, layout):
+    pot, R, species, masses, gmax = random_cluster()
+    assert gmax < 1e-6
+    ref = mdhess.normal_modes(mdhess.hessian(pot, R, species=species), masses, positions=R, solver="dense")
+    H = {
+        "bsr": lambda: mdhess.hessian(pot, R, species=species, format="bsr"),
+        "bsr_no_positions": lambda: mdhess.hessian(pot, R, species=species, format="bsr"),
+        "dense": lambda: mdhess.hessian(pot, R, species=species),
+        "stored": lambda: mdhess.hvp(pot, R, species=species),
+        "matrix_free": lambda: mdhess.hvp(pot, R, species=species, store_blocks=False),
+    }[layout]()
+    positions = None if layout == "bsr_no_positions" else R
+    project = "rigid" if positions is None else "auto"
+    if positions is None:  # rotations need positions; give them only to the projection
+        nm = mdhess.normal_modes(H, masses, k=20, solver=solver, tol=1e-13, project="translations")
+        ref = mdhess.normal_modes(
+            mdhess.hessian(pot, R, species=species), masses, solver="dense", project="translations"
+        )
+    else:
+        nm = mdhess.normal_modes(
+            H, masses, k=20, solver=solver, positions=positions, project=project, tol=1e-13
+        )
+    assert nm.solver == solver
+    w0, w1 = ref.eigenvalues[:20], nm.eigenvalues
+    # 1e-8 relative; near-zero unprojected rotations (no positions) to 1e-10 of the scale
+    assert np.all(np.abs(w1 - w0) <= np.maximum(1e-8 * np.abs(w0), 1e-10 * ref.scale))
+    # same eigenspaces: the non-zero block, and (where the gap allows) the whole 20
+    gap = (ref.eigenvalues[20] - ref.eigenvalues[19]) / ref.eigenvalues[19]
+    assert sin_angle(ref.vectors[:, :20], nm.vectors) < 1e-6 / min(gap, 1.0)
+    assert nm.n_zero == ref.n_zero
+
+
+def test_lobpcg_periodic_crystal_matches_dense():
+    pot = mdhess.lennard_jones(cutoff=2.5)
+    R, box = fcc(4, 1.56)
+    R = R + np.random.default_rng(0).normal(0, 0.02, R.shape)
+    H = mdhess.hessian(pot, R, box=box)
+    ref = mdhess.normal_modes(H, positions=R, box=box, solver="dense")
+    assert ref.n_imaginary == 0
+    ev = ref.eigenvalues
+    k = 15 + int(np.argmax((ev[16:26] - ev[15:25]) / ev[15:25])) + 1  # a k with a gap after it
+    for solver, Hin in [
+        ("lobpcg", mdhess.hessian(pot, R, box=box, format="bsr")),
+        ("shift-invert", mdhess.hessian(pot, R, box=box, format="bsr")),
+        ("lobpcg", mdhess.hvp(pot, R, box=box)),
+    ]:
+        nm = mdhess.normal_modes(Hin, positions=R, box=box, k=k, solver=solver, tol=1e-13)
+        assert nm.n_zero == 3
+        assert np.abs(nm.eigenvalues[3:] - ev[3:k]).max() <= 1e-8 * ev[3]
+        gap = (ev[k] - ev[k - 1]) / ev[k - 1]
+        assert sin_angle(ref.vectors[:, :k], nm.vectors) < 1e-6 / gap
+
+
+def test_auto_solver_choice_is_reported():
+    pot, R, species, masses, _ = random_cluster()
+    nm = mdhess.normal_modes(mdhess.hessian(pot, R, species=species, format="bsr"), masses, positions=R, k=10)
+    assert nm.solver == "dense"  # 90 degrees of freedom: dense
+    assert "dense" in nm.summary()
+
+
+def test_highest_modes():
+    pot, R, species, masses, _ = random_cluster()
+    H = mdhess.hessian(pot, R, species=species)
+    ref = mdhess.normal_modes(H, masses, positions=R)
+    for solver in ("dense", "lobpcg", "shift-invert"):
+        nm = mdhess.normal_modes(
+            scipy.sparse.bsr_matrix(np.asarray(H), blocksize=(3, 3)),
+            masses,
+            positions=R,
+            k=5,
+            which="highest",
+            solver=solver,
+            tol=1e-13,
+        )
+        np.testing.assert_allclose(nm.eigenvalues, ref.eigenvalues[-5:], rtol=1e-8)
+
+
+# -- units ----------------------------------------------------------------------------------------
+def test_unit_conversions_against_ase_units():
+    u = pytest.importorskip("ase.units").create_units("2018")  # CODATA 2018, as mdhess
+
+    H = np.diag([0.0, 0.0, 0.0, 1.0, 4.0, 9.0])  # eigenvalues 1, 4, 9 (mass 1)
+    nm = mdhess.normal_modes(H, project="none", units="metal")
+    omega = np.sqrt([1.0, 4.0, 9.0]) * np.sqrt(u._e / (1e-20 * u._amu))  # rad/s
+    np.testing.assert_allclose(nm.frequencies_in("rad/s")[3:], omega, rtol=1e-12)
+    np.testing.assert_allclose(nm.frequencies[3:], omega / (2 * np.pi) / 1e12, rtol=1e-12)
+    np.testing.assert_allclose(nm.frequencies_in("cm^-1")[3:], omega / (2 * np.pi) / (100 * u._c), rtol=1e-12)
+    np.testing.assert_allclose(nm.frequencies_in("meV")[3:], 1e3 * u._hbar * omega / u._e, rtol=1e-12)
+    # sqrt(eV / (A^2 amu)) = 15.6333 THz (ASE, phonopy's VaspToTHz)
+    assert nm.frequencies[3] == pytest.approx(15.633302, rel=1e-6)
+    # "real": kcal/mol per A^2 per amu; omega in rad/fs = rad/s * 1e-15
+    r = mdhess.normal_modes(H, project="none", units="real")
+    np.testing.assert_allclose(
+        r.omega[3:], np.sqrt([1.0, 4.0, 9.0]) * np.sqrt(4184 / u._Nav / (1e-20 * u._amu)) * 1e-15, rtol=1e-12
+    )
+    lj = mdhess.normal_modes(H, project="none", units="lj")
+    np.testing.assert_allclose(lj.frequencies[3:], np.sqrt([1.0, 4.0, 9.0]) / (2 * np.pi))
+    with pytest.raises(mdhess.InputError, match="unit"):
+        lj.frequencies_in("THz")
+    assert set(mdhess.UNIT_SYSTEMS) == {"lj", "metal", "real"}
+
+
+# -- thermodynamics ---------------------------------------------------------------------------------
+def oscillators():
+    lam = np.array([0.0, 0.0, 0.0, -0.5, 0.3, 1.0, 2.0, 7.0, 15.0])
+    return lam, mdhess.normal_modes(np.diag(lam), project="none", units="metal")
+
+
+@pytest.mark.parametrize("T", [50.0, 300.0, 3000.0])
+def test_quantum_thermodynamics_closed_forms(T):
+    u = pytest.importorskip("ase.units").create_units("2018")  # CODATA 2018, as mdhess
+
+    lam, nm = oscillators()
+    th = nm.thermodynamics(T)
+    assert (th.n_modes_used, th.n_zero_skipped, th.n_imaginary_skipped) == (5, 3, 1)
+    hw = u._hbar * np.sqrt(lam[4:] * u._e / (1e-20 * u._amu)) / u._e  # eV
+    kT = u._k * T / u._e
+    x = hw / kT
+    assert th.zpe == pytest.approx(np.sum(hw / 2), rel=1e-7)
+    assert th.free_energy == pytest.approx(np.sum(hw / 2 + kT * np.log(1 - np.exp(-x))), rel=1e-7)
+    assert th.internal_energy == pytest.approx(np.sum(hw / 2 + hw / (np.exp(x) - 1)), rel=1e-7)
+    kB = u._k / u._e
+    assert th.entropy == pytest.approx(
+        kB * np.sum(x / (np.exp(x) - 1) - np.log(1 - np.exp(-x))), rel=1e-7, abs=1e-300
+    )
+    assert th.heat_capacity == pytest.approx(
+        kB * np.sum(x**2 * np.exp(x) / (np.exp(x) - 1) ** 2), rel=1e-7, abs=1e-300
+    )
+    # thermodynamic consistency: F = U - T S, S = -dF/dT
+    assert th.free_energy == pytest.approx(th.internal_energy - T * th.entropy, rel=1e-9, abs=1e-12)
+    h = 1e-3 * T
+    dF = (nm.thermodynamics(T + h).free_energy - nm.thermodynamics(T - h).free_energy) / (2 * h)
+    assert -dF == pytest.approx(th.entropy, rel=1e-5, abs=1e-12)
+
+
+def test_classical_limit_and_reduced_units():
+    lam, nm = oscillators()
+    hi = nm.thermodynamics(1e7)
+    cl = nm.thermodynamics(1e7, quantum=False)
+    assert hi.heat_capacity == pytest.approx(cl.heat_capacity, rel=1e-6)
+    assert cl.heat_capacity == pytest.approx(5 * UNIT_SYSTEMS["metal"].k_B)
+    assert hi.entropy == pytest.approx(cl.entropy, rel=1e-6)
+    lj = mdhess.normal_modes(np.diag(lam), project="none", units="lj")
+    th = lj.thermodynamics(2.0, quantum=False, hbar=1.0)
+    w = np.sqrt(lam[4:])
+    assert th.free_energy == pytest.approx(np.sum(2.0 * np.log(w / 2.0)))
+    assert th.heat_capacity == pytest.approx(5.0)
+    with pytest.raises(mdhess.InputError, match="hbar"):
+        lj.thermodynamics(1.0)
+    with pytest.raises(mdhess.InputError, match="T="):
+        nm.thermodynamics(-1.0)
+
+
+# -- DOS, plot, export, participation ------------------------------------------------------------
+def test_dos_plot_and_xyz_export(tmp_path):
+    ase_io = pytest.importorskip("ase.io")
+    pot, R, _ = lj13()
+    nm = mdhess.normal_modes(mdhess.hessian(pot, R), np.full(13, M_AR), positions=R, units="metal")
+    for width in (None, 0.05):
+        nu, g = nm.dos(bins=400, width=width, fmin=-0.5, fmax=3.0)
+        assert np.trapezoid(g, nu) == pytest.approx(33, rel=1e-3)
+    png = nm.plot_dos(tmp_path / "dos.png", width=0.05)
+    with open(png, "rb") as fh:
+        assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
+    path = nm.write_xyz(tmp_path / "mode.xyz", -1, amplitude=0.2, frames=8, symbols="Ar")
+    frames = ase_io.read(path, index=":")
+    assert len(frames) == 8 and all(len(f) == 13 for f in frames)
+    disp = np.array([f.positions - R for f in frames])
+    assert np.abs(np.linalg.norm(disp, axis=2).max() - 0.2) < 1e-6
+    np.testing.assert_allclose(frames[0].positions, R, atol=1e-7)
+
+
+def test_participation_ratio():
+    pot, R, _ = lj13()
+    nm = mdhess.normal_modes(mdhess.hessian(pot, R), positions=R)
+    pr = nm.participation_ratio
+    assert pr.shape == (39,) and np.all((pr > 1 / 13 - 1e-12) & (pr <= 1 + 1e-12))
+    # a pure translation moves every (equal-mass) atom alike
+    assert nm.participation_ratio[np.flatnonzero(nm.zero_mask)[0]] == pytest.approx(1.0)
+
+
+# -- bad input ------------------------------------------------------------------------------------
+def test_bad_input_names_the_argument():
+    pot, R, _ = lj13()
+    H = np.asarray(mdhess.hessian(pot, R))
+    E = mdhess.InputError
+    with pytest.raises(E, match=r"masses=.*shape \(13,\)"):
+        mdhess.normal_modes(H, np.ones(12))
+    with pytest.raises(E, match="masses=.*> 0"):
+        mdhess.normal_modes(H, np.r_[np.ones(12), -1.0])
+    with pytest.raises(E, match="masses=.*> 0"):
+        mdhess.normal_modes(H, np.r_[np.ones(12), 0.0])
+    with pytest.raises(E, match=r"k=.*1\.\.39"):
+        mdhess.normal_modes(H, k=40)
+    with pytest.raises(E, match="k="):
+        mdhess.normal_modes(H, k=0)
+    with pytest.raises(E, match="H=.*square"):
+        mdhess.normal_modes(H[:, :-3])
+    with pytest.raises(E, match="H=.*multiple of 3"):
+        mdhess.normal_modes(H[:-1, :-1])
+    bad = H.copy()
+    bad[4, 7] += 1e-3
+    with pytest.raises(E, match=r"H=.*not symmetric.*H\[7, 4\]|H=.*not symmetric.*H\[4, 7\]"):
+        mdhess.normal_modes(bad)
+    with pytest.raises(E, match="H=.*not symmetric"):
+        mdhess.normal_modes(scipy.sparse.csr_matrix(bad))
+    with pytest.raises(E, match="units="):
+        mdhess.normal_modes(H, units="si")
+    with pytest.raises(E, match="solver="):
+        mdhess.normal_modes(H, solver="magic")
+    with pytest.raises(E, match="project="):
+        mdhess.normal_modes(H, project="rotations")
+    with pytest.raises(E, match="positions="):
+        mdhess.normal_modes(H, positions=R[:5])
+    with pytest.raises(E, match="project='rigid'"):
+        mdhess.normal_modes(H, project="rigid")
