@@ -85,7 +85,10 @@ def neighbor_pairs(positions: np.ndarray, cell: np.ndarray | None, cutoff: float
         # Small cells: an atom may pair with several images of another atom, and with its own
         # images (constant energy; their blocks cancel exactly in the diagonal). All are kept.
         i, j, S, r = nl.compute(points=positions, box=cell, periodic=True, quantities="ijSd")
-        shift = np.einsum("pk,kc->pc", S, cell)  # numpy matmul with a 3-wide inner axis is slow here
+        if np.count_nonzero(cell - np.diag(np.diag(cell))) == 0:  # orthorhombic: one multiply
+            shift = S * np.diag(cell)
+        else:  # numpy matmul with a 3-wide inner axis is slow; einsum is 3x faster
+            shift = np.einsum("pk,kc->pc", S, cell)
     return PairList(i.astype(np.int32), j.astype(np.int32), shift, n, r)
 
 
