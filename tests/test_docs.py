@@ -82,3 +82,11 @@ def test_links_resolve_and_index_links_every_page():
     wanted |= {str(p.relative_to(DOCS)) for p in DOCS.glob("*.md") if p.name != "index.md"}
     missing = sorted(wanted - index)
     assert not missing, f"docs/index.md does not link {missing}"
+
+
+def test_readme_example_runs():
+    text = (DOCS.parent / "README.md").read_text()
+    blocks = FENCE.findall(text)
+    assert blocks, "README.md has no python example"
+    for code in blocks:
+        exec(compile(code, "README.md", "exec"), {"__name__": "__docs__"})
