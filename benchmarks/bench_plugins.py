@@ -82,7 +82,10 @@ def worker(name, n):
 
             def fd():
                 ph.generate_displacements(distance=0.01, is_plusminus=True)
-                ph.forces = [np.asarray(mdhess.forces(pot, s.positions, box=s.cell)) for s in ph.supercells_with_displacements]
+                ph.forces = [
+                    np.asarray(mdhess.forces(pot, s.positions, box=s.cell))
+                    for s in ph.supercells_with_displacements
+                ]
                 ph.produce_force_constants()
                 return ph.force_constants
 
@@ -146,8 +149,14 @@ def worker(name, n):
             disp, _ = mjx.space(L)
             f64 = lambda x: jnp.asarray(x, jnp.float64)  # noqa: E731 - jax-md downcasts Python floats
             neighbor_fn, E = energy.lennard_jones_neighbor_list(
-                disp, f64(L), sigma=f64(1.0), epsilon=f64(1.0), r_onset=f64(2.0), r_cutoff=f64(2.5),
-                dr_threshold=0.0, format=partition.Sparse,
+                disp,
+                f64(L),
+                sigma=f64(1.0),
+                epsilon=f64(1.0),
+                r_onset=f64(2.0),
+                r_cutoff=f64(2.5),
+                dr_threshold=0.0,
+                format=partition.Sparse,
             )
             nbrs = neighbor_fn.allocate(Rj)
             out["baseline_rss_mb"] = rss_mb()
@@ -161,7 +170,9 @@ def worker(name, n):
                 t = time.perf_counter()
                 mdhess.hessian_of(lambda x: E(x, neighbor=nbrs), R, batch_size=96)
                 out["first_call_s"] = time.perf_counter() - t
-                out["time_s"] = best(lambda: mdhess.hessian_of(lambda x: E(x, neighbor=nbrs), R, batch_size=96), 2)
+                out["time_s"] = best(
+                    lambda: mdhess.hessian_of(lambda x: E(x, neighbor=nbrs), R, batch_size=96), 2
+                )
     else:
         raise SystemExit(f"unknown worker {name}")
     out["peak_rss_mb"] = rss_mb()
@@ -170,10 +181,14 @@ def worker(name, n):
 
 def run_worker(name, n):
     res = subprocess.run(
-        [sys.executable, os.path.abspath(__file__), "--worker", name, "--n", str(n)], capture_output=True, text=True
+        [sys.executable, os.path.abspath(__file__), "--worker", name, "--n", str(n)],
+        capture_output=True,
+        text=True,
     )
     if res.returncode != 0:
-        return {"error": res.stderr.strip().splitlines()[-1] if res.stderr.strip() else f"exit {res.returncode}"}
+        return {
+            "error": res.stderr.strip().splitlines()[-1] if res.stderr.strip() else f"exit {res.returncode}"
+        }
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
@@ -217,13 +232,19 @@ def main():
             )
     if "c" in args.only:
         for n in [4] if args.quick else [4, 5] + ([6] if args.large else []):
-            m, ref, ho = run_worker("jaxmd_plugin", n), run_worker("jaxmd_jax_hessian", n), run_worker("jaxmd_hessian_of", n)
+            m, ref, ho = (
+                run_worker("jaxmd_plugin", n),
+                run_worker("jaxmd_jax_hessian", n),
+                run_worker("jaxmd_hessian_of", n),
+            )
             if "error" in ref:
                 ref_txt = f"jit(jax.hessian) failed: {ref['error']}"
                 ratio = "-"
             else:
-                ref_txt = (f"jit(jax.hessian) of jax-md's LJ {fmt(ref['time_s'])} (first call {fmt(ref['first_call_s'])}), "
-                           f"peak RSS {ref['peak_rss_mb']:.0f} MB")
+                ref_txt = (
+                    f"jit(jax.hessian) of jax-md's LJ {fmt(ref['time_s'])} (first call {fmt(ref['first_call_s'])}), "
+                    f"peak RSS {ref['peak_rss_mb']:.0f} MB"
+                )
                 ratio = f"**{ref['time_s'] / m['time_s']:.0f}x faster**"
             rows.append(
                 f"| (c) jax-md list, LJ fcc N={m.get('n_atoms')}, dense | plugin hessian {fmt(m.get('time_s'))} (first call "

@@ -55,8 +55,10 @@ def main(out: Path):
     t = time.perf_counter()
     H = mdhess.hessian(pot, R).block_until_ready()
     t_again = time.perf_counter() - t
-    print(f"mdhess.hessian: {t_first:.2f} s (first call, includes compilation), {t_again:.2f} s again; "
-          f"{H.nbytes / 2**20:.0f} MiB")
+    print(
+        f"mdhess.hessian: {t_first:.2f} s (first call, includes compilation), {t_again:.2f} s again; "
+        f"{H.nbytes / 2**20:.0f} MiB"
+    )
 
     # 1. a 200-atom subset against dense autodiff
     sub = np.sort(rng.choice(N, N_SUB, replace=False))
@@ -72,8 +74,10 @@ def main(out: Path):
     A = H_full_sub.transpose(0, 2, 1, 3)[off]
     B = H_ad.reshape(N_SUB, 3, N_SUB, 3).transpose(0, 2, 1, 3)[off]
     err_blocks = np.abs(A - B).max() / np.abs(B).max()
-    print(f"[1] {N_SUB}-atom subset vs jax.hessian ({t_ad:.1f} s): rel. error {err_sub:.1e}; "
-          f"off-diagonal blocks inside the full Hessian: max rel. error {err_blocks:.1e}")
+    print(
+        f"[1] {N_SUB}-atom subset vs jax.hessian ({t_ad:.1f} s): rel. error {err_sub:.1e}; "
+        f"off-diagonal blocks inside the full Hessian: max rel. error {err_blocks:.1e}"
+    )
     assert err_sub <= 1e-12 and err_blocks <= 1e-12
 
     # 2. full Hessian times vectors vs forward-over-reverse autodiff of a plain energy

@@ -77,11 +77,15 @@ def main(out: Path):
         soft = mdhess.soft_sphere(sigma=np.asarray(ka.params["sigma"]), epsilon=10.0, alpha=2.0)
         R, f, steps1, _ = fire_minimise(soft, R, L, species, fmax=1e-3, chunk=500, max_chunks=4, dt_max=0.05)
         # 2. the Kob-Andersen inherent structure
-        R, f, steps2, nbrs = fire_minimise(ka, R, L, species, fmax=1e-9, chunk=2000, max_chunks=15, dt_max=0.01)
+        R, f, steps2, nbrs = fire_minimise(
+            ka, R, L, species, fmax=1e-9, chunk=2000, max_chunks=15, dt_max=0.01
+        )
     t_fire = time.perf_counter() - t0
     e = mdhess.energy(ka, R, box=L, species=species) / n
-    print(f"FIRE (jax-md, mdhess energy, jax-md neighbour list): {steps1} soft-sphere + {steps2} KA steps in "
-          f"{t_fire:.1f} s; energy {e:.5f} eps/atom, max |F| = {f:.1e}")
+    print(
+        f"FIRE (jax-md, mdhess energy, jax-md neighbour list): {steps1} soft-sphere + {steps2} KA steps in "
+        f"{t_fire:.1f} s; energy {e:.5f} eps/atom, max |F| = {f:.1e}"
+    )
     assert f < 1e-6, "FIRE did not reach a minimum"
 
     # the Hessian from the jax-md list, and from mdhess's own list
@@ -90,12 +94,16 @@ def main(out: Path):
     t_h = time.perf_counter() - t
     H_own = mdhess.hessian(ka, R, box=L, species=species, format="bsr")
     diff = abs(H - H_own).max() / abs(H_own).max()
-    print(f"Hessian from the jax-md list: {H.shape}, {H.nnz // 9} blocks, {t_h:.2f} s; vs mdhess's own list: {diff:.1e}")
+    print(
+        f"Hessian from the jax-md list: {H.shape}, {H.nnz // 9} blocks, {t_h:.2f} s; vs mdhess's own list: {diff:.1e}"
+    )
     assert diff <= 1e-13
 
     modes = mdhess.normal_modes(H, k=3 * n, units="lj", box=L, positions=R)  # all 1500 modes, dense eigh
     print(modes.summary())
-    assert modes.n_zero == 3 and modes.n_imaginary == 0, "an inherent structure has 3 zero modes and no imaginary one"
+    assert modes.n_zero == 3 and modes.n_imaginary == 0, (
+        "an inherent structure has 3 zero modes and no imaginary one"
+    )
 
     nz = np.flatnonzero(~modes.zero_mask)
     low = nz[:20]
@@ -103,8 +111,10 @@ def main(out: Path):
     print(" mode   omega (1/tau)   participation ratio")
     for m in low:
         print(f" {m:4d}   {modes.omega[m]:12.5f}   {pr[m]:8.3f}")
-    print(f"median participation ratio of all modes: {np.median(pr[nz]):.3f}; lowest 20: "
-          f"{np.median(pr[low]):.3f} (quasi-localised modes have small ratios)")
+    print(
+        f"median participation ratio of all modes: {np.median(pr[nz]):.3f}; lowest 20: "
+        f"{np.median(pr[low]):.3f} (quasi-localised modes have small ratios)"
+    )
 
     # H e = lambda e for the lowest mode, against central differences of the forces (unit masses)
     e0 = modes.vectors[:, low[0]]
@@ -118,8 +128,11 @@ def main(out: Path):
     assert err < 1e-4
 
     path = modes.plot_dos(out / "ka_glass_dos.png", bins=60)
-    np.savetxt(out / "ka_glass_lowest_modes.txt", np.column_stack([modes.omega[low], pr[low]]),
-               header="omega_per_tau participation_ratio (lowest 20 vibrational modes)")
+    np.savetxt(
+        out / "ka_glass_lowest_modes.txt",
+        np.column_stack([modes.omega[low], pr[low]]),
+        header="omega_per_tau participation_ratio (lowest 20 vibrational modes)",
+    )
     print(f"wrote {path}")
     print("all checks passed")
 

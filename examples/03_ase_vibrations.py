@@ -35,8 +35,10 @@ def main(out: Path):
     atoms = Icosahedron("Ar", noshells=3, latticeconstant=2 ** (2 / 3) * SIGMA)
     atoms.calc = MdhessCalculator(pot)
     BFGS(atoms, logfile=None).run(fmax=1e-6, steps=1000)
-    print(f"LJ{len(atoms)} relaxed: E = {atoms.get_potential_energy():.6f} eV "
-          f"({atoms.get_potential_energy() / EPS:.4f} epsilon; Wales & Doye: -279.2485)")
+    print(
+        f"LJ{len(atoms)} relaxed: E = {atoms.get_potential_energy():.6f} eV "
+        f"({atoms.get_potential_energy() / EPS:.4f} epsilon; Wales & Doye: -279.2485)"
+    )
 
     t = time.perf_counter()
     exact = vibrations(atoms, pot)
@@ -50,14 +52,18 @@ def main(out: Path):
     fd = vib.get_vibrations()
     vib.clean()
     t_fd = time.perf_counter() - t
-    print(f"exact Hessian: {t_exact:.2f} s;  ASE finite differences ({4 * 3 * len(atoms)} force calls): {t_fd:.2f} s")
+    print(
+        f"exact Hessian: {t_exact:.2f} s;  ASE finite differences ({4 * 3 * len(atoms)} force calls): {t_fd:.2f} s"
+    )
 
     e_ex = np.sort(np.abs(exact.get_energies()))
     e_fd = np.sort(np.abs(fd.get_energies()))
     vib_ex, vib_fd = e_ex[6:], e_fd[6:]
     err = np.abs(vib_ex - vib_fd).max() / vib_ex.max()
-    print(f"{len(vib_ex)} vibrational energies {1e3 * vib_ex.min():.3f} .. {1e3 * vib_ex.max():.3f} meV; "
-          f"max |exact - FD| / max = {err:.1e}")
+    print(
+        f"{len(vib_ex)} vibrational energies {1e3 * vib_ex.min():.3f} .. {1e3 * vib_ex.max():.3f} meV; "
+        f"max |exact - FD| / max = {err:.1e}"
+    )
     print(f"zero modes (translations, rotations): max {1e3 * e_ex[:6].max():.1e} meV")
     assert err <= 1e-7
     # energies ~ sqrt(eigenvalue); residual forces (fmax 1e-6 eV/A) leave rotational eigenvalues
@@ -68,8 +74,10 @@ def main(out: Path):
     F_ex = HarmonicThermo(vib_ex).get_helmholtz_energy(T, verbose=False)
     F_fd = HarmonicThermo(vib_fd).get_helmholtz_energy(T, verbose=False)
     S_ex = HarmonicThermo(vib_ex).get_entropy(T, verbose=False)
-    print(f"harmonic Helmholtz energy at {T:.0f} K: exact {F_ex:.8f} eV, FD {F_fd:.8f} eV; "
-          f"entropy {S_ex * 1e3:.5f} meV/K")
+    print(
+        f"harmonic Helmholtz energy at {T:.0f} K: exact {F_ex:.8f} eV, FD {F_fd:.8f} eV; "
+        f"entropy {S_ex * 1e3:.5f} meV/K"
+    )
     assert abs(F_ex - F_fd) <= 1e-8 * abs(F_ex)
 
     table = exact.tabulate().splitlines()
@@ -79,12 +87,13 @@ def main(out: Path):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
     from ase.spectrum.dosdata import RawDOSData
 
     # the 159 vibrational energies, broadened (ASE's get_dos() also carries the 6 zero modes,
     # as complex numbers when their eigenvalues round below zero)
-    dos = RawDOSData(vib_ex, np.ones_like(vib_ex)).sample_grid(400, xmin=0.0, xmax=1.1 * vib_ex.max(), width=2e-4)
+    dos = RawDOSData(vib_ex, np.ones_like(vib_ex)).sample_grid(
+        400, xmin=0.0, xmax=1.1 * vib_ex.max(), width=2e-4
+    )
     fig, ax = plt.subplots(figsize=(5, 3))
     ax.plot(1e3 * dos.get_energies(), dos.get_weights() / 1e3)
     ax.set_xlabel("energy (meV)")

@@ -88,13 +88,17 @@ def main(out: Path):
     R = four_helix_bundle()
     n = len(R)
     steps = np.linalg.norm(np.diff(R, axis=0), axis=1)
-    print(f"C-alpha model: {n} residues, consecutive C-alpha distances {steps.min():.2f} .. {steps.max():.2f} A")
+    print(
+        f"C-alpha model: {n} residues, consecutive C-alpha distances {steps.min():.2f} .. {steps.max():.2f} A"
+    )
 
     net = mdhess.load_potential("calpha-anm", positions=R)  # k = 1 kcal/mol/A^2, cutoff 15 A
     t = time.perf_counter()
     H = np.asarray(mdhess.hessian(net, R))
     t_h = time.perf_counter() - t
-    print(f"ANM: {net.n_bonds} springs within 15 A; Hessian {H.shape} in {t_h:.2f} s (first call, with compilation)")
+    print(
+        f"ANM: {net.n_bonds} springs within 15 A; Hessian {H.shape} in {t_h:.2f} s (first call, with compilation)"
+    )
 
     ref = textbook_anm(R, 15.0, 1.0)
     ad = np.asarray(mdhess.hessian(net, R, method="ad"))
@@ -124,8 +128,10 @@ def main(out: Path):
     in_loop = np.zeros(n, bool)
     for h in range(1, 4):
         in_loop[h * 27 - 3 : h * 27] = True
-    print(f"mean-square fluctuation at 300 K: helices {msf[~in_loop].mean():.3f} A^2, loops {msf[in_loop].mean():.3f} A^2, "
-          f"B = 8 pi^2/3 <dr^2>: {8 * np.pi**2 / 3 * msf.mean():.1f} A^2 on average")
+    print(
+        f"mean-square fluctuation at 300 K: helices {msf[~in_loop].mean():.3f} A^2, loops {msf[in_loop].mean():.3f} A^2, "
+        f"B = 8 pi^2/3 <dr^2>: {8 * np.pi**2 / 3 * msf.mean():.1f} A^2 on average"
+    )
 
     path = modes.write_xyz(out / "anm_lowest_mode.xyz", int(nz[0]), amplitude=3.0, symbols="C")
     print(f"wrote {path}")

@@ -34,7 +34,9 @@ def finite_difference_phonopy(pot, unitcell, distance):
     """phonopy's own route: displaced supercells, their forces (from mdhess), differences."""
     ph = Phonopy(unitcell, supercell_matrix=SUPERCELL, primitive_matrix="F")
     ph.generate_displacements(distance=distance, is_plusminus=True)
-    ph.forces = [np.asarray(mdhess.forces(pot, s.positions, box=s.cell)) for s in ph.supercells_with_displacements]
+    ph.forces = [
+        np.asarray(mdhess.forces(pot, s.positions, box=s.cell)) for s in ph.supercells_with_displacements
+    ]
     ph.produce_force_constants()
     return ph
 
@@ -60,8 +62,10 @@ def main(out: Path):
     t = time.perf_counter()
     force_constants(pot, ph.supercell)
     t_warm = time.perf_counter() - t
-    print(f"fcc argon, {len(ph.supercell)}-atom supercell: build_phonopy {t_exact:.2f} s (phonopy's symmetry "
-          f"setup and JIT compilation included); exact force constants {ph.force_constants.shape} again: {t_warm:.3f} s")
+    print(
+        f"fcc argon, {len(ph.supercell)}-atom supercell: build_phonopy {t_exact:.2f} s (phonopy's symmetry "
+        f"setup and JIT compilation included); exact force constants {ph.force_constants.shape} again: {t_warm:.3f} s"
+    )
 
     ph.run_qpoints([[0, 0, 0], [0.5, 0.5, 0.0], [0.5, 0.5, 0.5]])  # Gamma, X, L (primitive basis)
     f = ph.qpoints.frequencies
@@ -73,9 +77,14 @@ def main(out: Path):
     dos = ph.total_dos
 
     fds = {d: finite_difference_phonopy(pot, unitcell, d) for d in (0.01, 0.005)}
-    errs = {d: np.linalg.norm(p.force_constants - ph.force_constants) / np.linalg.norm(ph.force_constants) for d, p in fds.items()}
-    print(f"phonopy finite differences: force-constant error {errs[0.01]:.2e} (d=0.01 A), "
-          f"{errs[0.005]:.2e} (d=0.005 A): ratio {errs[0.01] / errs[0.005]:.2f} (d^2 -> 4)")
+    errs = {
+        d: np.linalg.norm(p.force_constants - ph.force_constants) / np.linalg.norm(ph.force_constants)
+        for d, p in fds.items()
+    }
+    print(
+        f"phonopy finite differences: force-constant error {errs[0.01]:.2e} (d=0.01 A), "
+        f"{errs[0.005]:.2e} (d=0.005 A): ratio {errs[0.01] / errs[0.005]:.2f} (d^2 -> 4)"
+    )
     assert 3.8 <= errs[0.01] / errs[0.005] <= 4.2
 
     t1, t2 = thermal(fds[0.01])[1], thermal(fds[0.005])[1]
@@ -87,8 +96,11 @@ def main(out: Path):
     assert ok.all(), "finite-difference thermal properties must converge to the exact ones"
     print(f"Cv at 80 K: {tp[2, -1]:.3f} J/K/mol (Dulong-Petit 3R = {3 * 8.314462618:.3f})")
 
-    np.savetxt(out / "argon_thermal.txt", np.column_stack([T, tp.T]),
-               header="T_K free_energy_kJ_per_mol entropy_J_per_K_mol heat_capacity_J_per_K_mol")
+    np.savetxt(
+        out / "argon_thermal.txt",
+        np.column_stack([T, tp.T]),
+        header="T_K free_energy_kJ_per_mol entropy_J_per_K_mol heat_capacity_J_per_K_mol",
+    )
     import matplotlib
 
     matplotlib.use("Agg")

@@ -116,7 +116,9 @@ class MdhessCalculator(Calculator):
 
             self.results["stress"] = full_3x3_to_voigt_6_stress(stress_of_prepared(p, call))
         elif "stress" in properties:
-            raise PropertyNotImplementedError("MdhessCalculator: stress needs a fully periodic system (pbc=True)")
+            raise PropertyNotImplementedError(
+                "MdhessCalculator: stress needs a fully periodic system (pbc=True)"
+            )
         if "hessian" in properties or "dynamical_matrix" in properties:
             H = self.get_hessian(atoms, format="sparse")
             self.results["hessian"] = H
@@ -130,7 +132,9 @@ class MdhessCalculator(Calculator):
         atoms = self.atoms if atoms is None else atoms
         if atoms is None:
             raise InputError("MdhessCalculator.get_hessian(atoms=None): no atoms given and none attached")
-        H = exact_hessian(atoms, self.potential, species=self.species, format=format, call="MdhessCalculator.get_hessian")
+        H = exact_hessian(
+            atoms, self.potential, species=self.species, format=format, call="MdhessCalculator.get_hessian"
+        )
         return mass_weight(H, atoms.get_masses()) if divide_by_masses else H
 
     def get_dynamical_matrix(self, atoms=None, format="sparse"):
@@ -157,10 +161,13 @@ def vibrations(atoms, potential, *, species=None, indices=None):
     if indices is not None:
         idx = np.asarray(indices)
         if idx.ndim != 1 or not np.issubdtype(idx.dtype, np.integer) or idx.size == 0:
-            raise InputError(f"vibrations(indices=...) must be a non-empty 1-D list of atom indices; got {indices!r}")
+            raise InputError(
+                f"vibrations(indices=...) must be a non-empty 1-D list of atom indices; got {indices!r}"
+            )
         if idx.min() < -len(atoms) or idx.max() >= len(atoms) or len(set(idx % len(atoms))) != idx.size:
             raise InputError(
-                f"vibrations(indices=...) must be distinct atom indices in 0..{len(atoms) - 1}; got {idx.tolist()}"
+                "vibrations(indices=...) must be distinct atom indices in "
+                f"0..{len(atoms) - 1}; got {idx.tolist()}"
             )
         idx = idx % len(atoms)
         cols = (3 * idx[:, None] + np.arange(3)).ravel()

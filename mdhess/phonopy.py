@@ -32,7 +32,9 @@ def _structure(cell_like, call: str):
     """(positions, cell, symbols, numbers) from a PhonopyAtoms or an ase.Atoms."""
     if hasattr(cell_like, "get_chemical_symbols"):  # ase.Atoms
         if not np.all(cell_like.pbc):
-            raise InputError(f"{call}: the structure must be periodic (pbc=True); got pbc={list(cell_like.pbc)}")
+            raise InputError(
+                f"{call}: the structure must be periodic (pbc=True); got pbc={list(cell_like.pbc)}"
+            )
         return (
             np.asarray(cell_like.positions, float),
             np.asarray(cell_like.cell[:], float),
@@ -46,7 +48,9 @@ def _structure(cell_like, call: str):
             list(cell_like.symbols),
             np.asarray(cell_like.numbers),
         )
-    raise InputError(f"{call}: expected a phonopy PhonopyAtoms or an ase.Atoms; got {type(cell_like).__name__}")
+    raise InputError(
+        f"{call}: expected a phonopy PhonopyAtoms or an ase.Atoms; got {type(cell_like).__name__}"
+    )
 
 
 def _to_phonopy_atoms(cell_like, call: str):
@@ -84,7 +88,9 @@ def force_constants(potential, supercell, *, species=None, atoms=None) -> np.nda
         return fc
     keep = np.asarray(atoms)
     if keep.ndim != 1 or not np.issubdtype(keep.dtype, np.integer) or keep.min() < 0 or keep.max() >= n:
-        raise InputError(f"{call}(atoms=...) must be a 1-D list of supercell atom indices 0..{n - 1}; got {atoms!r}")
+        raise InputError(
+            f"{call}(atoms=...) must be a 1-D list of supercell atom indices 0..{n - 1}; got {atoms!r}"
+        )
     where = np.full(n, -1)
     where[keep] = np.arange(keep.size)
     sel = where[rows] >= 0
@@ -109,7 +115,9 @@ def set_force_constants(phonon, potential, *, species=None, compact=False):
     return phonon
 
 
-def build_phonopy(potential, unitcell, supercell_matrix, *, species=None, primitive_matrix="auto", compact=False, **kwargs):
+def build_phonopy(
+    potential, unitcell, supercell_matrix, *, species=None, primitive_matrix="auto", compact=False, **kwargs
+):
     """A ``phonopy.Phonopy`` for ``unitcell`` with exact force constants already set.
 
     Args:

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 pytest.importorskip("ase")
-import ase  # noqa: E402
 from ase.build import bulk  # noqa: E402
 from ase.calculators.calculator import PropertyNotImplementedError  # noqa: E402
 from ase.calculators.lj import LennardJones  # noqa: E402
@@ -205,7 +204,9 @@ def test_errors_name_the_argument(lj13):
 
 def test_atomic_number_keys_and_arrays_give_the_same_species():
     a = fcc_argon()
-    table = mdhess.lennard_jones(sigma=np.full((2, 2), SIGMA), epsilon=np.array([[EPS, 0.0], [0.0, 0.0]]), cutoff=RC)
+    table = mdhess.lennard_jones(
+        sigma=np.full((2, 2), SIGMA), epsilon=np.array([[EPS, 0.0], [0.0, 0.0]]), cutoff=RC
+    )
     a.calc = MdhessCalculator(table, species={18: 0})
     E1 = a.get_potential_energy()
     a.calc = MdhessCalculator(table, species=np.zeros(len(a), dtype=int))

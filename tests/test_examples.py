@@ -50,7 +50,9 @@ def test_every_example_is_listed():
 @pytest.mark.parametrize("name", [_param(n, m) for n, m in EXAMPLES.items()])
 def test_example_runs_and_passes_its_checks(name, tmp_path):
     proc, wall = _run([sys.executable, str(ROOT / "examples" / name), "--out", str(tmp_path)], cwd=tmp_path)
-    assert proc.returncode == 0, f"{name} failed after {wall:.1f} s:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    assert proc.returncode == 0, (
+        f"{name} failed after {wall:.1f} s:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    )
     assert "all checks passed" in proc.stdout
     assert any(tmp_path.iterdir()), f"{name} wrote nothing to --out"
     print(f"{name}: {wall:.1f} s")
@@ -63,7 +65,9 @@ def _doc_blocks():
         assert blocks, f"docs/{page} has no runnable example"
         for k, code in enumerate(blocks):
             # ASE blocks take ~2 s each; the jax-md ones compile FIRE / SW loops (10-16 s)
-            yield pytest.param(page, code, id=f"{page}:{k}", marks=() if page == "ase.md" else pytest.mark.slow)
+            yield pytest.param(
+                page, code, id=f"{page}:{k}", marks=() if page == "ase.md" else pytest.mark.slow
+            )
 
 
 @pytest.mark.parametrize("page,code", list(_doc_blocks()))
@@ -71,4 +75,6 @@ def test_doc_example_runs(page, code, tmp_path):
     script = tmp_path / "block.py"
     script.write_text(code)
     proc, wall = _run([sys.executable, str(script)], cwd=tmp_path)
-    assert proc.returncode == 0, f"docs/{page} block failed:\n{code}\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
+    assert proc.returncode == 0, (
+        f"docs/{page} block failed after {wall:.1f} s:\n{code}\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
+    )

@@ -35,7 +35,9 @@ def rel(a, b):
 
 def two_species_lj(rc):
     t = lambda a, b, c: np.array([[a, b], [b, c]])  # noqa: E731
-    return mdhess.lennard_jones(sigma=t(1.0, 0.8, 0.88), epsilon=t(1.0, 1.5, 0.5), cutoff=rc * t(1.0, 0.8, 0.88))
+    return mdhess.lennard_jones(
+        sigma=t(1.0, 0.8, 0.88), epsilon=t(1.0, 1.5, 0.5), cutoff=rc * t(1.0, 0.8, 0.88)
+    )
 
 
 # Same pairs, same per-pair blocks, the diagonal blocks summed in another order: equal to 1e-14
@@ -87,7 +89,9 @@ def test_neighbor_list_radius_and_errors():
     pot = mdhess.lennard_jones(cutoff=rc)
     nbrs = mjx.neighbor_list(pot, box, format="OrderedSparse").allocate(jnp.asarray(R))
     i, j, mask = (np.asarray(x) for x in mjx.half_pairs(nbrs, len(R)))
-    assert mask.sum() == mdhess._api._Prepared(pot, R, box, None, "t").pairs.n_pairs
+    own = mdhess._api._Prepared(pot, R, box, None, "t").pairs  # vesin, each pair once
+    assert {(a, b) for a, b in zip(i[mask], j[mask])} == {(min(a, b), max(a, b)) for a, b in zip(own.i, own.j)}
+    assert mask.sum() == own.n_pairs
     with pytest.raises(mdhess.InputError, match="half the shortest"):
         mjx.neighbor_list(pot, box, dr_threshold=0.5)
     with pytest.raises(mdhess.InputError, match="cutoff"):
@@ -136,12 +140,21 @@ def test_fire_reaches_the_minimum_of_jax_md_lennard_jones_with_its_own_cutoff():
     # identical energies, so FIRE from the same rattled fcc crystal must reach the same minimum.
     R0, L = fcc(3, 1.0, 0.08, seed=1)  # 108 atoms, L = 4.76 > 2 x 2.0
     phi = jenergy.multiplicative_isotropic_cutoff(jenergy.lennard_jones, 1.5, 2.0)
-    pot = mdhess.pair_potential(lambda r, sigma, epsilon: phi(r, sigma=sigma, epsilon=epsilon), cutoff=2.0, sigma=1.0, epsilon=1.0)
+    pot = mdhess.pair_potential(
+        lambda r, sigma, epsilon: phi(r, sigma=sigma, epsilon=epsilon), cutoff=2.0, sigma=1.0, epsilon=1.0
+    )
     disp, shift = jspace.periodic(jnp.asarray(L, f64))
-    E_jm = jenergy.lennard_jones_pair(disp, sigma=jnp.asarray(1.0, f64), epsilon=jnp.asarray(1.0, f64),
-                                      r_onset=jnp.asarray(1.5, f64), r_cutoff=jnp.asarray(2.0, f64))
+    E_jm = jenergy.lennard_jones_pair(
+        disp,
+        sigma=jnp.asarray(1.0, f64),
+        epsilon=jnp.asarray(1.0, f64),
+        r_onset=jnp.asarray(1.5, f64),
+        r_cutoff=jnp.asarray(2.0, f64),
+    )
     E_md = mdhess.energy_fn(pot, box=L)
-    assert abs(float(E_jm(jnp.asarray(R0))) - float(E_md(jnp.asarray(R0)))) <= 1e-11 * abs(float(E_md(jnp.asarray(R0))))
+    assert abs(float(E_jm(jnp.asarray(R0))) - float(E_md(jnp.asarray(R0)))) <= 1e-11 * abs(
+        float(E_md(jnp.asarray(R0)))
+    )
     R_md = fire(E_md, shift, R0, 1000)
     R_jm = fire(E_jm, shift, R0, 1000)
     e_md, e_jm = mdhess.energy(pot, R_md, box=L), float(E_jm(jnp.asarray(R_jm)))
@@ -150,7 +163,9 @@ def test_fire_reaches_the_minimum_of_jax_md_lennard_jones_with_its_own_cutoff():
     assert abs(e_md - e_jm) <= 1e-10 * abs(e_jm)
 
 
-@pytest.mark.slow  # ~20 s on a loaded 2-core CPU (two FIRE loops compiled); docs/jax-md.md's FIRE example runs the same path
+# ~20 s on a loaded 2-core CPU (two FIRE loops compiled); docs/jax-md.md's FIRE example runs the
+# same path
+@pytest.mark.slow
 def test_fire_with_neighbor_lists_matches_plain_shifted_lennard_jones():
     # A plain shifted-cut LJ written with jax-md's smap.pair_neighbor_list against
     # mdhess.lennard_jones(cutoff=2.5) (the same shifted hard cut), both on jax-md lists.
@@ -160,7 +175,9 @@ def test_fire_with_neighbor_lists_matches_plain_shifted_lennard_jones():
     disp, shift = mjx.space(L)
 
     def shifted_lj(dr, **kw):
-        return jnp.where(dr < rc, jenergy.lennard_jones(dr) - jenergy.lennard_jones(jnp.asarray(rc, f64)), 0.0)
+        return jnp.where(
+            dr < rc, jenergy.lennard_jones(dr) - jenergy.lennard_jones(jnp.asarray(rc, f64)), 0.0
+        )
 
     E_jm = smap.pair_neighbor_list(shifted_lj, jspace.canonicalize_displacement_or_metric(disp))
     E_md = mdhess.energy_fn(pot, box=L)
@@ -183,9 +200,11 @@ def test_hessian_of_jax_md_stillinger_weber():
     # A three-body energy from jax-md (free space, a rattled 35-atom diamond cluster of Si):
     # hessian_of in batches of 16 tangents against jax.hessian; same derivatives, other order.
     a = 5.431
-    base = np.array([[0, 0, 0], [0, 2, 2], [2, 0, 2], [2, 2, 0], [1, 1, 1], [1, 3, 3], [3, 1, 3], [3, 3, 1]]) / 4
+    base = (
+        np.array([[0, 0, 0], [0, 2, 2], [2, 0, 2], [2, 2, 0], [1, 1, 1], [1, 3, 3], [3, 1, 3], [3, 3, 1]]) / 4
+    )
     g = np.stack(np.meshgrid(*[np.arange(2)] * 3, indexing="ij"), -1).reshape(-1, 1, 3)
-    R = ((g + base).reshape(-1, 3) * a)
+    R = (g + base).reshape(-1, 3) * a
     R = R[np.argsort(np.linalg.norm(R - R.mean(0), axis=1))[:35]]
     R = R + np.random.default_rng(5).normal(scale=0.05, size=R.shape)
     disp, _ = jspace.free()

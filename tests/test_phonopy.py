@@ -121,10 +121,15 @@ def test_two_species_rocksalt_and_ase_input():
     ph = build_phonopy(pot, uc, [2, 2, 2], primitive_matrix="F", species=species)
     # ASE's masses travel into phonopy with the structure
     assert np.allclose(np.sort(ph.primitive.masses), np.sort(uc.get_masses()[:2]), rtol=1e-12)
-    unit = PhonopyAtoms(symbols=uc.get_chemical_symbols(), positions=uc.positions, cell=uc.cell[:], masses=uc.get_masses())
+    unit = PhonopyAtoms(
+        symbols=uc.get_chemical_symbols(), positions=uc.positions, cell=uc.cell[:], masses=uc.get_masses()
+    )
     # truncation error C d^2 again: measured 1.56e-4 relative at d = 0.005 A; it must shrink 4x
     e1, e2 = (
-        rel(fd_phonopy(d, unit, potential=pot, species=species, supercell=(2, 2, 2)).force_constants, ph.force_constants)
+        rel(
+            fd_phonopy(d, unit, potential=pot, species=species, supercell=(2, 2, 2)).force_constants,
+            ph.force_constants,
+        )
         for d in (0.005, 0.0025)
     )
     assert e1 <= 3e-4 and 3.8 <= e1 / e2 <= 4.2

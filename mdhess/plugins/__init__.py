@@ -75,6 +75,7 @@ def species_indices(symbols, numbers, species=None, *, n_species=None, call: str
     s = np.asarray(species)
     if s.shape != (n,):
         raise InputError(
-            f"{call}(species=...) must be None, a dict element -> index, or an ({n},) array; got shape {s.shape}"
+            f"{call}(species=...) must be None, a dict element -> index, or an ({n},) array; "
+            f"got shape {s.shape}"
         )
     return s

@@ -50,7 +50,9 @@ def _format(fmt, call: str):
         return fmt
     if isinstance(fmt, str) and fmt in FORMATS:
         return getattr(partition.NeighborListFormat, fmt)
-    raise InputError(f"{call}(format=...) must be one of {FORMATS} or a jax_md.partition.NeighborListFormat; got {fmt!r}")
+    raise InputError(
+        f"{call}(format=...) must be one of {FORMATS} or a jax_md.partition.NeighborListFormat; got {fmt!r}"
+    )
 
 
 def space(box=None):
@@ -76,14 +78,21 @@ def space(box=None):
 def _checked_potential(potential, call: str) -> PairPotential:
     _api._check_potential(potential, call)
     if not isinstance(potential, PairPotential) or potential.cutoff is None:
-        what = type(potential).__name__ if not isinstance(potential, PairPotential) else "a potential without a cutoff"
+        what = (
+            type(potential).__name__
+            if not isinstance(potential, PairPotential)
+            else "a potential without a cutoff"
+        )
         raise InputError(
-            f"{call}(potential=...) needs a PairPotential with a cutoff (a neighbour list needs a radius); got {what}"
+            f"{call}(potential=...) needs a PairPotential with a cutoff (a neighbour list needs a "
+            f"radius); got {what}"
         )
     return potential
 
 
-def neighbor_list(potential, box=None, *, dr_threshold=0.0, capacity_multiplier=1.25, format="Sparse", **kwargs):
+def neighbor_list(
+    potential, box=None, *, dr_threshold=0.0, capacity_multiplier=1.25, format="Sparse", **kwargs
+):
     """A jax-md neighbour-list builder whose radius is the potential's cutoff.
 
     Args:
@@ -123,7 +132,13 @@ def neighbor_list(potential, box=None, *, dr_threshold=0.0, capacity_multiplier=
             jbox = jnp.asarray(cell.T)
     with jax.numpy_dtype_promotion("standard"):  # jax-md probes the displacement with float32 shapes
         return partition.neighbor_list(
-            disp, jbox, rc, dr_threshold=dr_threshold, capacity_multiplier=capacity_multiplier, format=fmt, **kwargs
+            disp,
+            jbox,
+            rc,
+            dr_threshold=dr_threshold,
+            capacity_multiplier=capacity_multiplier,
+            format=fmt,
+            **kwargs,
         )
 
 
@@ -155,11 +170,14 @@ def _current_list(neighbor, R, call: str):
     """The list updated to R (a no-op within jax-md's skin); reallocated if it overflowed."""
     partition = _jax_md().partition
     if not isinstance(neighbor, partition.NeighborList):
-        raise InputError(f"{call}(neighbor=...) must be a jax_md.partition.NeighborList; got {type(neighbor).__name__}")
+        raise InputError(
+            f"{call}(neighbor=...) must be a jax_md.partition.NeighborList; got {type(neighbor).__name__}"
+        )
     n = R.shape[0]
     if neighbor.reference_position.shape[0] != n:
         raise InputError(
-            f"{call}(neighbor=...) was built for {neighbor.reference_position.shape[0]} atoms; positions have {n}"
+            f"{call}(neighbor=...) was built for {neighbor.reference_position.shape[0]} atoms; "
+            f"positions have {n}"
         )
     with jax.numpy_dtype_promotion("standard"):  # jax-md mixes float32 boxes and float64 positions
         nbrs = neighbor.update(jnp.asarray(R, neighbor.reference_position.dtype))
@@ -189,7 +207,15 @@ def _prepare(potential, positions, neighbor, box, species, dtype, call):
         shift = jnp.zeros((i.shape[0], 3), dt)
     else:
         shift = _minimum_image_shift(Rj, i, j, jnp.asarray(cell, dt), jnp.asarray(np.linalg.inv(cell), dt))
-    args = (_api._cast_potential(pot, dt), Rj, jnp.asarray(s), i.astype(jnp.int32), j.astype(jnp.int32), shift, mask)
+    args = (
+        _api._cast_potential(pot, dt),
+        Rj,
+        jnp.asarray(s),
+        i.astype(jnp.int32),
+        j.astype(jnp.int32),
+        shift,
+        mask,
+    )
     return args, n
 
 
