@@ -16,10 +16,9 @@ import numpy as np
 from ._assemble import (
     MatrixFreeOperator,
     StoredBlockOperator,
-    bsr_from_blocks,
+    bsr_from_device_blocks,
     dense_all_pairs,
     dense_from_blocks,
-    diagonal_blocks,
     row_block_size,
     to_component_major,
 )
@@ -318,14 +317,15 @@ def hessian(
         return H
     pot, R, s, i, j, shift, mask = p.arrays(dt)
     K, ok = _blocks(pot, R, s, i, j, shift, mask)
-    if not bool(ok):
-        _raise_nonfinite("hessian", "pair blocks")
     if format == "dense":
+        if not bool(ok):
+            _raise_nonfinite("hessian", "pair blocks")
         H = dense_from_blocks(K, i, j, p.n_atoms)
         return to_component_major(H) if component else H
-    n_p = p.pairs.n_pairs
-    diag = diagonal_blocks(K, i, j, p.n_atoms)
-    return bsr_from_blocks(np.asarray(K)[:n_p], np.asarray(diag), p.pairs.i, p.pairs.j, p.n_atoms)
+    M = bsr_from_device_blocks(K, i, j, p.pairs.i, p.pairs.j, p.n_atoms)
+    if not bool(ok):
+        _raise_nonfinite("hessian", "pair blocks")
+    return M
 
 
 def hvp(potential, positions, *, box=None, species=None, store_blocks=True, dtype=None):

@@ -76,25 +76,24 @@ def to_component_major(H):
     return H.reshape(n, 3, n, 3).transpose(1, 0, 3, 2).reshape(3 * n, 3 * n)
 
 
-def bsr_from_blocks(K, diag, i, j, n_atoms: int) -> scipy.sparse.bsr_matrix:
-    """Canonical scipy BSR (blocksize (3, 3); block rows sorted, duplicate blocks summed).
-
-    Args:
-        K: (p, 3, 3) numpy pair blocks; diag: (N, 3, 3) numpy diagonal blocks.
-    """
-    n, p = n_atoms, K.shape[0]
-    i = i.astype(np.int64)
-    j = j.astype(np.int64)
+def _bsr_order(i, j, n_atoms: int):
+    """Sorted block keys (row * N + col) of the entries [(i, j) pairs; (j, i) pairs; diagonal],
+    and the permutation that sorts them. Only integers are sorted; blocks are gathered once."""
+    n = n_atoms
+    i = np.asarray(i, dtype=np.int64)
+    j = np.asarray(j, dtype=np.int64)
     a = np.arange(n, dtype=np.int64)
-    # sort the keys only; blocks are gathered once, straight from K and diag
     key = np.concatenate([i * n + j, j * n + i, a * n + a])
     order = np.argsort(key)
-    key = key[order]
-    src = np.concatenate([-K, diag])  # off-diagonal blocks are -K
-    pick = np.where(order < 2 * p, order % p, order - p)  # row of src for each sorted entry
-    data = src[pick]
+    return order, key[order]
+
+
+def _bsr_finish(data, key, n_atoms: int) -> scipy.sparse.bsr_matrix:
+    """Sum duplicate keys (several images of one (i, j) in a small periodic cell, or an atom's
+    own image) and wrap sorted (key, block) pairs as a canonical scipy BSR matrix."""
+    n = n_atoms
     dup = key[1:] == key[:-1]
-    if dup.any():  # several images of one (i, j) in a small periodic cell, or an atom's own image
+    if dup.any():
         starts = np.flatnonzero(np.concatenate([[True], ~dup]))
         data = np.add.reduceat(data, starts, axis=0)
         key = key[starts]
@@ -104,6 +103,46 @@ def bsr_from_blocks(K, diag, i, j, n_atoms: int) -> scipy.sparse.bsr_matrix:
     M = scipy.sparse.bsr_matrix((data, bcol.astype(np.int32), indptr), shape=(3 * n, 3 * n))
     M.has_sorted_indices = True
     return M
+
+
+def bsr_from_blocks(K, diag, i, j, n_atoms: int) -> scipy.sparse.bsr_matrix:
+    """Canonical scipy BSR (blocksize (3, 3); block rows sorted, duplicate blocks summed) from
+    host arrays.
+
+    Args:
+        K: (p, 3, 3) numpy pair blocks; diag: (N, 3, 3) numpy diagonal blocks.
+    """
+    p = K.shape[0]
+    order, key = _bsr_order(i, j, n_atoms)
+    src = np.concatenate([-K, diag])  # off-diagonal blocks are -K
+    pick = np.where(order < 2 * p, order % max(p, 1), order - p)  # row of src for each sorted entry
+    return _bsr_finish(src[pick], key, n_atoms)
+
+
+@partial(jax.jit, static_argnames=("n_atoms",))
+def _bsr_gather(K, i, j, pick, n_atoms: int):
+    diag = diagonal_blocks(K, i, j, n_atoms)
+    return jnp.concatenate([-K, diag])[pick]
+
+
+def bsr_from_device_blocks(K, i, j, pairs_i, pairs_j, n_atoms: int) -> scipy.sparse.bsr_matrix:
+    """Canonical BSR from padded device blocks: the host sorts the integer keys (overlapping the
+    device computing K, which JAX dispatches asynchronously) and the device gathers the blocks
+    and diagonal sums straight into sorted order, so only the final data crosses to the host.
+
+    Args:
+        K: (capacity, 3, 3) device blocks, zero beyond the p real pairs; i, j: their padded
+            device indices. pairs_i, pairs_j: the p real pairs (host).
+    """
+    from ._pairs import bucket
+
+    cap, p = K.shape[0], len(pairs_i)
+    order, key = _bsr_order(pairs_i, pairs_j, n_atoms)
+    pick = np.where(order < 2 * p, order % max(p, 1), cap + order - 2 * p)
+    nnz = pick.shape[0]
+    pick = np.concatenate([pick, np.zeros(bucket(nnz) - nnz, pick.dtype)])  # reuse compiled sizes
+    data = np.asarray(_bsr_gather(K, i, j, jnp.asarray(pick), n_atoms))[:nnz]
+    return _bsr_finish(data, key, n_atoms)
 
 
 @partial(jax.jit, static_argnames=("n_atoms",))
