@@ -59,12 +59,18 @@ def dense_all_pairs(potential, R, species, block: int, component_major: bool = F
         pp = potential.pair_params(
             jnp.broadcast_to(si[:, None], (B, n)), jnp.broadcast_to(species[None, :], (B, n))
         )
-        blk = grid_blocks_layout(potential.phi_eff, d, pp, rows, cols, component_major)
-        if not component_major:
-            return jax.lax.dynamic_update_slice(H, blk, (3 * a, 0))
-        for c in range(3):
-            H = jax.lax.dynamic_update_slice(H, blk[c], (c * n + a, 0))
-        return H
+        blk, diag = grid_blocks_layout(potential.phi_eff, d, pp, rows, cols, component_major)
+        c3 = jnp.arange(3)
+        if component_major:
+            for c in range(3):
+                H = jax.lax.dynamic_update_slice(H, blk[c], (c * n + a, 0))
+            idx = c3[None, :] * n + rows[:, None]  # (B, 3): rows c*N + i
+        else:
+            H = jax.lax.dynamic_update_slice(H, blk, (3 * a, 0))
+            idx = 3 * rows[:, None] + c3[None, :]  # (B, 3): rows 3i + c
+        # the B diagonal 3x3 blocks go in by a small scatter after the big in-place write
+        # (0.25 s vs 0.29-0.31 s at N = 2483 for selecting them inside the write)
+        return H.at[idx[:, :, None], idx[:, None, :]].set(diag)
 
     return jax.lax.fori_loop(0, n_blocks, body, jnp.zeros((3 * n, 3 * n), R.dtype))
 

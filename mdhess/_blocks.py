@@ -103,26 +103,25 @@ def grid_blocks_layout(phi_eff, d, pp, row_index, col_index, component_major: bo
         row_index: (B,) atom indices i; col_index: (N,) atom indices j.
 
     Returns:
-        (3B, 3N) rows of H: -K_ij off the diagonal, sum_j K_ij on it (a row reduction of the
-        same blocks). No einsum and no scatter; measured variants are in docs/benchmarks.md.
-        With ``component_major``: (3, B, 3N), where [a, b, c*N + j] = H[3 i_b + a, 3 j + c]
-        (rows a*N + i_b of the component-major layout).
+        (rows, diag): rows is (3B, 3N), the block's rows of H with -K_ij off the diagonal and
+        zeros in the diagonal blocks; diag is (B, 3, 3), the diagonal blocks sum_j K_ij (a row
+        reduction of the same blocks), for the caller to place. With ``component_major`` rows is
+        (3, B, 3N), where [a, b, c*N + j] = H[3 i_b + a, 3 j + c]. No einsum and no scatter of
+        the big block; measured variants are in docs/benchmarks.md.
     """
     eq = row_index[:, None] == col_index[None, :]
     r2 = jnp.where(eq, 1.0, jnp.sum(d * d, axis=-1))
     r = jnp.sqrt(r2)
     u = d / r[..., None]
     a, b = block_coefficients(phi_eff, r, pp)
-    a = jnp.where(eq, 0.0, a)
+    a = jnp.where(eq, 0.0, a)  # the i == j "pair" contributes nothing
     b = jnp.where(eq, 0.0, b)
     # u_a u_b first, then the coefficient: keeps every block exactly symmetric in floating point
     uu = u[:, :, :, None] * u[:, :, None, :]  # (B, N, 3, 3)
     K = a[..., None, None] * uu + b[..., None, None] * jnp.eye(3, dtype=d.dtype)
-    diag = jnp.sum(K, axis=1)  # (B, 3, 3), a row reduction fused with the block computation
-    out = jnp.where(eq[..., None, None], diag[:, None], -K)
+    diag = jnp.sum(K, axis=1)  # (B, 3, 3)
     B, N = eq.shape
     if component_major:  # (B, N, 3, 3) -> (3, B, 3, N): the innermost axis runs over atoms j
-        return jnp.transpose(out, (2, 0, 3, 1)).reshape(3, B, 3 * N)
+        return jnp.transpose(-K, (2, 0, 3, 1)).reshape(3, B, 3 * N), diag
     # (B, N, 3, 3) -> (B, 3, N, 3): XLA fuses this transpose into the write of the output rows
-    out = jnp.swapaxes(out, 1, 2)
-    return out.reshape(3 * B, 3 * N)
+    return jnp.swapaxes(-K, 1, 2).reshape(3 * B, 3 * N), diag
