@@ -81,6 +81,29 @@ def test_hessian_cli_equals_library_frame_by_frame(tmp_path, fmt):
         assert r.attrs["format"] == fmt and r.attrs["units"] == "lj"
 
 
+@pytest.mark.parametrize("fmt", ["dense", "bsr"])
+def test_batch_frames_gives_the_unbatched_files(tmp_path, capsys, fmt):
+    """--batch-frames 3 (batches of 3 + 1 frames, jax.vmap) writes the same frames as one at a time:
+    same positions, species and sparsity, Hessians equal to rounding (the batched kernel sums
+    in another order: <= 1e-13 relative)."""
+    a, b = tmp_path / "a.h5", tmp_path / "b.h5"
+    args = ["hessian", DATA, "-p", "kob-andersen", "--frames", "0:8:2", "--format", fmt, "-q"]
+    assert run_main([*args, "-o", a], capsys)[0] == 0  # on a CPU: one frame at a time
+    assert run_main([*args, "-o", b, "--batch-frames", "3"], capsys)[0] == 0
+    with io.ResultFile(a, "hessian") as ra, io.ResultFile(b, "hessian") as rb:
+        assert ra.frame_index.tolist() == rb.frame_index.tolist() == [0, 2, 4, 6]
+        for slot in range(4):
+            for name in ("positions", "species", "box"):
+                np.testing.assert_array_equal(ra.array(ra.group(slot), name), rb.array(rb.group(slot), name))
+            ha, hb = mdhess.read_hessian(a, slot), mdhess.read_hessian(b, slot)
+            if fmt == "bsr":
+                np.testing.assert_array_equal(ha.indptr, hb.indptr)
+                np.testing.assert_array_equal(ha.indices, hb.indices)
+                ha, hb = ha.data, hb.data
+            assert ha.shape == hb.shape and np.abs(ha - hb).max() <= 1e-13 * np.abs(ha).max()
+    assert run_main([*args, "-o", tmp_path / "c.h5", "--batch-frames", "-1"], capsys)[0] == 2
+
+
 @pytest.mark.parametrize("layout", ["minimal", "h5md", "mdtraj"])
 def test_every_layout_through_the_cli(tmp_path, capsys, layout):
     p, R, box, species = small_traj(tmp_path, 2, layout)

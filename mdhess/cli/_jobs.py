@@ -118,11 +118,50 @@ def compute_hessian(source, fr, fmt, dtype):
         raise _frame_error(fr["index"], exc) from None
 
 
+def _batching(batch_frames: int) -> bool:
+    if batch_frames >= 1:
+        return True
+    import jax
+
+    return jax.default_backend() != "cpu"  # on a CPU one frame at a time is as fast
+
+
+def _hessians(source, sel, todo, fmt, dtype, batch_frames):
+    """(slot, frame, H, start time) for each pending slot, in order: one frame at a time, or in
+    batches read one at a time (mdhess._batch) when batching is on."""
+    if not _batching(batch_frames):
+        for slot in todo:
+            ts = time.perf_counter()
+            fr = source.frame(sel[slot])
+            yield slot, fr, compute_hessian(source, fr, fmt, dtype), ts
+        return
+    from .._batch import hessian_stream
+
+    def items():
+        for slot in todo:
+            fr = source.frame(sel[slot])
+            yield fr["index"], fr["positions"], fr["box"], fr["species"], (slot, fr)
+
+    ts = time.perf_counter()
+    stream = hessian_stream(
+        source.potential, items(), format=fmt, dtype=dtype, batch_size=batch_frames or None, call="hessian"
+    )
+    try:
+        for (slot, fr), H in stream:
+            yield slot, fr, H, ts
+            ts = time.perf_counter()  # a batched frame's time: from the previous frame's write on
+    except (InputError, FloatingPointError) as exc:
+        raise InputError(str(exc)) from None  # already "frame K: ..."
+
+
 def run_hessian(
     input, potential, output, *, frames=None, format="dense", dtype="float64", compression="auto", group=None, resume=False,
-    overwrite=False, reference_frame=0, length_scale_override=None, quiet=False,
+    overwrite=False, reference_frame=0, length_scale_override=None, quiet=False, batch_frames=0,
 ) -> JobResult:  # fmt: skip
-    """Hessians of the selected frames of a trajectory, written to ``output``."""
+    """Hessians of the selected frames of a trajectory, written to ``output``.
+
+    ``batch_frames``: 0 batches frames (``jax.vmap``, as many as the memory planner allows) only
+    off the CPU, where it pays; N >= 1 computes N frames per call on any backend."""
     from .._library import load_spec
     from ..io import ResultRun, read_trajectory
 
@@ -132,6 +171,8 @@ def run_hessian(
         raise InputError(f"--dtype must be one of {DTYPES}; got {dtype!r}")
     if compression not in COMPRESSIONS:
         raise InputError(f"--compression must be one of {COMPRESSIONS}; got {compression!r}")
+    if isinstance(batch_frames, bool) or not isinstance(batch_frames, (int, np.integer)) or batch_frames < 0:
+        raise InputError(f"--batch-frames must be an integer >= 0 (0: automatic); got {batch_frames!r}")
     spec = load_spec(potential)
     t0 = time.perf_counter()
     with read_trajectory(input, group=group) as traj:
@@ -157,10 +198,7 @@ def run_hessian(
         progress = Progress(len(sel), len(sel) - len(todo), quiet=quiet, label="hessian")
         summary = []
         try:
-            for slot in todo:
-                ts = time.perf_counter()
-                fr = source.frame(sel[slot])
-                H = compute_hessian(source, fr, format, dtype)
+            for slot, fr, H, ts in _hessians(source, sel, todo, format, dtype, batch_frames):
                 if format == "dense":
                     H = np.asarray(H)
 

@@ -40,12 +40,16 @@ def command(
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run, skipping finished frames."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUTPUT if it exists."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+    batch_frames: int = typer.Option(
+        0, "--batch-frames", help="Frames per batched (vmap) call; 0: automatic, batching only off the CPU."
+    ),
 ):
     from ._jobs import run_hessian
 
     res = run_hessian(
         str(input), potential, output, frames=frames, format=format, dtype=dtype, compression=compression, group=group, resume=resume,
         overwrite=overwrite, reference_frame=reference_frame, length_scale_override=length_scale, quiet=quiet,
+        batch_frames=batch_frames,
     )  # fmt: skip
     if not quiet:
         typer.echo(f"wrote {res.output}: {res.n_frames} frames ({res.computed} computed) in {res.seconds:.2f} s")
