@@ -18,34 +18,24 @@ jit compile time (first call) is reported separately from the steady state (best
 import argparse
 import json
 import os
-import resource
-import subprocess
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _harness import best, fmt, rss_mb, run_worker, fcc as _fcc
 
 
-def rss_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def best(fn, repeats=3):
-    ts = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return min(ts)
+
 
 
 def fcc(n_cells, a=5.26, rattle=0.05, seed=0):
+    """Argon fcc, (positions, (3,) box)."""
     import numpy as np
 
-    basis = np.array([[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
-    g = np.stack(np.meshgrid(*[np.arange(n_cells)] * 3, indexing="ij"), -1).reshape(-1, 1, 3)
-    R = (g + basis[None]).reshape(-1, 3) * a
-    return R + np.random.default_rng(seed).normal(scale=rattle, size=R.shape), np.full(3, n_cells * a)
+    R, L = _fcc(n_cells, a, rattle, seed)
+    return R, np.full(3, L)
 
 
 def cloud(n, density=0.9, seed=0):
@@ -152,22 +142,8 @@ def worker(name, n):
     print(json.dumps(out))
 
 
-def run_worker(name, n):
-    env = dict(os.environ)
-    env.setdefault("XLA_FLAGS", "")
-    res = subprocess.run(
-        [sys.executable, os.path.abspath(__file__), "--worker", name, "--n", str(n)],
-        capture_output=True,
-        text=True,
-        env=env,
-    )
-    if res.returncode != 0:
-        return {"error": res.stderr.strip().splitlines()[-1] if res.stderr.strip() else f"exit {res.returncode}"}
-    return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def fmt(x, unit="s"):
-    return "-" if x is None else f"{x:.3g} {unit}"
 
 
 def main():
@@ -182,8 +158,8 @@ def main():
     rows = []
     if "a" in args.only:
         n = 800 if args.quick else 2483
-        ref = run_worker("numpy_full", n)
-        m = run_worker("mdhess_dense_r", n)
+        ref = run_worker(os.path.abspath(__file__), "numpy_full", n)
+        m = run_worker(os.path.abspath(__file__), "mdhess_dense_r", n)
         out_mb = 9 * n * n * 8 / 2**20
         rows.append(
             f"| (a) phi(r)=r, all pairs, N={n}, float64, dense | mdhess {fmt(m.get('time_s'))} "
@@ -193,8 +169,8 @@ def main():
         )
     if "b" in args.only:
         n = 200 if args.quick else 500
-        ref = run_worker("jax_hessian_jaxmd_lj", n)
-        m = run_worker("mdhess_dense_lj", n)
+        ref = run_worker(os.path.abspath(__file__), "jax_hessian_jaxmd_lj", n)
+        m = run_worker(os.path.abspath(__file__), "mdhess_dense_lj", n)
         if "error" in ref:
             rows.append(f"| (b) LJ all pairs N={n} | mdhess {fmt(m.get('time_s'))} | jax.hessian(jax-md) failed: {ref['error']} | | |")
         else:
@@ -209,8 +185,8 @@ def main():
             )
     if "c" in args.only:
         for n in [2048, 8788] if args.quick else [2048, 8788, 32000]:
-            ref = run_worker("matscipy_argon", n)
-            m = run_worker("mdhess_bsr_argon", n)
+            ref = run_worker(os.path.abspath(__file__), "matscipy_argon", n)
+            m = run_worker(os.path.abspath(__file__), "mdhess_bsr_argon", n)
             rows.append(
                 f"| (c) argon fcc LJ, BSR, N={n} ({m.get('nnz_blocks')} blocks) | mdhess {fmt(m.get('time_s'))} "
                 f"(first call {fmt(m.get('first_call_s'))}) | matscipy {fmt(ref.get('time_s'))} | "
@@ -218,8 +194,8 @@ def main():
             )
     if "d" in args.only:
         for n in [64, 128] if args.quick else [100, 250]:
-            ref = run_worker("jax_hessian_mdhess_energy", n)
-            m = run_worker("mdhess_dense_lj", n)
+            ref = run_worker(os.path.abspath(__file__), "jax_hessian_mdhess_energy", n)
+            m = run_worker(os.path.abspath(__file__), "mdhess_dense_lj", n)
             rows.append(
                 f"| (d) LJ all pairs N={n}, dense | mdhess {fmt(m.get('time_s'))}, {m['peak_rss_mb']:.0f} MB | "
                 f"jax.hessian of the same pair energy {fmt(ref.get('time_s'))}, {ref['peak_rss_mb']:.0f} MB | "

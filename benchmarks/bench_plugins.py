@@ -25,32 +25,17 @@ repeats after a first call that includes JIT compilation (reported separately wh
 import argparse
 import json
 import os
-import resource
-import subprocess
 import sys
 import time
 
-
-def rss_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def best(fn, repeats=3):
-    ts = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return min(ts)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _harness import best, fmt, rss_mb, run_worker, fcc
 
 
-def fcc(n_cells, a, rattle, seed=0):
-    import numpy as np
 
-    basis = np.array([[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
-    g = np.stack(np.meshgrid(*[np.arange(n_cells)] * 3, indexing="ij"), -1).reshape(-1, 1, 3)
-    R = (g + basis[None]).reshape(-1, 3) * a
-    return R + np.random.default_rng(seed).normal(scale=rattle, size=R.shape), n_cells * a
+
+
+
 
 
 def worker(name, n):
@@ -179,21 +164,8 @@ def worker(name, n):
     print(json.dumps(out))
 
 
-def run_worker(name, n):
-    res = subprocess.run(
-        [sys.executable, os.path.abspath(__file__), "--worker", name, "--n", str(n)],
-        capture_output=True,
-        text=True,
-    )
-    if res.returncode != 0:
-        return {
-            "error": res.stderr.strip().splitlines()[-1] if res.stderr.strip() else f"exit {res.returncode}"
-        }
-    return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def fmt(x, unit="s"):
-    return "-" if x is None else f"{x:.3g} {unit}"
 
 
 def main():
@@ -209,7 +181,7 @@ def main():
     rows = []
     if "a" in args.only:
         for n in [2] if args.quick else [2, 3, 4]:
-            m, ref = run_worker("phonopy_exact", n), run_worker("phonopy_fd", n)
+            m, ref = run_worker(os.path.abspath(__file__), "phonopy_exact", n), run_worker(os.path.abspath(__file__), "phonopy_fd", n)
             if "error" in m or "error" in ref:
                 rows.append(f"| (a) phonopy P1 argon, {4 * n**3} atoms | {m} | {ref} | | |")
                 continue
@@ -221,7 +193,7 @@ def main():
             )
     if "b" in args.only:
         for n in [3] if args.quick else [3, 4, 5]:
-            m, ref = run_worker("ase_exact", n), run_worker("ase_fd", n)
+            m, ref = run_worker(os.path.abspath(__file__), "ase_exact", n), run_worker(os.path.abspath(__file__), "ase_fd", n)
             if "error" in m or "error" in ref:
                 rows.append(f"| (b) ASE vibrations, {n} shells | {m} | {ref} | | |")
                 continue
@@ -233,9 +205,9 @@ def main():
     if "c" in args.only:
         for n in [4] if args.quick else [4, 5] + ([6] if args.large else []):
             m, ref, ho = (
-                run_worker("jaxmd_plugin", n),
-                run_worker("jaxmd_jax_hessian", n),
-                run_worker("jaxmd_hessian_of", n),
+                run_worker(os.path.abspath(__file__), "jaxmd_plugin", n),
+                run_worker(os.path.abspath(__file__), "jaxmd_jax_hessian", n),
+                run_worker(os.path.abspath(__file__), "jaxmd_hessian_of", n),
             )
             if "error" in ref:
                 ref_txt = f"jit(jax.hessian) failed: {ref['error']}"
