@@ -138,6 +138,16 @@ def _build(potential, box, species, call):
     return _PairEnergy(potential, cell if not isinstance(potential, ElasticNetwork) else None, s)
 
 
+def _of_positions(pe, fn, call):
+    """fn(R, i, j, w, shift) as a function of positions (and an optional jax-md list)."""
+
+    def f(R, neighbor=None, **kwargs):
+        _check_traced_positions(R, pe.species, call)
+        return fn(R, *pe.pairs(R, neighbor))
+
+    return f
+
+
 def energy_fn(potential, *, box=None, species=None):
     """A pure, jit-able energy E(R, neighbor=None) whose derivatives use the per-pair kernels.
 
@@ -156,25 +166,13 @@ def energy_fn(potential, *, box=None, species=None):
         ``jax.grad(E)`` is -forces, and its jvp is -H.v, both per pair.
     """
     pe = _build(potential, box, species, "energy_fn")
-
-    def E(R, neighbor=None, **kwargs):
-        _check_traced_positions(R, pe.species, "energy_fn")
-        i, j, w, shift = pe.pairs(R, neighbor)
-        return pe.energy(R, i, j, w, shift)
-
-    return E
+    return _of_positions(pe, pe.energy, "energy_fn")
 
 
 def forces_fn(potential, *, box=None, species=None):
     """A pure, jit-able F(R, neighbor=None) = -grad E, per pair, whose jvp is -H.v. See energy_fn."""
     pe = _build(potential, box, species, "forces_fn")
-
-    def F(R, neighbor=None, **kwargs):
-        _check_traced_positions(R, pe.species, "forces_fn")
-        i, j, w, shift = pe.pairs(R, neighbor)
-        return pe.forces(R, i, j, w, shift)
-
-    return F
+    return _of_positions(pe, pe.forces, "forces_fn")
 
 
 def hessian_of(energy_fn, positions, *, batch_size=None, memory_limit=None, **kwargs):
