@@ -23,6 +23,7 @@ from ._assemble import (
     to_component_major,
 )
 from ._blocks import pair_blocks, pair_energies, pair_gradients
+from ._device import is_floating, to_device
 from ._elastic import ElasticNetwork
 from ._errors import InputError, NonFiniteError
 from ._geometry import as_cell
@@ -140,19 +141,19 @@ class _Prepared:
         pot = _cast_potential(self.potential, dtype)
         return (
             pot,
-            jnp.asarray(self.R, dtype),
-            jnp.asarray(self.species),
-            jnp.asarray(i),
-            jnp.asarray(j),
-            jnp.asarray(shift, dtype),
-            jnp.asarray(mask),
+            to_device(self.R, dtype),
+            to_device(self.species),
+            to_device(i),
+            to_device(j),
+            to_device(shift, dtype),
+            to_device(mask),
         )
 
 
 def _cast_potential(potential, dtype):
     """The potential's floating-point leaves in ``dtype`` (integer leaves such as bond indices kept)."""
     return jax.tree.map(
-        lambda x: jnp.asarray(x, dtype) if jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating) else x, potential
+        lambda x: to_device(x, dtype) if is_floating(x) else x, potential
     )
 
 
@@ -310,7 +311,7 @@ def hessian(
     if format == "dense" and p.all_pairs:
         pot = _cast_potential(p.potential, dt)
         H = dense_all_pairs(
-            pot, jnp.asarray(p.R, dt), jnp.asarray(p.species), block=row_block_size(p.n_atoms), component_major=component
+            pot, to_device(p.R, dt), to_device(p.species), block=row_block_size(p.n_atoms), component_major=component
         )
         if not bool(jnp.all(jnp.isfinite(jnp.diagonal(H)))):  # a non-finite block reaches its diagonal block
             _raise_nonfinite("hessian", "pair blocks")

@@ -12,6 +12,7 @@ import numpy as np
 import scipy.sparse
 
 from ._blocks import grid_blocks_layout, pair_block_apply
+from ._device import to_device
 from ._errors import InputError
 
 
@@ -147,7 +148,7 @@ def bsr_from_device_blocks(K, i, j, pairs_i, pairs_j, n_atoms: int) -> scipy.spa
     pick = np.where(order < 2 * p, order % max(p, 1), cap + order - 2 * p)
     nnz = pick.shape[0]
     pick = np.concatenate([pick, np.zeros(bucket(nnz) - nnz, pick.dtype)])  # reuse compiled sizes
-    data = np.asarray(_bsr_gather(K, i, j, jnp.asarray(pick), n_atoms))[:nnz]
+    data = np.asarray(_bsr_gather(K, i, j, to_device(pick), n_atoms))[:nnz]
     return _bsr_finish(data, key, n_atoms)
 
 
@@ -185,7 +186,7 @@ class HessianOperator:
         raise NotImplementedError
 
     def mv(self, v):
-        v = jnp.asarray(v, dtype=self.dtype)
+        v = to_device(v, self.dtype)
         n3 = 3 * self.n_atoms
         if v.ndim not in (1, 2) or v.shape[0] != n3:
             raise InputError(f"HessianOperator @ v expects v of shape ({n3},) or ({n3}, k); got {v.shape}")

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._blocks import pair_block_apply, pair_energies, pair_gradients
+from ._device import to_device
 from ._elastic import ElasticNetwork
 from ._errors import InputError
 from ._geometry import as_cell
@@ -35,9 +36,9 @@ class _PairEnergy:
 
     def __init__(self, potential, cell, species):
         self.potential = potential
-        self.cell = None if cell is None else jnp.asarray(cell)
-        self.inv_cell = None if cell is None else jnp.asarray(np.linalg.inv(cell))
-        self.species = None if species is None else jnp.asarray(species)
+        self.cell = None if cell is None else to_device(cell)
+        self.inv_cell = None if cell is None else to_device(np.linalg.inv(cell))
+        self.species = None if species is None else to_device(species)
 
         @jax.custom_jvp
         def energy(R, i, j, w, shift):

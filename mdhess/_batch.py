@@ -18,6 +18,7 @@ from . import _planner
 from ._api import FORMATS, _cast_potential, _pair_geometry, _Prepared, _raise_nonfinite, _resolve_dtype
 from ._assemble import bsr_from_device_blocks, dense_from_blocks
 from ._blocks import pair_blocks
+from ._device import to_device
 from ._errors import InputError, MemoryPlanError, NonFiniteError
 from ._pairs import bucket, padded
 
@@ -78,12 +79,12 @@ def _run_batch(batch, potential, format, dt, call):
     cap = bucket(max(f.prep.pairs.n_pairs for f in batch))
     cols = [padded(f.prep.pairs, cap) for f in batch]
     pot = _cast_potential(potential, dt)
-    R = jnp.asarray(np.stack([f.prep.R for f in batch]), dt)
-    s = jnp.asarray(np.stack([f.prep.species for f in batch]))
-    i = jnp.asarray(np.stack([c[0] for c in cols]))
-    j = jnp.asarray(np.stack([c[1] for c in cols]))
-    shift = jnp.asarray(np.stack([c[2] for c in cols]), dt)
-    mask = jnp.asarray(np.stack([c[3] for c in cols]))
+    R = to_device(np.stack([f.prep.R for f in batch]), dt)
+    s = to_device(np.stack([f.prep.species for f in batch]))
+    i = to_device(np.stack([c[0] for c in cols]))
+    j = to_device(np.stack([c[1] for c in cols]))
+    shift = to_device(np.stack([c[2] for c in cols]), dt)
+    mask = to_device(np.stack([c[3] for c in cols]))
     if format == "dense":
         H, ok = _dense_batched(pot, R, s, i, j, shift, mask, n_atoms=n)
     else:
