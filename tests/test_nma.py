@@ -214,6 +214,28 @@ def test_lobpcg_periodic_crystal_matches_dense():
         assert sin_angle(ref.vectors[:, :k], nm.vectors) < 1e-6 / gap
 
 
+@pytest.mark.parametrize("units_scale", [1.0, 1e30, 1e-30])
+def test_lobpcg_elastic_network_matches_dense(units_scale):
+    """Sparse networks take the multiplicative preconditioner (float32 smoothing sweeps, rotating
+    coarse nodes): eigenvalues still to 1e-8 and the same eigenspace, at any scale of the matrix
+    (1e+-30: the float32 sweeps work on a rescaled copy, no overflow or underflow)."""
+    rng = np.random.default_rng(5)
+    g = np.stack(np.meshgrid(*[np.arange(7)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    R = g * 3.8 + rng.normal(0, 0.6, g.shape)
+    net = mdhess.elastic_network(R, cutoff=7.0, k=1.0)
+    H = mdhess.hessian(net, R, format="bsr") * units_scale
+    assert H.nnz / H.shape[0] <= 120  # the sparse branch
+    masses = rng.uniform(12.0, 16.0, len(R))
+    ref = mdhess.normal_modes(H.toarray(), masses, positions=R, solver="dense")
+    nm = mdhess.normal_modes(H, masses, k=26, positions=R, solver="lobpcg")
+    assert "float32 smoothing" in nm.info["preconditioner"] and "rotating" in nm.info["preconditioner"]
+    assert nm.n_zero == ref.n_zero == 6
+    w0, w1 = ref.eigenvalues[6:26], nm.eigenvalues[6:]
+    assert np.all(np.abs(w1 - w0) <= 1e-8 * np.abs(w0))
+    gap = (ref.eigenvalues[26] - ref.eigenvalues[25]) / ref.eigenvalues[25]
+    assert sin_angle(ref.vectors[:, :26], nm.vectors) < 1e-4 / min(gap, 1.0)
+
+
 def test_auto_solver_choice_is_reported():
     pot, R, species, masses, _ = random_cluster()
     nm = mdhess.normal_modes(mdhess.hessian(pot, R, species=species, format="bsr"), masses, positions=R, k=10)
