@@ -130,41 +130,34 @@ def lobpcg(matmat, X0, k: int, *, Y=None, precond=None, tol: float = 1e-8, maxit
         if precond is not None:
             W = precond(W)
         W = _project_out(W, Y)
+        a = W.shape[1]
+        # search space [X, Q], Q = [W, P] made orthonormal and orthogonal to X. W and P are handled
+        # as one block: fewer, wider products than separate passes (15 instead of 28 n x b
+        # products per iteration); A P follows every linear map applied to P
+        Q = W if P is None else np.concatenate([W, P], axis=1)
         for _ in range(2):  # twice is enough (Giraud et al. 2005)
-            W = W - X @ (X.T @ W)
-            W, _ = _svqb(W)
-        if W.shape[1] == 0:
+            c = X.T @ Q
+            Q -= X @ c
+            if P is not None:
+                AP = AP - AX @ c[:, a:]
+        AQ = matmat(Q[:, :a])
+        nmv += a
+        if P is not None:
+            AQ = np.concatenate([AQ, AP], axis=1)
+        Q, AQ = _svqb(Q, AQ)
+        if Q.shape[1] == 0:
             break
-        AW = matmat(W)
-        nmv += W.shape[1]
-        if P is not None and P.shape[1]:
-            c1, c2 = X.T @ P, W.T @ P
-            P = P - X @ c1 - W @ c2
-            AP = AP - AX @ c1 - AW @ c2
-            P, AP = _svqb(P, AP)
-        has_p = P is not None and P.shape[1] > 0
-        # Rayleigh-Ritz on [X, W, P], orthonormal by construction (Gram = I to rounding)
-        XAW = X.T @ AW
-        WAW = W.T @ AW
-        blocks = [[np.diag(w), XAW], [XAW.T, WAW]]
-        if has_p:
-            XAP, WAP, PAP = X.T @ AP, W.T @ AP, P.T @ AP
-            blocks = [[np.diag(w), XAW, XAP], [XAW.T, WAW, WAP], [XAP.T, WAP.T, PAP]]
-        Hs = np.block(blocks)
+        # Rayleigh-Ritz on [X, Q] (orthonormal by construction: Gram = I to rounding)
+        XAQ = X.T @ AQ
+        QAQ = Q.T @ AQ
+        Hs = np.block([[np.diag(w), XAQ], [XAQ.T, QAQ]])
         ws, C = np.linalg.eigh((Hs + Hs.T) / 2)
         C = C[:, :b]
         w = ws[:b]
-        a = W.shape[1]
-        Cx, Cw = C[:b], C[b : b + a]
-        P_new = W @ Cw
-        AP_new = AW @ Cw
-        if has_p:
-            Cp = C[b + a :]
-            P_new += P @ Cp
-            AP_new += AP @ Cp
-        X = X @ Cx + P_new
-        AX = AX @ Cx + AP_new
-        P, AP = P_new, AP_new
+        Cx, Cq = C[:b], C[b:]
+        P, AP = Q @ Cq, AQ @ Cq
+        X = X @ Cx + P
+        AX = AX @ Cx + AP
     R, res, ok = residuals(X, AX, w)
     return w[:k], X[:, :k], LobpcgInfo(it, nmv, int(np.sum(ok[:k])), res[:k])
 
