@@ -55,10 +55,16 @@ def test_layouts_and_invariants(name, geometry, two, rng):
     # translational sum rule: each block row sums to zero
     rows = H.reshape(n3 // 3, 3, n3 // 3, 3).sum(axis=2)
     assert np.abs(rows).max() <= 1e-12 * scale
-    # dense == bsr.toarray(); canonical BSR
+    # dense == bsr.toarray(); canonical BSR, from the host assembly (small lists) and from the
+    # device gather (large lists; forced here by a zero threshold)
     B = mdhess.hessian(pot, R, box=box, species=s, format="bsr")
     assert B.blocksize == (3, 3) and B.has_canonical_format
     assert np.abs(B.toarray() - H).max() <= TOL["layout"] * scale
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(mdhess._assemble, "HOST_BSR_MAX_PAIRS", 0)
+        Bd = mdhess.hessian(pot, R, box=box, species=s, format="bsr")
+    assert Bd.has_canonical_format and np.array_equal(Bd.indices, B.indices)
+    assert np.abs(Bd.toarray() - H).max() <= TOL["layout"] * scale
     # H.v == dense @ v, stored blocks and recomputed, one vector and several
     v = rng.normal(size=n3)
     V = rng.normal(size=(n3, 4))
