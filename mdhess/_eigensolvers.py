@@ -147,7 +147,9 @@ def lobpcg(matmat, X0, k: int, *, Y=None, precond=None, tol: float = 1e-8, maxit
         Q, AQ = _svqb(Q, AQ)
         if Q.shape[1] == 0:
             break
-        # Rayleigh-Ritz on [X, Q] (orthonormal by construction: Gram = I to rounding)
+        # Rayleigh-Ritz on [X, Q] (orthonormal by construction: Gram = I to rounding). Folding the
+        # SVQB map into these small matrices instead of applying it to Q and AQ saves two
+        # products but diverged at tol=1e-13 (tiny W columns scaled up by the map): not done.
         XAQ = X.T @ AQ
         QAQ = Q.T @ AQ
         Hs = np.block([[np.diag(w), XAQ], [XAQ.T, QAQ]])
