@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.sparse
 
-from ._blocks import grid_blocks_layout, pair_block_apply
+from ._blocks import grid_elements, pair_block_apply, row_diagonal_blocks
 from ._device import to_device
 from ._errors import InputError
 
@@ -37,43 +37,79 @@ def row_block_size(n_atoms: int, target_elements: int = 1 << 16) -> int:
     return int(max(1, min(n_atoms, target_elements // max(n_atoms, 1))))
 
 
-@partial(jax.jit, static_argnames=("block", "component_major"))
-def dense_all_pairs(potential, R, species, block: int, component_major: bool = False):
-    """Dense (3N, 3N) Hessian over ALL pairs (free space, no cutoff list), row block by row block.
-
-    Each block of B atoms computes its (B, N) pair coefficients and writes its 3B rows straight
-    into the output with dynamic_update_slice; the last block is shifted back to end at N (its
-    overlap is rewritten with identical values), so no padding or copy of the output is needed.
-    ``component_major`` writes row a*N + i, column b*N + j instead of 3i + a, 3j + b.
-    """
+def _all_pairs_diagonal(potential, R, species, block: int):
+    """(N, 3, 3) diagonal blocks sum_j K_ij over all pairs, row block by row block (the last
+    block shifted back to end at N: its overlap is recomputed with identical values)."""
     n = R.shape[0]
     B = block
-    n_blocks = -(-n // B)
-    cols = jnp.arange(n)
+    cols = jnp.arange(n, dtype=jnp.int32)
 
-    def body(k, H):
-        a = jnp.minimum(k * B, n - B)
-        rows = a + jnp.arange(B)
-        Ri = jax.lax.dynamic_slice_in_dim(R, a, B)
-        si = jax.lax.dynamic_slice_in_dim(species, a, B)
-        d = R[None, :, :] - Ri[:, None, :]
+    def body(k, D):
+        a0 = jnp.minimum(k * B, n - B)
+        rows = (a0 + jnp.arange(B)).astype(jnp.int32)
+        d = [R[None, :, c] - jax.lax.dynamic_slice_in_dim(R[:, c], a0, B)[:, None] for c in range(3)]
+        si = jax.lax.dynamic_slice_in_dim(species, a0, B)
         pp = potential.pair_params(
             jnp.broadcast_to(si[:, None], (B, n)), jnp.broadcast_to(species[None, :], (B, n))
         )
-        blk, diag = grid_blocks_layout(potential.phi_eff, d, pp, rows, cols, component_major)
-        c3 = jnp.arange(3)
-        if component_major:
-            for c in range(3):
-                H = jax.lax.dynamic_update_slice(H, blk[c], (c * n + a, 0))
-            idx = c3[None, :] * n + rows[:, None]  # (B, 3): rows c*N + i
-        else:
-            H = jax.lax.dynamic_update_slice(H, blk, (3 * a, 0))
-            idx = 3 * rows[:, None] + c3[None, :]  # (B, 3): rows 3i + c
-        # the B diagonal 3x3 blocks go in by a small scatter after the big in-place write
-        # (0.25 s vs 0.29-0.31 s at N = 2483 for selecting them inside the write)
-        return H.at[idx[:, :, None], idx[:, None, :]].set(diag)
+        blk = row_diagonal_blocks(potential.phi_eff, d, pp, rows[:, None] == cols[None, :])
+        return jax.lax.dynamic_update_slice(D, blk, (a0, 0, 0))
 
-    return jax.lax.fori_loop(0, n_blocks, body, jnp.zeros((3 * n, 3 * n), R.dtype))
+    return jax.lax.fori_loop(0, -(-n // B), body, jnp.zeros((n, 3, 3), R.dtype))
+
+
+def _grid_params(potential, species, shape, i_dim, col_atom):
+    """Per-entry parameters for the elementwise writer: scalars broadcast; (S, S) species tables
+    by a chain of S selects on the column's species (elementwise, so XLA keeps it in the fusion;
+    a gather at the output's shape would not be)."""
+    bc = partial(jax.lax.broadcast_in_dim, shape=shape)
+    out = {}
+    for k, v in potential.params.items():
+        v = jnp.asarray(v)
+        if v.ndim == 2:
+            rows = v[species]  # (N, S): row atom's species fixed, one column per partner species
+            s_col = bc(species[col_atom], broadcast_dimensions=(2,))
+            val = bc(rows[:, -1], broadcast_dimensions=(i_dim,))
+            for s in range(v.shape[0] - 1):
+                val = jnp.where(s_col == s, bc(rows[:, s], broadcast_dimensions=(i_dim,)), val)
+            out[k] = val
+        else:
+            out[k] = jnp.broadcast_to(v, shape)
+    return out
+
+
+@partial(jax.jit, static_argnames=("block", "component_major"))
+def dense_all_pairs(potential, R, species, block: int, component_major: bool = False):
+    """Dense (3N, 3N) Hessian over ALL pairs (free space, no cutoff list).
+
+    Two passes: the (N, 3, 3) diagonal blocks by row-block reductions (``block`` atoms at a time),
+    then one elementwise fusion in the output's own index space that writes every entry once,
+    shaped (N, 3, 3N) (row 3i + a; the long column axis 3j + b innermost, so XLA vectorises it)
+    and reshaped for free. ``component_major`` writes row a*N + i, column b*N + j: shape (3, N, 3N).
+    """
+    n = R.shape[0]
+    diag = _all_pairs_diagonal(potential, R, species, block)
+    c3, atoms = jnp.arange(3, dtype=jnp.int32), jnp.arange(n, dtype=jnp.int32)
+    if component_major:
+        shape, i_dim, a_dim = (3, n, 3 * n), 1, 0
+        col_atom, col_comp = jnp.tile(atoms, 3), jnp.repeat(c3, n)
+    else:
+        shape, i_dim, a_dim = (n, 3, 3 * n), 0, 1
+        col_atom, col_comp = jnp.repeat(atoms, 3), jnp.tile(c3, n)
+    bc = partial(jax.lax.broadcast_in_dim, shape=shape)
+    d = [bc(R[col_atom, c], broadcast_dimensions=(2,)) - bc(R[:, c], broadcast_dimensions=(i_dim,)) for c in range(3)]
+    comp_row = jax.lax.broadcasted_iota(jnp.int32, shape, a_dim)
+    comp_col = bc(col_comp, broadcast_dimensions=(2,))
+    same = jax.lax.broadcasted_iota(jnp.int32, shape, i_dim) == bc(col_atom, broadcast_dimensions=(2,))
+    pp = _grid_params(potential, species, shape, i_dim, col_atom)
+    off = grid_elements(potential.phi_eff, d, pp, same, comp_row, comp_col)
+    # diagonal entries diag[i, a, b], b picked by the column (broadcast dims must increase: (a, i)
+    # order for the component-major shape)
+    dcol = [diag[:, :, c].T if component_major else diag[:, :, c] for c in range(3)]
+    on = bc(dcol[2], broadcast_dimensions=(0, 1))
+    for c in (1, 0):
+        on = jnp.where(comp_col == c, bc(dcol[c], broadcast_dimensions=(0, 1)), on)
+    return jnp.where(same, on, off).reshape(3 * n, 3 * n)
 
 
 @jax.jit
@@ -152,9 +188,10 @@ def bsr_from_device_blocks(K, i, j, pairs_i, pairs_j, n_atoms: int) -> scipy.spa
     cap, p = K.shape[0], len(pairs_i)
     if p < HOST_BSR_MAX_PAIRS:  # small: the host finishes in ~10 ms, the device gather would compile
         Kh = np.asarray(K)[:p]
-        diag = np.zeros((n_atoms, 3, 3), Kh.dtype)
-        np.add.at(diag, pairs_i, Kh)
-        np.add.at(diag, pairs_j, Kh)
+        di, dj = np.zeros((2, n_atoms, 3, 3), Kh.dtype)
+        np.add.at(di, pairs_i, Kh)  # the order of diagonal_blocks' two segment sums: the same
+        np.add.at(dj, pairs_j, Kh)  # numbers as the dense layout, bit for bit
+        diag = di + dj
         return bsr_from_blocks(Kh, diag, pairs_i, pairs_j, n_atoms)
     order, key = _bsr_order(pairs_i, pairs_j, n_atoms)
     pick = np.where(order < 2 * p, order % max(p, 1), cap + order - 2 * p)

@@ -94,34 +94,46 @@ def pair_block_apply(phi_eff, d, pp, w, mask=None):
     return _masked(out, mask)
 
 
-def grid_blocks_layout(phi_eff, d, pp, row_index, col_index, component_major: bool = False):
-    """One row block of the dense Hessian written in the output's own (3i+a, 3j+b) index space.
+def _self_masked_coefficients(phi_eff, d, pp, same):
+    """r, a, b for displacement components d = (dx, dy, dz) of any (equal) shape; the i == j
+    "pairs" (``same``) get r = 1 and a = b = 0 (they contribute nothing)."""
+    r2 = d[0] * d[0] + d[1] * d[1] + d[2] * d[2]
+    r = jnp.sqrt(jnp.where(same, 1.0, r2))
+    a, b = block_coefficients(phi_eff, r, pp)
+    return r, jnp.where(same, 0.0, a), jnp.where(same, 0.0, b)
+
+
+def row_diagonal_blocks(phi_eff, d, pp, same):
+    """(B, 3, 3) diagonal blocks sum_j K_ij of a block of rows, all pairs (i, j).
 
     Args:
-        d: (B, N, 3) displacements r_j - r_i for atoms i of the block and all atoms j.
-        pp: per-pair parameters, each (B, N).
-        row_index: (B,) atom indices i; col_index: (N,) atom indices j.
-
-    Returns:
-        (rows, diag): rows is (3B, 3N), the block's rows of H with -K_ij off the diagonal and
-        zeros in the diagonal blocks; diag is (B, 3, 3), the diagonal blocks sum_j K_ij (a row
-        reduction of the same blocks), for the caller to place. With ``component_major`` rows is
-        (3, B, 3N), where [a, b, c*N + j] = H[3 i_b + a, 3 j + c]. No einsum and no scatter of
-        the big block; measured variants are in docs/benchmarks.md.
+        d: three (B, N) arrays, the components of r_j - r_i (separate arrays: long unit-stride
+            rows that XLA vectorises, not a minor axis of length 3).
+        pp: per-pair parameters, each (B, N). same: (B, N) mask of i == j.
     """
-    eq = row_index[:, None] == col_index[None, :]
-    r2 = jnp.where(eq, 1.0, jnp.sum(d * d, axis=-1))
-    r = jnp.sqrt(r2)
-    u = d / r[..., None]
-    a, b = block_coefficients(phi_eff, r, pp)
-    a = jnp.where(eq, 0.0, a)  # the i == j "pair" contributes nothing
-    b = jnp.where(eq, 0.0, b)
-    # u_a u_b first, then the coefficient: keeps every block exactly symmetric in floating point
-    uu = u[:, :, :, None] * u[:, :, None, :]  # (B, N, 3, 3)
-    K = a[..., None, None] * uu + b[..., None, None] * jnp.eye(3, dtype=d.dtype)
-    diag = jnp.sum(K, axis=1)  # (B, 3, 3)
-    B, N = eq.shape
-    if component_major:  # (B, N, 3, 3) -> (3, B, 3, N): the innermost axis runs over atoms j
-        return jnp.transpose(-K, (2, 0, 3, 1)).reshape(3, B, 3 * N), diag
-    # (B, N, 3, 3) -> (B, 3, N, 3): XLA fuses this transpose into the write of the output rows
-    return jnp.swapaxes(-K, 1, 2).reshape(3 * B, 3 * N), diag
+    r, a, b = _self_masked_coefficients(phi_eff, d, pp, same)
+    u = [dk / r for dk in d]
+    # the same a (u_p u_q) as block_element: the row sums cancel the off-diagonal blocks to rounding
+    s = {(p, q): jnp.sum(a * (u[p] * u[q]), axis=1) for p in range(3) for q in range(p, 3)}
+    bs = jnp.sum(b, axis=1)
+    rows = [[s[min(p, q), max(p, q)] + (bs if p == q else 0.0) for q in range(3)] for p in range(3)]
+    return jnp.stack([jnp.stack(row, axis=-1) for row in rows], axis=-2)
+
+
+def grid_elements(phi_eff, d, pp, same, comp_row, comp_col):
+    """Off-diagonal-block entries -K_ab(i, j) of the dense Hessian, element by element.
+
+    Every argument has the output's own shape (or broadcasts to it), so the whole dense matrix is
+    one elementwise XLA fusion that writes each entry once: no (N, N, 3, 3) intermediate, no
+    transpose, no scatter, no zero-filled buffer written twice (docs/benchmarks.md).
+
+    Args:
+        d: three arrays, the components of r_j - r_i at each entry. pp: per-entry parameters.
+        same: i == j (those entries are the caller's diagonal blocks; they get 0 here).
+        comp_row, comp_col: the Cartesian components a (row) and b (column) of each entry.
+    """
+    r, a, b = _self_masked_coefficients(phi_eff, d, pp, same)
+    da = jnp.where(comp_row == 0, d[0], jnp.where(comp_row == 1, d[1], d[2]))
+    db = jnp.where(comp_col == 0, d[0], jnp.where(comp_col == 1, d[1], d[2]))
+    # u_a u_b first, then the coefficient: entry (i a, j b) and (j b, i a) are bitwise equal
+    return -(a * ((da / r) * (db / r)) + jnp.where(comp_row == comp_col, b, 0.0))
