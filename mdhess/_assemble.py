@@ -62,16 +62,19 @@ def _grid_params(potential, species, shape, i_dim, col_atom):
     """Per-entry parameters for the elementwise writer: scalars broadcast; (S, S) species tables
     by a chain of S selects on the column's species (elementwise, so XLA keeps it in the fusion;
     a gather at the output's shape would not be)."""
-    bc = partial(jax.lax.broadcast_in_dim, shape=shape)
+
+    def bc(x, dims):
+        return jax.lax.broadcast_in_dim(x, shape, dims)
+
     out = {}
     for k, v in potential.params.items():
         v = jnp.asarray(v)
         if v.ndim == 2:
             rows = v[species]  # (N, S): row atom's species fixed, one column per partner species
-            s_col = bc(species[col_atom], broadcast_dimensions=(2,))
-            val = bc(rows[:, -1], broadcast_dimensions=(i_dim,))
+            s_col = bc(species[col_atom], (2,))
+            val = bc(rows[:, -1], (i_dim,))
             for s in range(v.shape[0] - 1):
-                val = jnp.where(s_col == s, bc(rows[:, s], broadcast_dimensions=(i_dim,)), val)
+                val = jnp.where(s_col == s, bc(rows[:, s], (i_dim,)), val)
             out[k] = val
         else:
             out[k] = jnp.broadcast_to(v, shape)
@@ -96,19 +99,23 @@ def dense_all_pairs(potential, R, species, block: int, component_major: bool = F
     else:
         shape, i_dim, a_dim = (n, 3, 3 * n), 0, 1
         col_atom, col_comp = jnp.repeat(atoms, 3), jnp.tile(c3, n)
-    bc = partial(jax.lax.broadcast_in_dim, shape=shape)
-    d = [bc(R[col_atom, c], broadcast_dimensions=(2,)) - bc(R[:, c], broadcast_dimensions=(i_dim,)) for c in range(3)]
+
+    def bc(x, dims):
+        return jax.lax.broadcast_in_dim(x, shape, dims)
+
+    Rc = R[col_atom]  # (3N, 3): the column atom's position, one row per column of the output
+    d = [bc(Rc[:, c], (2,)) - bc(R[:, c], (i_dim,)) for c in range(3)]  # r_j - r_i at every entry
     comp_row = jax.lax.broadcasted_iota(jnp.int32, shape, a_dim)
-    comp_col = bc(col_comp, broadcast_dimensions=(2,))
-    same = jax.lax.broadcasted_iota(jnp.int32, shape, i_dim) == bc(col_atom, broadcast_dimensions=(2,))
+    comp_col = bc(col_comp, (2,))
+    same = jax.lax.broadcasted_iota(jnp.int32, shape, i_dim) == bc(col_atom, (2,))
     pp = _grid_params(potential, species, shape, i_dim, col_atom)
     off = grid_elements(potential.phi_eff, d, pp, same, comp_row, comp_col)
     # diagonal entries diag[i, a, b], b picked by the column (broadcast dims must increase: (a, i)
     # order for the component-major shape)
     dcol = [diag[:, :, c].T if component_major else diag[:, :, c] for c in range(3)]
-    on = bc(dcol[2], broadcast_dimensions=(0, 1))
+    on = bc(dcol[2], (0, 1))
     for c in (1, 0):
-        on = jnp.where(comp_col == c, bc(dcol[c], broadcast_dimensions=(0, 1)), on)
+        on = jnp.where(comp_col == c, bc(dcol[c], (0, 1)), on)
     return jnp.where(same, on, off).reshape(3 * n, 3 * n)
 
 
