@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.sparse
 
-from ._blocks import grid_elements, pair_block_apply, row_diagonal_blocks
+from ._blocks import grid_elements_from_tables, pair_block_apply, row_coefficient_tables
 from ._device import to_device
 from ._errors import InputError
 
@@ -37,14 +37,16 @@ def row_block_size(n_atoms: int, target_elements: int = 1 << 16) -> int:
     return int(max(1, min(n_atoms, target_elements // max(n_atoms, 1))))
 
 
-def _all_pairs_diagonal(potential, R, species, block: int):
-    """(N, 3, 3) diagonal blocks sum_j K_ij over all pairs, row block by row block (the last
-    block shifted back to end at N: its overlap is recomputed with identical values)."""
+def _all_pairs_tables(potential, R, species, block: int):
+    """(N, 3, 3) diagonal blocks and (N, N) per-pair tables (c, b) of ``row_coefficient_tables``
+    over all pairs, row block by row block (the last block shifted back to end at N: its overlap
+    is recomputed with identical values)."""
     n = R.shape[0]
     B = block
     cols = jnp.arange(n, dtype=jnp.int32)
 
-    def body(k, D):
+    def body(k, carry):
+        D, C, Bt = carry
         a0 = jnp.minimum(k * B, n - B)
         rows = (a0 + jnp.arange(B)).astype(jnp.int32)
         d = [R[None, :, c] - jax.lax.dynamic_slice_in_dim(R[:, c], a0, B)[:, None] for c in range(3)]
@@ -52,64 +54,55 @@ def _all_pairs_diagonal(potential, R, species, block: int):
         pp = potential.pair_params(
             jnp.broadcast_to(si[:, None], (B, n)), jnp.broadcast_to(species[None, :], (B, n))
         )
-        blk = row_diagonal_blocks(potential.phi_eff, d, pp, rows[:, None] == cols[None, :])
-        return jax.lax.dynamic_update_slice(D, blk, (a0, 0, 0))
+        c, b, blk = row_coefficient_tables(potential.phi_eff, d, pp, rows[:, None] == cols[None, :])
+        return (
+            jax.lax.dynamic_update_slice(D, blk, (a0, 0, 0)),
+            jax.lax.dynamic_update_slice(C, c, (a0, 0)),
+            jax.lax.dynamic_update_slice(Bt, b, (a0, 0)),
+        )
 
-    return jax.lax.fori_loop(0, -(-n // B), body, jnp.zeros((n, 3, 3), R.dtype))
-
-
-def _grid_params(potential, species, shape, i_dim, col_atom):
-    """Per-entry parameters for the elementwise writer: scalars broadcast; (S, S) species tables
-    by a chain of S selects on the column's species (elementwise, so XLA keeps it in the fusion;
-    a gather at the output's shape would not be)."""
-
-    def bc(x, dims):
-        return jax.lax.broadcast_in_dim(x, shape, dims)
-
-    out = {}
-    for k, v in potential.params.items():
-        v = jnp.asarray(v)
-        if v.ndim == 2:
-            rows = v[species]  # (N, S): row atom's species fixed, one column per partner species
-            s_col = bc(species[col_atom], (2,))
-            val = bc(rows[:, -1], (i_dim,))
-            for s in range(v.shape[0] - 1):
-                val = jnp.where(s_col == s, bc(rows[:, s], (i_dim,)), val)
-            out[k] = val
-        else:
-            out[k] = jnp.broadcast_to(v, shape)
-    return out
+    init = (jnp.zeros((n, 3, 3), R.dtype), jnp.zeros((n, n), R.dtype), jnp.zeros((n, n), R.dtype))
+    return jax.lax.fori_loop(0, -(-n // B), body, init)
 
 
 @partial(jax.jit, static_argnames=("block", "component_major"))
 def dense_all_pairs(potential, R, species, block: int, component_major: bool = False):
     """Dense (3N, 3N) Hessian over ALL pairs (free space, no cutoff list).
 
-    Two passes: the (N, 3, 3) diagonal blocks by row-block reductions (``block`` atoms at a time),
-    then one elementwise fusion in the output's own index space that writes every entry once,
-    shaped (N, 3, 3N) (row 3i + a; the long column axis 3j + b innermost, so XLA vectorises it)
-    and reshaped for free. ``component_major`` writes row a*N + i, column b*N + j: shape (3, N, 3N).
+    Two passes. First, row block by row block (``block`` atoms at a time), the radial
+    derivatives of every pair once, kept as two (N, N) tables c = (phi'' - phi'/r) / r^2 and
+    b = phi'/r (2/9 of the output's bytes), and the (N, 3, 3) diagonal blocks by row reductions.
+    Then ONE elementwise fusion in the output's own index space writes every entry once,
+    -(c_ij d_a d_b + b_ij delta_ab) with d = r_j - r_i recomputed from the positions: no
+    (N, N, 3, 3) intermediate, no transpose, no scatter, no zero-filled output written twice.
+    The output is shaped (N, 3, 3N) (row 3i + a; the long column axis 3j + b innermost, so XLA
+    vectorises it) and reshaped for free; ``component_major`` writes row a*N + i, column b*N + j,
+    shaped (3, N, 3N). Measured variants are in docs/benchmarks.md.
     """
     n = R.shape[0]
-    diag = _all_pairs_diagonal(potential, R, species, block)
+    diag, C, Bt = _all_pairs_tables(potential, R, species, block)
     c3, atoms = jnp.arange(3, dtype=jnp.int32), jnp.arange(n, dtype=jnp.int32)
     if component_major:
         shape, i_dim, a_dim = (3, n, 3 * n), 1, 0
         col_atom, col_comp = jnp.tile(atoms, 3), jnp.repeat(c3, n)
+        four, pair_dims = (3, n, 3, n), (1, 3)
     else:
         shape, i_dim, a_dim = (n, 3, 3 * n), 0, 1
         col_atom, col_comp = jnp.repeat(atoms, 3), jnp.tile(c3, n)
+        four, pair_dims = (n, 3, n, 3), (0, 2)
 
     def bc(x, dims):
         return jax.lax.broadcast_in_dim(x, shape, dims)
+
+    def grid(t):  # (N, N) pair table -> the output's shape: broadcast over components, free reshape
+        return jax.lax.broadcast_in_dim(t, four, pair_dims).reshape(shape)
 
     Rc = R[col_atom]  # (3N, 3): the column atom's position, one row per column of the output
     d = [bc(Rc[:, c], (2,)) - bc(R[:, c], (i_dim,)) for c in range(3)]  # r_j - r_i at every entry
     comp_row = jax.lax.broadcasted_iota(jnp.int32, shape, a_dim)
     comp_col = bc(col_comp, (2,))
     same = jax.lax.broadcasted_iota(jnp.int32, shape, i_dim) == bc(col_atom, (2,))
-    pp = _grid_params(potential, species, shape, i_dim, col_atom)
-    off = grid_elements(potential.phi_eff, d, pp, same, comp_row, comp_col)
+    off = grid_elements_from_tables(grid(C), grid(Bt), d, same, comp_row, comp_col)
     # diagonal entries diag[i, a, b], b picked by the column (broadcast dims must increase: (a, i)
     # order for the component-major shape)
     dcol = [diag[:, :, c].T if component_major else diag[:, :, c] for c in range(3)]

@@ -103,37 +103,26 @@ def _self_masked_coefficients(phi_eff, d, pp, same):
     return r, jnp.where(same, 0.0, a), jnp.where(same, 0.0, b)
 
 
-def row_diagonal_blocks(phi_eff, d, pp, same):
-    """(B, 3, 3) diagonal blocks sum_j K_ij of a block of rows, all pairs (i, j).
+def row_coefficient_tables(phi_eff, d, pp, same):
+    """Per-pair tables for the dense writer and the diagonal blocks of a block of rows.
 
-    Args:
-        d: three (B, N) arrays, the components of r_j - r_i (separate arrays: long unit-stride
-            rows that XLA vectorises, not a minor axis of length 3).
-        pp: per-pair parameters, each (B, N). same: (B, N) mask of i == j.
+    Returns (c, b, diag): c = a / r^2 and b (each (B, N)), so that K_ab = c d_a d_b + b delta_ab,
+    and the (B, 3, 3) diagonal blocks sum_j K_ij written with the same products.
     """
     r, a, b = _self_masked_coefficients(phi_eff, d, pp, same)
-    u = [dk / r for dk in d]
-    # the same a (u_p u_q) as block_element: the row sums cancel the off-diagonal blocks to rounding
-    s = {(p, q): jnp.sum(a * (u[p] * u[q]), axis=1) for p in range(3) for q in range(p, 3)}
+    c = a / (r * r)
+    s = {(p, q): jnp.sum(c * (d[p] * d[q]), axis=1) for p in range(3) for q in range(p, 3)}
     bs = jnp.sum(b, axis=1)
     rows = [[s[min(p, q), max(p, q)] + (bs if p == q else 0.0) for q in range(3)] for p in range(3)]
-    return jnp.stack([jnp.stack(row, axis=-1) for row in rows], axis=-2)
+    return c, b, jnp.stack([jnp.stack(row, axis=-1) for row in rows], axis=-2)
 
 
-def grid_elements(phi_eff, d, pp, same, comp_row, comp_col):
-    """Off-diagonal-block entries -K_ab(i, j) of the dense Hessian, element by element.
-
-    Every argument has the output's own shape (or broadcasts to it), so the whole dense matrix is
-    one elementwise XLA fusion that writes each entry once: no (N, N, 3, 3) intermediate, no
-    transpose, no scatter, no zero-filled buffer written twice (docs/benchmarks.md).
-
-    Args:
-        d: three arrays, the components of r_j - r_i at each entry. pp: per-entry parameters.
-        same: i == j (those entries are the caller's diagonal blocks; they get 0 here).
-        comp_row, comp_col: the Cartesian components a (row) and b (column) of each entry.
-    """
-    r, a, b = _self_masked_coefficients(phi_eff, d, pp, same)
+def grid_elements_from_tables(c, b, d, same, comp_row, comp_col):
+    """Entries -K_ab(i, j) = -(c d_a d_b + b delta_ab) from per-pair tables c, b broadcast to the
+    output's shape (0 where ``same``): the radial derivatives are evaluated once per pair, not
+    once per entry (9x fewer; what matters for potentials dearer than phi = r)."""
     da = jnp.where(comp_row == 0, d[0], jnp.where(comp_row == 1, d[1], d[2]))
     db = jnp.where(comp_col == 0, d[0], jnp.where(comp_col == 1, d[1], d[2]))
-    # u_a u_b first, then the coefficient: entry (i a, j b) and (j b, i a) are bitwise equal
-    return -(a * ((da / r) * (db / r)) + jnp.where(comp_row == comp_col, b, 0.0))
+    # d_a d_b first, then the coefficient: entries (i a, j b) and (j b, i a) are bitwise equal
+    out = -(c * (da * db) + jnp.where(comp_row == comp_col, b, 0.0))
+    return jnp.where(same, 0.0, out)
