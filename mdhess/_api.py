@@ -307,7 +307,8 @@ def hessian(
             return scipy.sparse.bsr_matrix(np.asarray(H), blocksize=(3, 3))
         return to_component_major(H) if component else H
     n_pairs = p.n_atoms * (p.n_atoms - 1) // 2 if p.all_pairs else p.pairs.n_pairs
-    _planner.check(_planner.estimate_memory(p.n_atoms, n_pairs, format=format, dtype=dt), memory_limit, suggestion=suggestion)
+    plan = _planner.estimate_memory(p.n_atoms, n_pairs, format=format, dtype=dt, all_pairs=p.all_pairs)
+    _planner.check(plan, memory_limit, suggestion=suggestion)
     if format == "dense" and p.all_pairs:
         pot = _cast_potential(p.potential, dt)
         H = dense_all_pairs(

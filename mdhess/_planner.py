@@ -95,10 +95,14 @@ def from_compiled(request: str, compiled) -> MemoryPlan:
     return MemoryPlan(request, sum(parts.values()), parts)
 
 
-def estimate_memory(n_atoms: int, n_pairs: int, *, format="dense", method="pair", dtype="float64") -> MemoryPlan:
+def estimate_memory(
+    n_atoms: int, n_pairs: int, *, format="dense", method="pair", dtype="float64", all_pairs: bool = False
+) -> MemoryPlan:
     """Estimated peak bytes of ``mdhess.hessian`` for a system of this size (pair method).
 
-    For method="ad" the estimate needs the compiled function; ``mdhess.hessian`` asks XLA for it.
+    ``all_pairs``: free space without a cutoff, where the dense layout is written from two (N, N)
+    per-pair tables instead of a pair list. For method="ad" the estimate needs the compiled
+    function; ``mdhess.hessian`` asks XLA for it.
     """
     import numpy as np
 
@@ -108,7 +112,9 @@ def estimate_memory(n_atoms: int, n_pairs: int, *, format="dense", method="pair"
     pair_arrays = n_pairs * (2 * 4 + 3 * b + 1)
     if method != "pair":
         raise InputError("estimate_memory(method=...) covers method='pair'; method='ad' is planned from XLA")
-    if format == "dense":
+    if format == "dense" and all_pairs:
+        parts = {"output": n3 * n3 * b, "pair tables": 2 * n_atoms * n_atoms * b}
+    elif format == "dense":
         parts = {"output": n3 * n3 * b, "pair blocks": 2 * blocks, "pair list": pair_arrays}
     elif format == "bsr":
         # device blocks, host copy, the (2p + N) block list, its sort and the summed result
