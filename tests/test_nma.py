@@ -216,7 +216,7 @@ def test_lobpcg_periodic_crystal_matches_dense():
 
 @pytest.mark.parametrize("units_scale", [1.0, 1e30, 1e-30])
 def test_lobpcg_elastic_network_matches_dense(units_scale):
-    """Sparse networks take the multiplicative preconditioner (float32 smoothing sweeps, rotating
+    """Sparse networks take the multiplicative preconditioner (float32 Chebyshev smoothing, rotating
     coarse nodes): eigenvalues still to 1e-8 and the same eigenspace, at any scale of the matrix
     (1e+-30: the float32 sweeps work on a rescaled copy, no overflow or underflow)."""
     rng = np.random.default_rng(5)
@@ -228,7 +228,7 @@ def test_lobpcg_elastic_network_matches_dense(units_scale):
     masses = rng.uniform(12.0, 16.0, len(R))
     ref = mdhess.normal_modes(H.toarray(), masses, positions=R, solver="dense")
     nm = mdhess.normal_modes(H, masses, k=26, positions=R, solver="lobpcg")
-    assert "float32 smoothing" in nm.info["preconditioner"] and "rotating" in nm.info["preconditioner"]
+    assert "float32 Chebyshev" in nm.info["preconditioner"] and "rotating" in nm.info["preconditioner"]
     assert nm.n_zero == ref.n_zero == 6
     w0, w1 = ref.eigenvalues[6:26], nm.eigenvalues[6:]
     assert np.all(np.abs(w1 - w0) <= 1e-8 * np.abs(w0))
