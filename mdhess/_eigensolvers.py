@@ -290,6 +290,19 @@ class TwoLevel:
         d = np.diag(Ac)
         shift = 1e-8 * max(float(d.max()), 1e-300)
         self.chol = None
+        if smooth:
+            # the coarse problem of A / s in float32 too: the shift is 1e-5 of the largest diagonal
+            # entry (float32 has 7 digits; the rigid directions it regularises are deflated by the
+            # caller, and the softest coarse modes sit ~1e-2 of it and up)
+            self.P32, self.PT32 = P.astype(np.float32), self.PT.astype(np.float32)
+            Acs = Ac / self.s
+            shift32 = 1e-5 * max(float(np.diag(Acs).max()), 1e-300)
+            try:
+                self.chol32 = scipy.linalg.cho_factor(
+                    (Acs + shift32 * np.eye(len(Acs))).astype(np.float32), lower=True, check_finite=False
+                )
+            except np.linalg.LinAlgError:  # indefinite (a saddle point): |Ac|^+ in float64 below
+                self.chol32 = None
         try:
             self.chol = scipy.linalg.cho_factor(Ac + shift * np.eye(len(Ac)), lower=True, check_finite=False)
         except np.linalg.LinAlgError:
@@ -310,8 +323,11 @@ class TwoLevel:
         c[c == 0] = 1.0
         r = (R / c).astype(np.float32)
         x = self._chebyshev(r, None)
-        coarse = self.coarse_solve((self.PT @ (r - self.matmat(x)).astype(np.float64)) * self.s)  # Ac: of A
-        x += (self.P @ coarse).astype(np.float32)
+        res = r - self.matmat(x)
+        if self.chol32 is not None:  # the coarse problem of A / s, like the smoothing
+            x += self.P32 @ scipy.linalg.cho_solve(self.chol32, self.PT32 @ res, check_finite=False)
+        else:  # of A (float64), hence the factor s
+            x += (self.P @ self.coarse_solve((self.PT @ res.astype(np.float64)) * self.s)).astype(np.float32)
         x = self._chebyshev(r, x)
         return x.astype(np.float64) * (c / self.s)
 
