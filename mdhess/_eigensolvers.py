@@ -303,6 +303,8 @@ class TwoLevel:
                 )
             except np.linalg.LinAlgError:  # indefinite (a saddle point): |Ac|^+ in float64 below
                 self.chol32 = None
+            if self.chol32 is not None:
+                return
         try:
             self.chol = scipy.linalg.cho_factor(Ac + shift * np.eye(len(Ac)), lower=True, check_finite=False)
         except np.linalg.LinAlgError:
