@@ -32,8 +32,15 @@ def dense_from_blocks(K, i, j, n_atoms: int):
     return H.reshape(3 * n_atoms, 3 * n_atoms)
 
 
-def row_block_size(n_atoms: int, target_elements: int = 1 << 16) -> int:
-    """Atoms per row block so that a block's (B, N) intermediates hold ~target_elements each."""
+def row_block_size(n_atoms: int, target_elements: int | None = None) -> int:
+    """Atoms per row block so that a block's (B, N) intermediates hold ~target_elements each.
+
+    Default: 2^16 on a CPU (cache-sized blocks were fastest: docs/benchmarks.md); 2^24 on an
+    accelerator, where each loop step costs a kernel launch (N = 10000 would otherwise take
+    1667 sequential steps) and a (B, N) block of 16 M entries is small against device memory.
+    """
+    if target_elements is None:
+        target_elements = 1 << 16 if jax.default_backend() == "cpu" else 1 << 24
     return int(max(1, min(n_atoms, target_elements // max(n_atoms, 1))))
 
 

@@ -113,7 +113,12 @@ def estimate_memory(
     if method != "pair":
         raise InputError("estimate_memory(method=...) covers method='pair'; method='ad' is planned from XLA")
     if format == "dense" and all_pairs:
+        from ._assemble import row_block_size
+
+        # scratch: a row block's (B, N) arrays (distances, derivatives, tables) live at once
+        scratch = 12 * row_block_size(n_atoms) * n_atoms * b
         parts = {"output": n3 * n3 * b, "pair tables": 2 * n_atoms * n_atoms * b}
+        parts["row-block scratch"] = scratch
     elif format == "dense":
         parts = {"output": n3 * n3 * b, "pair blocks": 2 * blocks, "pair list": pair_arrays}
     elif format == "bsr":
