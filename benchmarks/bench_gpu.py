@@ -67,9 +67,10 @@ def main():
     out["float32_vs_float64_rel"] = float(np.linalg.norm(H32 - H64) / np.linalg.norm(H64))
     Hc = np.asarray(mdhess.hessian(pot, R, layout="component"))
     perm = (3 * np.arange(n_787)[None, :] + np.arange(3)[:, None]).ravel()  # row a*N + i <- 3i + a
-    out["component_layout_max_diff"] = float(np.abs(Hc - H64[np.ix_(perm, perm)]).max())
+    out["component_layout_rel_diff"] = float(np.abs(Hc - H64[np.ix_(perm, perm)]).max() / np.abs(H64).max())
     del H32, H64, Hc
-    ok = out["float32_vs_float64_rel"] < 1e-5 and out["component_layout_max_diff"] == 0.0
+    # the layouts compute the same expressions; a GPU compiler may contract them differently
+    ok = out["float32_vs_float64_rel"] < 1e-5 and out["component_layout_rel_diff"] <= 1e-13
     out["correct"] = bool(ok)
 
     # -- 1. dense float32 N = n_big vs the write floor ----------------------------------------
