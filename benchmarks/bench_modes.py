@@ -4,12 +4,16 @@
    8.5 A, periodic), mass-weighted, eigenvalues to 1e-8 relative:
    - baseline: scipy ``eigsh(which="SA", k=20)`` on the mass-weighted BSR Hessian (build not counted);
    - optional (``--shift-invert``): the textbook shift-invert ``eigsh(sigma=...)`` (minutes);
-   - mdhess: ``hessian(format="bsr")`` + ``normal_modes(k=20, positions, box)`` (build included).
+   - mdhess: ``hessian(format="bsr")`` + ``normal_modes(k=20, positions, box, tol=1e-8)`` (build
+     included).
 2. Elastic network, N = 2048 C-alpha-like beads (a random compact self-avoiding chain with 3.8 A
    steps, generated here), cutoff 8.5 A, 20 non-zero modes:
    - ProDy ANM ``buildHessian`` + ``calcModes(20)``, dense and sparse paths (if ProDy is installed);
-   - mdhess: ``elastic_network`` + ``hessian(format="bsr")`` + ``normal_modes(k=26, positions)``,
-     cold (first call in the process: JAX compiles the block kernel) and warm (a second structure).
+   - mdhess: ``elastic_network`` + ``hessian(format="bsr")`` + ``normal_modes(k=26, positions,
+     tol=1e-8)``, cold (first call in the process: JAX compiles the block kernel) and warm (a
+     second call); also warm at the library's default tol=1e-10.
+   The 1e-8 is the eigenvalue accuracy the issue asks for; the printed max_rel_diff against the
+   reference (eigsh, ProDy) is what was achieved.
 
 Run:  python benchmarks/bench_modes.py [--quick] [--shift-invert] [--no-prody] [--only argon|network]
 The machine load (os.getloadavg) is printed: on a shared machine both sides of a ratio slow down.
@@ -24,6 +28,8 @@ import numpy as np
 import scipy.sparse.linalg as sla
 
 import mdhess
+
+TOL = 1e-8  # LOBPCG eigenvalue accuracy asked of mdhess: the issue's 1e-8 (library default 1e-10)
 
 
 def fcc_argon(n_cells, a=5.26, rattle=0.05, seed=0):
@@ -77,7 +83,7 @@ def bench_argon(n_cells, shift_invert):
     t = time.perf_counter()
     B = mdhess.hessian(pot, R, box=box, format="bsr")
     t_build = time.perf_counter() - t
-    nm = mdhess.normal_modes(B, np.full(N, m), k=20, positions=R, box=box, units="metal")
+    nm = mdhess.normal_modes(B, np.full(N, m), k=20, positions=R, box=box, units="metal", tol=TOL)
     out["mdhess_s"] = time.perf_counter() - t
     out["mdhess_build_s"] = t_build
     out["mdhess_info"] = {k: v for k, v in nm.info.items()}
@@ -116,7 +122,7 @@ def bench_network(n, prody):
         t1 = time.perf_counter()
         H = mdhess.hessian(net, R, format="bsr")
         t2 = time.perf_counter()
-        nm = mdhess.normal_modes(H, k=26, positions=R)
+        nm = mdhess.normal_modes(H, k=26, positions=R, tol=TOL)
         t3 = time.perf_counter()
         out[f"mdhess_{run}_s"] = t3 - t0
         out[f"mdhess_{run}_parts_s"] = {
@@ -124,6 +130,10 @@ def bench_network(n, prody):
             "hessian": t2 - t1,
             "normal_modes": t3 - t2,
         }
+    t = time.perf_counter()  # the library's default accuracy (tol=1e-10), for comparison
+    net = mdhess.elastic_network(R, cutoff=8.5, k=1.0)
+    mdhess.normal_modes(mdhess.hessian(net, R, format="bsr"), k=26, positions=R)
+    out["mdhess_warm_default_tol_s"] = time.perf_counter() - t
     out["mdhess_s"] = out["mdhess_cold_s"]
     out["mdhess_solver"] = nm.solver
     out["mdhess_info"] = nm.info
