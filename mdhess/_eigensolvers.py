@@ -355,6 +355,7 @@ class TwoLevel:
             x += d
         return x
 
+
 # -- mass-weighted operators ----------------------------------------------------------------------
 def mass_weighted_sparse(H, s_atom):
     """CSR of M^-1/2 H M^-1/2 for sparse H (BSR blocks scaled per atom pair, no densification)."""
