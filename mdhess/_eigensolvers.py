@@ -254,10 +254,10 @@ class TwoLevel:
     Additive form (``smooth=0``): T r = D^-1 r + P Ac^-1 P^T r. Multiplicative form (``smooth``
     steps of a block-Jacobi-preconditioned Chebyshev smoother before and after the coarse
     correction, the same polynomial both sides so T stays symmetric): the smoothing runs in
-    float32 on a scaled copy of A. A
-    preconditioner only shapes the search directions (LOBPCG's Rayleigh-Ritz uses A in float64),
-    so single precision there costs no accuracy; it cuts the memory traffic of the sparse
-    products that dominate the cycle (1.5 instead of 2.2 ms for 30 vectors, N = 2048 network).
+    float32 on a scaled copy of A. A preconditioner only shapes the search directions (LOBPCG's
+    Rayleigh-Ritz uses A in float64), so single precision there costs no accuracy; it cuts the
+    memory traffic of the sparse products that dominate the cycle (1.5 instead of 2.2 ms for 30
+    vectors, N = 2048 network).
 
     Ac is factorised by Cholesky after a tiny diagonal shift (1e-8 of its largest diagonal entry)
     that makes the coarse rigid-body null space invertible; those directions are the deflated
@@ -267,7 +267,11 @@ class TwoLevel:
 
     def __init__(self, A, D, P, smooth: int = 0, seed: int = 0):
         self.smooth = smooth
-        self.jacobi = block_jacobi(D)
+        self.P = P
+        self.PT = P.T.tocsr()
+        Ac = (self.PT @ (A @ P)).toarray()
+        self.Ac = Ac = (Ac + Ac.T) / 2
+        self.chol = self.chol32 = None
         if smooth:
             # the cycle works on A / s in float32 (s = largest |entry|: no overflow for any units)
             self.s = float(abs(A).max()) or 1.0
@@ -283,14 +287,6 @@ class TwoLevel:
                 rho = float(np.linalg.norm(y) / np.linalg.norm(x))
                 x = y / np.linalg.norm(y)
             self.b = 1.1 * rho
-        self.P = P
-        self.PT = P.T.tocsr()
-        Ac = (self.PT @ (A @ P)).toarray()
-        self.Ac = Ac = (Ac + Ac.T) / 2
-        d = np.diag(Ac)
-        shift = 1e-8 * max(float(d.max()), 1e-300)
-        self.chol = None
-        if smooth:
             # the coarse problem of A / s in float32 too: the shift is 1e-5 of the largest diagonal
             # entry (float32 has 7 digits; the rigid directions it regularises are deflated by the
             # caller, and the softest coarse modes sit ~1e-2 of it and up)
@@ -302,15 +298,18 @@ class TwoLevel:
                     (Acs + shift32 * np.eye(len(Acs))).astype(np.float32), lower=True, check_finite=False
                 )
             except np.linalg.LinAlgError:  # indefinite (a saddle point): |Ac|^+ in float64 below
-                self.chol32 = None
-            if self.chol32 is not None:
-                return
-        try:
-            self.chol = scipy.linalg.cho_factor(Ac + shift * np.eye(len(Ac)), lower=True, check_finite=False)
-        except np.linalg.LinAlgError:
-            wc, Vc = np.linalg.eigh(Ac)
-            keep = np.abs(wc) > 1e-10 * max(np.abs(wc).max(), 1e-300)
-            self.Vc, self.inv = Vc[:, keep], 1.0 / np.abs(wc[keep])
+                pass
+        else:
+            self.jacobi = block_jacobi(D)
+        if self.chol32 is None:  # float64 coarse factor: additive form, or the float32 one failed
+            shift = 1e-8 * max(float(np.diag(Ac).max()), 1e-300)
+            try:
+                shifted = Ac + shift * np.eye(len(Ac))
+                self.chol = scipy.linalg.cho_factor(shifted, lower=True, check_finite=False)
+            except np.linalg.LinAlgError:
+                wc, Vc = np.linalg.eigh(Ac)
+                keep = np.abs(wc) > 1e-10 * max(np.abs(wc).max(), 1e-300)
+                self.Vc, self.inv = Vc[:, keep], 1.0 / np.abs(wc[keep])
 
     def coarse_solve(self, c):
         if self.chol is not None:
