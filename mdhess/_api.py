@@ -23,7 +23,7 @@ from ._assemble import (
     to_component_major,
 )
 from ._blocks import pair_blocks, pair_energies, pair_gradients
-from ._device import is_floating, to_device
+from ._device import is_floating, jit, to_device
 from ._elastic import ElasticNetwork
 from ._errors import InputError, NonFiniteError
 from ._geometry import as_cell
@@ -178,7 +178,7 @@ def _pair_geometry(potential, R, species, i, j, shift):
     return d, pp
 
 
-@partial(jax.jit, static_argnames=("n_atoms",))
+@partial(jit, static_argnames=("n_atoms",))
 def _energy_forces(potential, R, species, i, j, shift, mask, n_atoms):
     d, pp = _pair_geometry(potential, R, species, i, j, shift)
     e, g = pair_gradients(potential.phi_eff, d, pp, mask)
@@ -186,7 +186,7 @@ def _energy_forces(potential, R, species, i, j, shift, mask, n_atoms):
     return jnp.sum(e), F
 
 
-@jax.jit
+@jit
 def _blocks(potential, R, species, i, j, shift, mask):
     d, pp = _pair_geometry(potential, R, species, i, j, shift)
     K = pair_blocks(potential.phi_eff, d, pp, mask)
@@ -198,7 +198,7 @@ def _plain_energy(potential, R, species, i, j, shift):
     return jnp.sum(pair_energies(potential.phi_eff, d, pp))
 
 
-@jax.jit
+@jit
 def _hessian_ad(potential, R, species, i, j, shift):
     n = R.shape[0]
     return jax.hessian(_plain_energy, argnums=1)(potential, R, species, i, j, shift).reshape(3 * n, 3 * n)

@@ -12,7 +12,7 @@ import numpy as np
 import scipy.sparse
 
 from ._blocks import grid_elements_from_tables, pair_block_apply, row_coefficient_tables
-from ._device import to_device
+from ._device import jit, to_device
 from ._errors import InputError
 
 
@@ -21,7 +21,7 @@ def diagonal_blocks(K, i, j, n_atoms: int):
     return jax.ops.segment_sum(K, i, n_atoms) + jax.ops.segment_sum(K, j, n_atoms)
 
 
-@partial(jax.jit, static_argnames=("n_atoms",))
+@partial(jit, static_argnames=("n_atoms",))
 def dense_from_blocks(K, i, j, n_atoms: int):
     """(3N, 3N) Hessian, row 3*i + a, written straight into the (N, 3, N, 3) layout (no transpose)."""
     H = jnp.zeros((n_atoms, 3, n_atoms, 3), K.dtype)
@@ -72,7 +72,7 @@ def _all_pairs_tables(potential, R, species, block: int):
     return jax.lax.fori_loop(0, -(-n // B), body, init)
 
 
-@partial(jax.jit, static_argnames=("block", "component_major"))
+@partial(jit, static_argnames=("block", "component_major"))
 def dense_all_pairs(potential, R, species, block: int, component_major: bool = False):
     """Dense (3N, 3N) Hessian over ALL pairs (free space, no cutoff list).
 
@@ -119,7 +119,7 @@ def dense_all_pairs(potential, R, species, block: int, component_major: bool = F
     return jnp.where(same, on, off).reshape(3 * n, 3 * n)
 
 
-@jax.jit
+@jit
 def to_component_major(H):
     """Symmetric permutation (3i + a) -> (a N + i) of a dense Hessian (same eigenvalues)."""
     n = H.shape[0] // 3
@@ -176,7 +176,7 @@ def bsr_from_blocks(K, diag, i, j, n_atoms: int) -> scipy.sparse.bsr_matrix:
 HOST_BSR_MAX_PAIRS = 1 << 15
 
 
-@partial(jax.jit, static_argnames=("n_atoms",))
+@partial(jit, static_argnames=("n_atoms",))
 def _bsr_gather(K, i, j, pick, n_atoms: int):
     diag = diagonal_blocks(K, i, j, n_atoms)
     return jnp.concatenate([-K, diag])[pick]
@@ -209,14 +209,14 @@ def bsr_from_device_blocks(K, i, j, pairs_i, pairs_j, n_atoms: int) -> scipy.spa
     return _bsr_finish(data, key, n_atoms)
 
 
-@partial(jax.jit, static_argnames=("n_atoms",))
+@partial(jit, static_argnames=("n_atoms",))
 def _apply_stored(K, i, j, v, n_atoms: int):
     w = v[i] - v[j]
     Kw = jnp.einsum("pab,pb...->pa...", K, w)
     return jax.ops.segment_sum(Kw, i, n_atoms) - jax.ops.segment_sum(Kw, j, n_atoms)
 
 
-@partial(jax.jit, static_argnames=("n_atoms",))
+@partial(jit, static_argnames=("n_atoms",))
 def _apply_recompute(potential, R, species, i, j, shift, mask, v, n_atoms: int):
     d = R[j] - R[i] + shift
     pp = potential.pair_params(species[i], species[j], jnp.arange(i.shape[0]))

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._blocks import pair_block_apply, pair_energies, pair_gradients
-from ._device import to_device
+from ._device import jit, to_device
 from ._elastic import ElasticNetwork
 from ._errors import InputError
 from ._geometry import as_cell
@@ -215,7 +215,7 @@ def hessian_of(energy_fn, positions, *, batch_size=None, memory_limit=None, **kw
 
     x0 = R0.ravel()
 
-    @jax.jit
+    @jit
     def columns(x, V):
         # linearize inside jit: XLA compiles the linear map once; the primal pass it repeats per
         # batch costs about one gradient, 1/batch of the batch's tangents. (An eager

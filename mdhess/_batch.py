@@ -18,7 +18,7 @@ from . import _planner
 from ._api import FORMATS, _cast_potential, _pair_geometry, _Prepared, _raise_nonfinite, _resolve_dtype
 from ._assemble import bsr_from_device_blocks, dense_from_blocks
 from ._blocks import pair_blocks
-from ._device import to_device
+from ._device import jit, to_device
 from ._errors import InputError, MemoryPlanError, NonFiniteError
 from ._pairs import bucket, padded
 
@@ -31,7 +31,7 @@ def _one_frame_blocks(potential, R, species, i, j, shift, mask):
     return pair_blocks(potential.phi_eff, d, pp, mask)
 
 
-@jax.jit
+@jit
 def _blocks_batched(potential, R, species, i, j, shift, mask):
     """(B, cap, 3, 3) blocks of B stacked frames and a (B,) all-finite flag per frame."""
     K = jax.vmap(_one_frame_blocks, in_axes=(None, 0, 0, 0, 0, 0, 0))(
@@ -40,7 +40,7 @@ def _blocks_batched(potential, R, species, i, j, shift, mask):
     return K, jnp.all(jnp.isfinite(K), axis=(1, 2, 3))
 
 
-@partial(jax.jit, static_argnames=("n_atoms",))
+@partial(jit, static_argnames=("n_atoms",))
 def _dense_batched(potential, R, species, i, j, shift, mask, n_atoms: int):
     """(B, 3N, 3N) dense Hessians of B stacked frames and a (B,) all-finite flag per frame."""
     K, ok = _blocks_batched(potential, R, species, i, j, shift, mask)

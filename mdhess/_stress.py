@@ -11,17 +11,17 @@ the energy rises on expansion (the system is under tension), as in ASE and LAMMP
 ``-pressure`` convention: pressure P = -trace(sigma) / 3.
 """
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ._api import _Prepared, _raise_nonfinite, _resolve_dtype
 from ._blocks import pair_gradients
+from ._device import jit
 from ._errors import InputError
 from ._potential import PairPotential
 
 
-@jax.jit
+@jit
 def _virial(potential, R, species, i, j, shift, mask):
     """(3, 3) sum over pairs of g_p d_p^T (energy units) and the energy."""
     d = R[j] - R[i] + shift

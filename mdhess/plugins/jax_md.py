@@ -26,6 +26,7 @@ from .._assemble import StoredBlockOperator, bsr_from_blocks, dense_from_blocks,
 from .._autodiff import energy_fn as energy_fn
 from .._autodiff import forces_fn as forces_fn
 from .._autodiff import hessian_of as hessian_of
+from .._device import jit
 from .._errors import InputError
 from .._geometry import as_cell, is_orthorhombic
 from .._pairs import check_periodic_cutoff
@@ -159,7 +160,7 @@ def half_pairs(neighbor, n_atoms: int):
     return jnp.where(mask, i, 0), jnp.where(mask, j, 0), mask
 
 
-@jax.jit
+@jit
 def _minimum_image_shift(R, i, j, cell, inv_cell):
     """shift = -round(s) @ cell with s the fractional pair displacement: d = r_j - r_i + shift."""
     s = (R[j] - R[i]) @ inv_cell
