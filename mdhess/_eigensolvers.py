@@ -439,11 +439,16 @@ def solve_dense(A, Y, kv, which):
     n = A.shape[0]
     c = Y.shape[1]
     if c:
-        AY = A @ Y
-        A = A - Y @ AY.T - AY @ Y.T + Y @ (Y.T @ AY) @ Y.T
-        beta = 2.0 * float(np.abs(A).sum(axis=1).max())  # above the spectrum, in the matrix's units
+        # (I - YY^T) A (I - YY^T) + beta YY^T: the projection, with the rigid directions moved above
+        # the spectrum (beta = 2 ||A||_inf >= 2 ||A||_2, in the matrix's units), written as ONE
+        # symmetric rank-2c update A - Y Z^T - Z Y^T with Z = AY - Y (Y^T A Y) / 2 - beta Y / 2
+        # (one n x n temporary instead of ten: 0.11 s of page faults and passes at n = 1536)
+        beta = 2.0 * float(np.abs(A).sum(axis=1).max())
         beta = beta if beta > 0 else 1.0
-        A = A + beta * (Y @ Y.T)  # rigid directions to the top, out of the way
+        F = A @ Y
+        M = Y.T @ F
+        Z = F - Y @ ((M + M.T) / 4) - (beta / 2) * Y
+        A = A - np.hstack([Y, Z]) @ np.hstack([Z, Y]).T
     nv = n - c
     if kv == 0:
         return np.zeros(0), np.zeros((n, 0))

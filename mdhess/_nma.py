@@ -29,7 +29,11 @@ from ._units import UnitSystem, frequency_factor, unit_system
 SOLVERS = ("auto", "dense", "shift-invert", "lobpcg")
 PROJECTIONS = ("auto", "none", "translations", "rigid")
 WHICH = ("lowest", "highest")
-DENSE_MAX = 2400  # auto: dense eigh up to this many degrees of freedom
+# auto: dense eigh up to this many degrees of freedom, LOBPCG above. Crossovers measured for 20
+# modes (2-core CPU, benchmarks in docs/benchmarks.md): with positions (two-level preconditioner)
+# 900-1100 (elastic network) and ~1450 (LJ crystal); without them (block Jacobi) ~2000
+DENSE_MAX = 1200
+DENSE_MAX_NO_POSITIONS = 2000
 
 
 # -- input checks -------------------------------------------------------------------------------
@@ -500,9 +504,10 @@ def normal_modes(
         units: None, "lj", "metal" or "real" (LAMMPS unit systems) for frequencies and thermodynamics.
         solver: "auto", "dense" (LAPACK eigh, all or an index subset), "shift-invert" (ARPACK
             Lanczos on the sparse matrix, shift ``sigma``), or "lobpcg" (preconditioned, on a sparse
-            matrix or the operator). "auto" takes "dense" up to 2400 degrees of freedom (or when
-            more than a fifth of the modes are wanted) and "lobpcg" above; ``NormalModes.solver``
-            says which ran.
+            matrix or the operator). "auto" takes "dense" up to 1200 degrees of freedom when
+            positions are given (2000 without: LOBPCG is then preconditioned by block Jacobi
+            only), or when more than a fifth of the modes are wanted, and "lobpcg" above;
+            ``NormalModes.solver`` says which ran.
         box: None (free space) or the periodic box (decides rotations for project="auto", and the
             periodic coarse grid of the LOBPCG preconditioner).
         positions: (N, 3) positions, length units: rotations, the preconditioner's coarse grid
@@ -565,7 +570,7 @@ def normal_modes(
 
     # the solver
     if solver == "auto":
-        small = n3 <= DENSE_MAX or k > n3 // 5
+        small = n3 <= (DENSE_MAX if R is not None else DENSE_MAX_NO_POSITIONS) or k > n3 // 5
         solver = "dense" if small else "lobpcg"
     if solver == "shift-invert" and kind == "operator" and not hasattr(H, "args") and not hasattr(H, "K"):
         raise InputError(

@@ -263,6 +263,25 @@ def test_auto_solver_choice_is_reported():
     assert "dense" in nm.summary()
 
 
+def test_auto_solver_thresholds_and_agreement():
+    """Above 1200 degrees of freedom with positions "auto" runs LOBPCG (the measured crossover);
+    without positions (block Jacobi only) it stays dense up to 2000; both give the same modes."""
+    from mdhess._nma import DENSE_MAX, DENSE_MAX_NO_POSITIONS
+
+    n = DENSE_MAX // 3 + 20  # 1260 degrees of freedom
+    assert 3 * n <= DENSE_MAX_NO_POSITIONS
+    g = np.stack(np.meshgrid(*[np.arange(11)] * 3, indexing="ij"), -1).reshape(-1, 3)[:n]
+    R = g * 3.8 + np.random.default_rng(5).normal(0, 0.4, g.shape)
+    H = mdhess.hessian(mdhess.elastic_network(R, cutoff=7.5), R, format="bsr")
+    with_pos = mdhess.normal_modes(H, k=16, positions=R)
+    without = mdhess.normal_modes(H, k=16, project="translations")
+    assert with_pos.solver == "lobpcg" and without.solver == "dense"
+    ref = mdhess.normal_modes(H, k=16, positions=R, solver="dense")
+    w0, w1 = ref.eigenvalues[6:], with_pos.eigenvalues[6:]
+    assert with_pos.n_zero == ref.n_zero == 6
+    assert np.all(np.abs(w1 - w0) <= 1e-8 * np.abs(w0))  # the issue's accuracy for partial solvers
+
+
 def test_highest_modes():
     pot, R, species, masses, _ = random_cluster()
     H = mdhess.hessian(pot, R, species=species)
