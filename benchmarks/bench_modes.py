@@ -19,7 +19,7 @@
    each timed from its import (one-off script: import + first call, JAX compiles included).
 
 Run:  python benchmarks/bench_modes.py [--quick] [--shift-invert] [--no-prody] [--only argon|network]
-      [--fresh]
+      [--fresh] [--n N]   (N: network size)
 The machine load (os.getloadavg) is printed: on a shared machine both sides of a ratio slow down.
 """
 
@@ -228,6 +228,7 @@ def main():
     ap.add_argument("--shift-invert", action="store_true", help="also time eigsh shift-invert (slow)")
     ap.add_argument("--no-prody", action="store_true")
     ap.add_argument("--only", choices=["argon", "network"], help="run one of the two benchmarks")
+    ap.add_argument("--n", type=int, help="network size (default 2048; 512 with --quick)")
     ap.add_argument(
         "--fresh",
         action="store_true",
@@ -238,9 +239,10 @@ def main():
     if args.only in (None, "argon"):
         res["argon"] = bench_argon(6 if args.quick else 13, args.shift_invert)
     if args.only in (None, "network"):
-        res["network"] = bench_network(512 if args.quick else 2048, not args.no_prody)
+        n = args.n or (512 if args.quick else 2048)
+        res["network"] = bench_network(n, not args.no_prody)
         if args.fresh:
-            res["network_fresh_process"] = bench_fresh(512 if args.quick else 2048)
+            res["network_fresh_process"] = bench_fresh(n)
     res["load_after"] = os.getloadavg()
     print(json.dumps(res, indent=1, default=str))
 
