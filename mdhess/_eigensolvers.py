@@ -77,7 +77,8 @@ def lobpcg(matmat, X0, k: int, *, Y=None, precond=None, tol: float = 1e-8, maxit
         matmat: function (n, b) -> (n, b), A @ X in float64.
         X0: (n, b) initial block, b >= k (the b - k extra columns buffer the gap of the k-th pair).
         k: wanted pairs (the first k Ritz pairs must converge).
-        Y: (n, c) orthonormal constraint vectors (deflated null space), or None.
+        Y: (n, c) orthonormal constraint vectors (deflated null space), or None: the pairs are those
+            of Q A Q, Q = I - Y Y^T (the same as A's when span(Y) is invariant under A).
         precond: function (n, a) -> (n, a) approximating A^+ (or None).
         tol: relative eigenvalue accuracy. Pair i is converged when
             ||A x_i - theta_i x_i||^2 / gap_i <= tol * max(|theta_i|, 1e-6 anorm), gap_i being the
@@ -107,7 +108,10 @@ def lobpcg(matmat, X0, k: int, *, Y=None, precond=None, tol: float = 1e-8, maxit
     attainable = 1e3 * np.finfo(np.float64).eps * max(scale, 1e-300) * np.sqrt(X.shape[0])
 
     def residuals(X, AX, w):
-        R = AX - X * w
+        # the residual of the constrained problem, i.e. of Q A Q with Q = I - Y Y^T: X is
+        # orthogonal to Y but A X need not be (rotations are null vectors of a Hessian only
+        # at a stationary point); unprojected, that component never converges
+        R = _project_out(AX - X * w, Y)
         rn = np.linalg.norm(R, axis=0)
         floor = np.maximum(np.abs(w), 1e-6 * max(scale, 1e-300))
         gap = np.maximum(w[-1] - w, 1e-3 * floor) if b > k else np.full(b, 1e-3) * floor
@@ -261,6 +265,40 @@ def trilinear_prolongator(positions, cell, sqrt_m, spacing: float, rotations: bo
     return P[:, np.flatnonzero(keep)].tocsr()
 
 
+class IndefiniteError(np.linalg.LinAlgError):
+    """The matrix a preconditioner was built from has negative eigenvalues."""
+
+
+def blocks_indefinite(D) -> bool:
+    """True when a 3x3 diagonal block has a negative eigenvalue (beyond rounding): then A has
+    one too (a principal submatrix of a positive semidefinite matrix is positive semidefinite)."""
+    w = np.linalg.eigvalsh(D)
+    return bool(w.min() < -1e-10 * max(float(np.abs(w).max()), 1e-300))
+
+
+def shift_below_spectrum(matmat, n: int, seed: int = 0, norm_bound=None) -> float:
+    """sigma below the lowest eigenvalue of A: 1.1 x a Lanczos estimate of it (ARPACK, relative
+    accuracy 1e-2, so the 10% margin holds). If ARPACK does not converge: -norm_bound (an upper
+    bound of ||A||_2, e.g. the largest absolute row sum), or -1.5 x a power-iteration estimate.
+    Returns 0.0 when A has no negative eigenvalue."""
+    import scipy.sparse.linalg as sla
+
+    op = sla.LinearOperator((n, n), matvec=lambda x: matmat(x.reshape(-1, 1)).ravel(), dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    try:
+        v0 = rng.standard_normal(n)
+        lam = float(sla.eigsh(op, k=1, which="SA", tol=1e-2, v0=v0, return_eigenvectors=False)[0])
+    except sla.ArpackNoConvergence:
+        if norm_bound is None:
+            x = rng.standard_normal(n)
+            for _ in range(30):
+                y = op.matvec(x)
+                norm_bound = 1.5 * float(np.linalg.norm(y) / np.linalg.norm(x))
+                x = y / np.linalg.norm(y)
+        return -float(norm_bound)
+    return 1.1 * lam if lam < 0 else 0.0
+
+
 class TwoLevel:
     """Two-level preconditioner: block Jacobi D^-1 plus a coarse correction P Ac^-1 P^T, Ac = P^T A P.
 
@@ -278,7 +316,7 @@ class TwoLevel:
     point) the factor is |Ac|^+ from its eigendecomposition instead.
     """
 
-    def __init__(self, A, D, P, smooth: int = 0, seed: int = 0):
+    def __init__(self, A, D, P, smooth: int = 0, seed: int = 0, indefinite_ok: bool = True):
         self.smooth = smooth
         self.P = P
         self.PT = P.T.tocsr()
@@ -320,6 +358,8 @@ class TwoLevel:
                 shifted = Ac + shift * np.eye(len(Ac))
                 self.chol = scipy.linalg.cho_factor(shifted, lower=True, check_finite=False)
             except np.linalg.LinAlgError:
+                if not indefinite_ok:
+                    raise IndefiniteError("the coarse matrix P^T A P is indefinite") from None
                 wc, Vc = np.linalg.eigh(Ac)
                 keep = np.abs(wc) > 1e-10 * max(np.abs(wc).max(), 1e-300)
                 self.Vc, self.inv = Vc[:, keep], 1.0 / np.abs(wc[keep])
@@ -542,15 +582,38 @@ def _solve_lobpcg_impl(kind, H, A_csr, s_atom, Y, kv, which, positions, cell, to
             nd = 6 if smooth else 3
             spacing = _coarse_spacing(positions, cell, s_atom.size)
             P = trilinear_prolongator(positions, cell, 1.0 / s_atom, spacing, rotations=nd == 6)
-            precond = TwoLevel(A_pre, D, P, smooth=smooth, seed=seed)
+
+        def build(shift):
+            """The preconditioner of A - shift I (shift < 0 below the spectrum: then SPD)."""
+            Ds = D - shift * np.eye(3) if shift else D
+            if positions is None:
+                return block_jacobi(Ds)
+            As = (A_pre - shift * scipy.sparse.identity(n, format="csr")).tocsr() if shift else A_pre
+            return TwoLevel(As, Ds, P, smooth=smooth, seed=seed, indefinite_ok=bool(shift))
+
+        # A preconditioner for the lowest pairs must be positive definite. A saddle point's Hessian
+        # is not, and neither are its block-Jacobi or coarse parts when a 3x3 diagonal block or
+        # P^T A P has a negative eigenvalue (pinv of an indefinite block: LOBPCG then stalls, 0 of
+        # 20 pairs in 1000 iterations measured). Those are built from A - sigma I instead, sigma
+        # below the lowest eigenvalue (a Lanczos estimate): positive definite, and near sigma
+        # where the wanted pairs are.
+        norm_bound = float(abs(A_pre).sum(axis=1).max()) if A_pre is not None else None
+        shift = shift_below_spectrum(matmat, n, seed, norm_bound) if blocks_indefinite(D) else 0.0
+        try:
+            precond = build(shift)
+        except IndefiniteError:
+            shift = shift_below_spectrum(matmat, n, seed, norm_bound)
+            precond = build(shift)
+        if positions is not None:
             info["preconditioner"] = (
                 f"two-level (block Jacobi + {P.shape[1] // nd}-node trilinear coarse grid"
                 + (", rotating nodes" if nd == 6 else "")
                 + (f", {smooth} float32 Chebyshev smoothing steps)" if smooth else ", additive)")
             )
         else:
-            precond = block_jacobi(D)
             info["preconditioner"] = "block Jacobi (pass positions= for the two-level preconditioner)"
+        if shift:
+            info["preconditioner"] += f", of A - sigma I with sigma = {shift:.6g} (indefinite matrix)"
         mm = matmat
     else:
         info["preconditioner"] = "none"

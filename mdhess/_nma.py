@@ -31,9 +31,28 @@ PROJECTIONS = ("auto", "none", "translations", "rigid")
 WHICH = ("lowest", "highest")
 # auto: dense eigh up to this many degrees of freedom, LOBPCG above. Crossovers measured for 20
 # modes (2-core CPU, benchmarks in docs/benchmarks.md): with positions (two-level preconditioner)
-# 900-1100 (elastic network) and ~1450 (LJ crystal); without them (block Jacobi) ~2000
+# 900-1100 (elastic network) and ~1450 (LJ crystal, 16% of the entries stored); without them
+# (block Jacobi) ~2000. A matrix more than DENSE_FILL full (all pairs, long cutoffs) makes every
+# LOBPCG product cost a dense one: dense eigh up to DENSE_MAX_FULL (at 2400, all-pairs LJ:
+# eigh 1.3 s, LOBPCG 9.7 s)
 DENSE_MAX = 1200
 DENSE_MAX_NO_POSITIONS = 2000
+DENSE_MAX_FULL = 2400
+DENSE_FILL = 0.25
+
+
+def _fill(kind, H, n3: int) -> float:
+    """Fraction of the (3N)^2 entries that are stored or structurally non-zero."""
+    if kind == "dense":
+        return np.count_nonzero(H) / float(n3) ** 2
+    if kind == "sparse":
+        return H.nnz / float(n3) ** 2
+    i = getattr(H, "i", None)
+    if i is None and hasattr(H, "args"):
+        i = H.args[3]
+    if i is None:
+        return 1.0  # an operator of unknown structure
+    return min(9.0 * (2 * np.shape(i)[0] + n3 // 3) / float(n3) ** 2, 1.0)
 
 
 # -- input checks -------------------------------------------------------------------------------
@@ -506,8 +525,8 @@ def normal_modes(
             Lanczos on the sparse matrix, shift ``sigma``), or "lobpcg" (preconditioned, on a sparse
             matrix or the operator). "auto" takes "dense" up to 1200 degrees of freedom when
             positions are given (2000 without: LOBPCG is then preconditioned by block Jacobi
-            only), or when more than a fifth of the modes are wanted, and "lobpcg" above;
-            ``NormalModes.solver`` says which ran.
+            only; 2400 when over a quarter of the matrix is non-zero), or when more than a fifth
+            of the modes are wanted, and "lobpcg" above; ``NormalModes.solver`` says which ran.
         box: None (free space) or the periodic box (decides rotations for project="auto", and the
             periodic coarse grid of the LOBPCG preconditioner).
         positions: (N, 3) positions, length units: rotations, the preconditioner's coarse grid
@@ -570,7 +589,11 @@ def normal_modes(
 
     # the solver
     if solver == "auto":
-        small = n3 <= (DENSE_MAX if R is not None else DENSE_MAX_NO_POSITIONS) or k > n3 // 5
+        if _fill(kind, H, n3) > DENSE_FILL:
+            limit = DENSE_MAX_FULL
+        else:
+            limit = DENSE_MAX if R is not None else DENSE_MAX_NO_POSITIONS
+        small = n3 <= limit or k > n3 // 5
         solver = "dense" if small else "lobpcg"
     if solver == "shift-invert" and kind == "operator" and not hasattr(H, "args") and not hasattr(H, "K"):
         raise InputError(

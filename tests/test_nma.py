@@ -256,6 +256,37 @@ def test_lobpcg_periodic_elastic_network_matches_dense():
     assert sin_angle(ref.vectors[:, :23], nm.vectors) < 1e-4 / min(gap, 1.0)
 
 
+def jittered_simple_cubic(n_side, seed=0):
+    """LJ on a jittered simple-cubic lattice (spacing 1.12 sigma): mechanically unstable (shear
+    softens), far from a stationary point: many negative eigenvalues, rotations not null modes."""
+    g = np.stack(np.meshgrid(*[np.arange(n_side)] * 3, indexing="ij"), -1).reshape(-1, 3) * 1.12
+    return g + np.random.default_rng(seed).normal(0, 0.02, g.shape)
+
+
+@pytest.mark.parametrize("cutoff", [1.5, None])
+def test_lobpcg_unstable_unrelaxed_structure_matches_dense(cutoff):
+    """The lowest (most negative) modes of an indefinite Hessian at a non-stationary structure.
+    LOBPCG used to stall here (0 of 20 pairs after 1000 iterations): its residual was not
+    projected on the complement of the rotations (null vectors only at a stationary point), and
+    its block-Jacobi / coarse parts were indefinite. Now the preconditioner is built from
+    A - sigma I with sigma below the spectrum, and the pairs are those of Q A Q, as dense gives."""
+    R = jittered_simple_cubic(7 if cutoff else 5)
+    pot = mdhess.lennard_jones(cutoff=cutoff)
+    H = mdhess.hessian(pot, R, format="bsr") if cutoff else np.asarray(mdhess.hessian(pot, R))
+    ref = mdhess.normal_modes(H.toarray() if cutoff else H, k=26, positions=R, solver="dense")
+    # the 26 lowest of the projected spectrum are all imaginary: no zero mode among them
+    assert ref.n_projected == 6 and ref.n_zero == 0 and np.all(ref.eigenvalues < 0)
+    dense_H = H.toarray() if cutoff else H
+    for positions, project in ((R, "auto"), (None, "translations")):
+        nm = mdhess.normal_modes(H, k=26, positions=positions, project=project, solver="lobpcg")
+        assert nm.info["converged"] == 26, nm.info
+        # the coarse matrix is indefinite (the soft shears are smooth): shifted. Block Jacobi alone
+        # has positive blocks here (nearest-neighbour repulsion), so it stays as it is
+        assert ("sigma" in nm.info["preconditioner"]) == (positions is not None)
+        want = ref if project == "auto" else mdhess.normal_modes(dense_H, k=26, project=project)
+        assert np.all(np.abs(nm.eigenvalues - want.eigenvalues) <= 1e-8 * np.abs(want.eigenvalues))
+
+
 def test_auto_solver_choice_is_reported():
     pot, R, species, masses, _ = random_cluster()
     nm = mdhess.normal_modes(mdhess.hessian(pot, R, species=species, format="bsr"), masses, positions=R, k=10)
@@ -280,6 +311,14 @@ def test_auto_solver_thresholds_and_agreement():
     w0, w1 = ref.eigenvalues[6:], with_pos.eigenvalues[6:]
     assert with_pos.n_zero == ref.n_zero == 6
     assert np.all(np.abs(w1 - w0) <= 1e-8 * np.abs(w0))  # the issue's accuracy for partial solvers
+    # a full matrix (all pairs) of the same size stays dense: each LOBPCG product would cost n^2
+    from mdhess._nma import DENSE_FILL, DENSE_MAX_FULL, _fill
+
+    Rc = jittered_simple_cubic(8)[: DENSE_MAX // 3 + 20]
+    Hc = np.asarray(mdhess.hessian(mdhess.lennard_jones(), Rc))
+    assert _fill("dense", Hc, Hc.shape[0]) > DENSE_FILL and Hc.shape[0] <= DENSE_MAX_FULL
+    assert _fill("sparse", H, H.shape[0]) <= DENSE_FILL
+    assert mdhess.normal_modes(Hc, k=16, positions=Rc).solver == "dense"
 
 
 def test_highest_modes():
