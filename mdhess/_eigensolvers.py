@@ -313,7 +313,9 @@ class TwoLevel:
     Ac is factorised by Cholesky after a tiny diagonal shift (1e-8 of its largest diagonal entry)
     that makes the coarse rigid-body null space invertible; those directions are the deflated
     constraints and are projected out of T r by the caller. Where Ac is indefinite (a saddle
-    point) the factor is |Ac|^+ from its eigendecomposition instead.
+    point) the factor is |Ac|^+ from its eigendecomposition instead, or, with
+    ``indefinite_ok=False``, IndefiniteError is raised (the LOBPCG driver then rebuilds the
+    preconditioner from A - sigma I, sigma below the spectrum).
     """
 
     def __init__(self, A, D, P, smooth: int = 0, seed: int = 0, indefinite_ok: bool = True):
@@ -583,13 +585,17 @@ def _solve_lobpcg_impl(kind, H, A_csr, s_atom, Y, kv, which, positions, cell, to
             spacing = _coarse_spacing(positions, cell, s_atom.size)
             P = trilinear_prolongator(positions, cell, 1.0 / s_atom, spacing, rotations=nd == 6)
 
-        def build(shift):
+        def build(shift, indefinite_ok):
             """The preconditioner of A - shift I (shift < 0 below the spectrum: then SPD)."""
             Ds = D - shift * np.eye(3) if shift else D
             if positions is None:
                 return block_jacobi(Ds)
             As = (A_pre - shift * scipy.sparse.identity(n, format="csr")).tocsr() if shift else A_pre
-            return TwoLevel(As, Ds, P, smooth=smooth, seed=seed, indefinite_ok=bool(shift))
+            return TwoLevel(As, Ds, P, smooth=smooth, seed=seed, indefinite_ok=indefinite_ok)
+
+        def below_spectrum():
+            bound = float(abs(A_pre).sum(axis=1).max()) if A_pre is not None else None  # ||A||_inf
+            return shift_below_spectrum(matmat, n, seed, bound)
 
         # A preconditioner for the lowest pairs must be positive definite. A saddle point's Hessian
         # is not, and neither are its block-Jacobi or coarse parts when a 3x3 diagonal block or
@@ -597,13 +603,13 @@ def _solve_lobpcg_impl(kind, H, A_csr, s_atom, Y, kv, which, positions, cell, to
         # 20 pairs in 1000 iterations measured). Those are built from A - sigma I instead, sigma
         # below the lowest eigenvalue (a Lanczos estimate): positive definite, and near sigma
         # where the wanted pairs are.
-        norm_bound = float(abs(A_pre).sum(axis=1).max()) if A_pre is not None else None
-        shift = shift_below_spectrum(matmat, n, seed, norm_bound) if blocks_indefinite(D) else 0.0
+        shift = below_spectrum() if blocks_indefinite(D) else 0.0
         try:
-            precond = build(shift)
+            precond = build(shift, indefinite_ok=bool(shift))
         except IndefiniteError:
-            shift = shift_below_spectrum(matmat, n, seed, norm_bound)
-            precond = build(shift)
+            shift = below_spectrum()
+            # (if the estimate finds nothing negative, the coarse factor falls back to |Ac|^+)
+            precond = build(shift, indefinite_ok=True)
         if positions is not None:
             info["preconditioner"] = (
                 f"two-level (block Jacobi + {P.shape[1] // nd}-node trilinear coarse grid"

@@ -477,3 +477,30 @@ def test_bad_input_names_the_argument():
         mdhess.normal_modes(H, positions=R[:5])
     with pytest.raises(E, match="project='rigid'"):
         mdhess.normal_modes(H, project="rigid")
+
+
+def test_shift_below_spectrum_and_block_check(monkeypatch):
+    """The shifted preconditioner's two helpers against matrices with a known spectrum."""
+    import scipy.sparse.linalg as sla
+
+    from mdhess._eigensolvers import blocks_indefinite, shift_below_spectrum
+
+    rng = np.random.default_rng(2)
+    V = np.linalg.qr(rng.normal(size=(60, 60)))[0]
+    w = np.linspace(-3.0, 50.0, 60)
+    A = (V * w) @ V.T
+    sigma = shift_below_spectrum(lambda X: A @ X, 60)
+    assert -3.0 * 1.1 * 1.02 <= sigma < -3.0  # 10% below a 1%-accurate estimate
+    Apsd = (V * np.abs(w)) @ V.T
+    assert shift_below_spectrum(lambda X: Apsd @ X, 60) == 0.0
+
+    # ARPACK not converging: the norm bound given, else 1.5 x a power estimate of ||A||
+    def no_convergence(*args, **kwargs):
+        raise sla.ArpackNoConvergence("test", np.zeros(0), np.zeros((60, 0)))
+
+    monkeypatch.setattr(sla, "eigsh", no_convergence)
+    assert shift_below_spectrum(lambda X: A @ X, 60, norm_bound=77.0) == -77.0
+    assert shift_below_spectrum(lambda X: A @ X, 60) <= -50.0
+    D = np.stack([np.diag([1.0, 2.0, 3.0]), np.diag([1.0, -1e-3, 2.0])])
+    assert blocks_indefinite(D) and not blocks_indefinite(D[:1])
+    assert not blocks_indefinite(np.stack([np.diag([1.0, -1e-14, 2.0])]))  # rounding, not a mode
