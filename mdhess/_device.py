@@ -1,4 +1,5 @@
-"""Host -> device transfer that never compiles.
+"""Getting work onto the device cheaply: host -> device transfer that never compiles, and
+``jit``, the ``jax.jit`` every mdhess kernel uses (CPU compile options; see below).
 
 ``jnp.asarray(numpy_array)`` and ``jnp.asarray(x, other_dtype)`` run a small jitted program
 (``stage`` / ``convert_element_type``) that XLA compiles once per shape and dtype: about 10 ms

@@ -484,7 +484,7 @@ def solve_dense(A, Y, kv, which):
         # (I - YY^T) A (I - YY^T) + beta YY^T: the projection, with the rigid directions moved above
         # the spectrum (beta = 2 ||A||_inf >= 2 ||A||_2, in the matrix's units), written as ONE
         # symmetric rank-2c update A - Y Z^T - Z Y^T with Z = AY - Y (Y^T A Y) / 2 - beta Y / 2
-        # (one n x n temporary instead of ten: 0.11 s of page faults and passes at n = 1536)
+        # (fewer n x n temporaries and passes: 10 ms instead of 27 ms at n = 1536, measured)
         beta = 2.0 * float(np.abs(A).sum(axis=1).max())
         beta = beta if beta > 0 else 1.0
         F = A @ Y
