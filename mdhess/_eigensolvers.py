@@ -502,26 +502,6 @@ def solve_dense(A, Y, kv, which):
     return w, V
 
 
-def solve_shift_invert(A_csr, Y, kv, which, sigma):
-    import scipy.sparse.linalg as sla
-
-    n = A_csr.shape[0]
-    c = Y.shape[1]
-    nev = min(kv + c, n - 2)
-    if which == "lowest":
-        _, V = sla.eigsh(A_csr.tocsc(), k=nev, sigma=sigma, which="LM")
-    else:
-        _, V = sla.eigsh(A_csr, k=nev, which="LA")
-    # Rayleigh-Ritz in the complement of Y (exact when Y are eigenvectors of A)
-    V = V - Y @ (Y.T @ V)
-    U, s, _ = np.linalg.svd(V, full_matrices=False)
-    U = U[:, s > 1e-8 * s[0]]
-    Hs = U.T @ (A_csr @ U)
-    ws, C = np.linalg.eigh((Hs + Hs.T) / 2)
-    sel = slice(0, kv) if which == "lowest" else slice(len(ws) - kv, len(ws))
-    return ws[sel], U @ C[:, sel], {"sigma": sigma}
-
-
 def _coarse_spacing(R, cell, n_atoms):
     vol = abs(np.linalg.det(cell)) if cell is not None else float(np.prod(np.ptp(R, axis=0).clip(1e-12)))
     nodes = min(max(n_atoms / ATOMS_PER_NODE, 8), MAX_COARSE_NODES)

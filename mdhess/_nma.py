@@ -19,10 +19,10 @@ from ._eigensolvers import (
     operator_blocks_csr,
     solve_dense,
     solve_lobpcg,
-    solve_shift_invert,
 )
 from ._errors import InputError
 from ._geometry import as_cell
+from ._shift_invert import solve_shift_invert
 from ._thermo import HarmonicThermo, check_temperature, density_of_states, harmonic_thermo
 from ._units import UnitSystem, frequency_factor, unit_system
 
@@ -483,8 +483,7 @@ def _vibrational(kind, H, s_atom, Y, kv, which, solver, R, cell, tol, maxiter, s
         if kv == 0:
             w, V = np.zeros(0), np.zeros((n3, 0))
         elif solver == "shift-invert":
-            sig = -1e-6 * scale if sigma is None else float(sigma)
-            w, V, info = solve_shift_invert(A_csr, Y, kv, which, sig)
+            w, V, info = solve_shift_invert(A_csr, Y, kv, which, sigma, scale=scale, tol=tol, seed=seed)
         else:
             w, V, info = solve_lobpcg(kind, H, A_csr, s_atom, Y, kv, which, R, cell, tol, maxiter, seed)
     return w, V, info, scale
@@ -531,10 +530,13 @@ def normal_modes(
             periodic coarse grid of the LOBPCG preconditioner).
         positions: (N, 3) positions, length units: rotations, the preconditioner's coarse grid
             (much faster LOBPCG) and mode export need them.
-        tol: LOBPCG relative eigenvalue accuracy (default 1e-10).
+        tol: LOBPCG relative eigenvalue accuracy (default 1e-10); for shift-invert, ARPACK's
+            relative residual tolerance of the inverted operator.
         maxiter: LOBPCG iteration limit.
-        sigma: shift-invert shift (default: -1e-6 of the largest diagonal entry, just below zero,
-            so the lowest modes of a stable structure are found).
+        sigma: shift-invert shift; the modes nearest it are returned. Default: -1e-6 of the
+            largest diagonal entry (just below zero), moved below the whole spectrum when the
+            factor of A - sigma I shows eigenvalues below it (an unstable structure), so that
+            which="lowest" holds; ``info`` reports the sigma used and the factorization.
         zero_tol: |lambda| <= zero_tol * max diag(A) counts as a zero mode.
         seed: random initial block of LOBPCG.
 

@@ -9,6 +9,7 @@ import scipy.optimize
 import scipy.sparse
 
 import mdhess
+from mdhess._shift_invert import cholmod_available
 from mdhess._units import UNIT_SYSTEMS
 
 ARGON = {"sigma": 3.4, "epsilon": 0.0104}  # metal units: Angstrom, eV
@@ -285,6 +286,64 @@ def test_lobpcg_unstable_unrelaxed_structure_matches_dense(cutoff):
         assert ("sigma" in nm.info["preconditioner"]) == (positions is not None)
         want = ref if project == "auto" else mdhess.normal_modes(dense_H, k=26, project=project)
         assert np.all(np.abs(nm.eigenvalues - want.eigenvalues) <= 1e-8 * np.abs(want.eigenvalues))
+
+
+FACTORS = ["superlu"] + (["cholmod"] if cholmod_available() else [])
+
+
+@pytest.mark.parametrize("factor", FACTORS)
+def test_shift_invert_unstable_structure_finds_the_lowest(factor, monkeypatch):
+    """Shift-invert returns the eigenvalues NEAREST sigma. It used to keep sigma just below zero at
+    an unstable structure and return modes near zero (-0.62 for a lowest of -11.8, measured): a
+    silently wrong "lowest". Now the factor's inertia shows eigenvalues below sigma, sigma moves
+    below the spectrum, and the pairs are those of Q A Q (Woodbury-projected inverse: rotations
+    are not null vectors here) as the dense solver gives, with and without rotations."""
+    import mdhess._shift_invert as si
+
+    monkeypatch.setattr(si, "cholmod_available", lambda: factor == "cholmod")
+    R = jittered_simple_cubic(7)
+    H = mdhess.hessian(mdhess.lennard_jones(cutoff=1.5), R, format="bsr")
+    for positions, project in ((R, "auto"), (None, "translations")):
+        want = mdhess.normal_modes(H.toarray(), k=26, positions=positions, project=project, solver="dense")
+        assert np.all(want.eigenvalues < 0)
+        nm = mdhess.normal_modes(H, k=26, positions=positions, project=project, solver="shift-invert")
+        assert nm.info["factorization"] == factor and nm.info["sigma_moved_below_spectrum"]
+        assert nm.info["sigma"] < want.eigenvalues[0]
+        assert np.all(np.abs(nm.eigenvalues - want.eigenvalues) <= 1e-8 * np.abs(want.eigenvalues))
+        gap = (want.eigenvalues[26 - 1] - want.eigenvalues[26 - 2]) / abs(want.eigenvalues[0])
+        assert sin_angle(want.vectors[:, :25], nm.vectors[:, :25]) < 1e-6 / min(abs(gap), 1.0)
+
+
+def test_shift_invert_inertia_and_explicit_sigma():
+    """SuperLU without row pivoting is K = L D L^T: the count of negative pivots is the number of
+    eigenvalues below sigma (Sylvester), compared with LAPACK; CHOLMOD's Cholesky succeeds exactly
+    when K is positive definite. A sigma the caller gives is kept: the modes nearest it."""
+    from mdhess._shift_invert import factor_shifted
+
+    R = jittered_simple_cubic(5)
+    H = mdhess.hessian(mdhess.lennard_jones(cutoff=1.5), R, format="bsr").tocsr()
+    ev = np.linalg.eigvalsh(H.toarray())
+    for sigma in (ev[0] - 0.5, -1e-6, -3.0, 0.5, ev[40] + 0.5 * (ev[41] - ev[40])):
+        f = factor_shifted(H, sigma, cholmod=False)
+        assert f.n_below == np.count_nonzero(ev < sigma)
+        assert f.definite == (f.n_below == 0)
+        if "cholmod" in FACTORS:
+            g = factor_shifted(H, sigma, cholmod=True)
+            assert g.definite == (sigma < ev[0]) and g.backend == ("cholmod" if sigma < ev[0] else "superlu")
+        # solves backward stable (no pivoting: still ~1e-15 here), also close to an eigenvalue
+        b = np.random.default_rng(0).normal(size=H.shape[0])
+        x = f.solve(b)
+        K = H - sigma * scipy.sparse.identity(H.shape[0])
+        assert np.linalg.norm(K @ x - b) <= 1e-12 * np.abs(ev - sigma).max() * np.linalg.norm(x)
+    sigma = 0.3
+    nm = mdhess.normal_modes(H, k=8, project="translations", solver="shift-invert", sigma=sigma)
+    ref = mdhess.normal_modes(H.toarray(), project="translations", solver="dense")
+    assert nm.info["sigma"] == sigma and nm.info["n_below_sigma"] == np.count_nonzero(ev < sigma)
+    assert "sigma_moved_below_spectrum" not in nm.info
+    lam = ref.eigenvalues[ref.eigenvalues != 0.0]  # the projected translations are exactly 0
+    got = nm.eigenvalues[nm.eigenvalues != 0.0]
+    nearest = np.sort(lam[np.argsort(np.abs(lam - sigma))[: got.size]])
+    assert got.size >= 5 and np.all(np.abs(got - nearest) <= 1e-8 * np.abs(nearest))
 
 
 def test_auto_solver_choice_is_reported():
