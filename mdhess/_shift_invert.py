@@ -21,6 +21,7 @@ the spectrum (1.1 x an ARPACK estimate of the lowest eigenvalue) and K refactori
 given by the caller is kept as it is: the modes nearest it are returned.
 """
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +31,7 @@ import scipy.sparse
 from ._errors import InputError
 
 
+@functools.cache
 def cholmod_available() -> bool:
     """True when cvxopt (CHOLMOD) can be imported: the optional ``mdhess[cholmod]`` extra."""
     try:

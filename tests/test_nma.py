@@ -353,10 +353,14 @@ def test_auto_solver_choice_is_reported():
     assert "dense" in nm.summary()
 
 
-def test_auto_solver_thresholds_and_agreement():
+def test_auto_solver_thresholds_and_agreement(monkeypatch):
     """Above 1200 degrees of freedom with positions "auto" runs LOBPCG (the measured crossover);
-    without positions (block Jacobi only) it stays dense up to 2000; both give the same modes."""
+    without positions (block Jacobi only) it stays dense up to 2000; both give the same modes.
+    (Without CHOLMOD: with it, this sparse free-space network takes shift-invert, tested below.)"""
+    import mdhess._nma as nma
     from mdhess._nma import DENSE_MAX, DENSE_MAX_NO_POSITIONS
+
+    monkeypatch.setattr(nma, "cholmod_available", lambda: False)
 
     n = DENSE_MAX // 3 + 20  # 1260 degrees of freedom
     assert 3 * n <= DENSE_MAX_NO_POSITIONS
@@ -378,6 +382,38 @@ def test_auto_solver_thresholds_and_agreement():
     assert _fill("dense", Hc, Hc.shape[0]) > DENSE_FILL and Hc.shape[0] <= DENSE_MAX_FULL
     assert _fill("sparse", H, H.shape[0]) <= DENSE_FILL
     assert mdhess.normal_modes(Hc, k=16, positions=Rc).solver == "dense"
+
+
+def test_auto_shift_invert_with_cholmod(monkeypatch):
+    """With CHOLMOD installed, "auto" takes shift-invert for a sparse matrix in free space with
+    few blocks a row (the measured 2-3x over LOBPCG); periodic boxes, dense rows, many modes, the
+    highest modes and matrix-free operators keep their solvers. Same modes as dense to 1e-8."""
+    import mdhess._nma as nma
+
+    monkeypatch.setattr(nma, "cholmod_available", lambda: True)
+    g = np.stack(np.meshgrid(*[np.arange(8)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    R = g * 3.8 + np.random.default_rng(3).normal(0, 0.4, g.shape)  # 512 beads, 1536 DOF
+    net = mdhess.elastic_network(R, cutoff=7.5)
+    H = mdhess.hessian(net, R, format="bsr")
+    assert H.nnz <= 3 * nma.SI_MAX_BLOCKS * H.shape[0]
+    ref = mdhess.normal_modes(H.toarray(), k=27, positions=R, solver="dense")
+    nm = mdhess.normal_modes(H, k=26, positions=R)
+    assert nm.solver == "shift-invert"
+    if cholmod_available():
+        assert nm.info["factorization"] == "cholmod"
+    assert nm.n_zero == ref.n_zero == 6
+    assert np.all(np.abs(nm.eigenvalues[6:] - ref.eigenvalues[6:26]) <= 1e-8 * ref.eigenvalues[6:26])
+    gap = (ref.eigenvalues[26] - ref.eigenvalues[25]) / ref.eigenvalues[25]
+    assert sin_angle(ref.vectors[:, :26], nm.vectors) < 1e-6 / min(gap, 1.0)
+    box = np.eye(3) * 8 * 3.8
+    Hp = mdhess.hessian(mdhess.elastic_network(R, cutoff=7.5, box=box), R, box=box, format="bsr")
+    assert mdhess.normal_modes(Hp, k=23, positions=R, box=box).solver == "lobpcg"
+    assert mdhess.normal_modes(H, k=400, positions=R).solver == "dense"
+    assert mdhess.normal_modes(H, k=26, which="highest", positions=R).solver == "lobpcg"
+    assert mdhess.normal_modes(mdhess.hvp(net, R), k=26, positions=R).solver == "lobpcg"
+    Hl = mdhess.hessian(mdhess.lennard_jones(sigma=3.4, epsilon=0.01, cutoff=12.0), R, format="bsr")
+    assert Hl.nnz > 3 * nma.SI_MAX_BLOCKS * Hl.shape[0]
+    assert mdhess.normal_modes(Hl, k=26, positions=R, solver="auto").solver == "lobpcg"
 
 
 def test_highest_modes():
