@@ -309,6 +309,8 @@ def test_shift_invert_unstable_structure_finds_the_lowest(factor, monkeypatch):
         nm = mdhess.normal_modes(H, k=26, positions=positions, project=project, solver="shift-invert")
         assert nm.info["factorization"] == factor and nm.info["sigma_moved_below_spectrum"]
         assert nm.info["sigma"] < want.eigenvalues[0]
+        # rotations are not invariant here: the Woodbury correction; translations always are
+        assert nm.info["projection"] == ("woodbury" if positions is not None else "commuting")
         assert np.all(np.abs(nm.eigenvalues - want.eigenvalues) <= 1e-8 * np.abs(want.eigenvalues))
         gap = (want.eigenvalues[26 - 1] - want.eigenvalues[26 - 2]) / abs(want.eigenvalues[0])
         assert sin_angle(want.vectors[:, :25], nm.vectors[:, :25]) < 1e-6 / min(abs(gap), 1.0)
@@ -401,6 +403,7 @@ def test_auto_shift_invert_with_cholmod(monkeypatch):
     assert nm.solver == "shift-invert"
     if cholmod_available():
         assert nm.info["factorization"] == "cholmod"
+    assert nm.info["projection"] == "commuting"  # a network at rest: rotations are null vectors
     assert nm.n_zero == ref.n_zero == 6
     assert np.all(np.abs(nm.eigenvalues[6:] - ref.eigenvalues[6:26]) <= 1e-8 * ref.eigenvalues[6:26])
     gap = (ref.eigenvalues[26] - ref.eigenvalues[25]) / ref.eigenvalues[25]
