@@ -90,23 +90,37 @@ def _factor_superlu(K, sigma, reported_sigma):
     import scipy.sparse.linalg as sla
 
     Kc = K.tocsc()
+
+    def pivoted():
+        try:
+            return sla.splu(Kc, permc_spec="MMD_AT_PLUS_A", options={"SymmetricMode": True}).solve
+        except RuntimeError as e:  # exactly singular: sigma is an eigenvalue
+            raise InputError(
+                f"normal_modes(sigma={reported_sigma!r}): A - sigma I is singular (sigma is an eigenvalue "
+                "of the mass-weighted Hessian); choose another sigma"
+            ) from e
+
     try:  # diagonal pivots only: K = L D L^T up to the symmetric ordering, and its inertia
         lu = sla.splu(Kc, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0, options={"SymmetricMode": True})
         if np.array_equal(lu.perm_r, lu.perm_c):
             d = lu.U.diagonal()
             if np.all(np.isfinite(d)) and np.all(d != 0):
                 n_below = int(np.count_nonzero(d < 0))
-                return ShiftFactor(lu.solve, sigma, "superlu", n_below == 0, n_below)
-    except RuntimeError:  # a zero pivot: factorise with pivoting below
+                if n_below == 0:  # positive definite: no pivoting needed for stability
+                    return ShiftFactor(lu.solve, sigma, "superlu", True, 0)
+                # indefinite: the inertia stands, but solves use a pivoted LU (built on first use;
+                # the default sigma moves below the spectrum instead and never needs it)
+                cache = []
+
+                def solve(b):
+                    if not cache:
+                        cache.append(pivoted())
+                    return cache[0](b)
+
+                return ShiftFactor(solve, sigma, "superlu", False, n_below)
+    except RuntimeError:  # a zero pivot: factorise with pivoting
         pass
-    try:
-        lu = sla.splu(Kc, permc_spec="MMD_AT_PLUS_A", options={"SymmetricMode": True})
-    except RuntimeError as e:  # exactly singular: sigma is an eigenvalue
-        raise InputError(
-            f"normal_modes(sigma={reported_sigma!r}): A - sigma I is singular (sigma is an eigenvalue of the "
-            "mass-weighted Hessian); choose another sigma"
-        ) from e
-    return ShiftFactor(lu.solve, sigma, "superlu")
+    return ShiftFactor(pivoted(), sigma, "superlu")
 
 
 def factor_shifted(A_csr, sigma: float, *, cholmod=None, reported_sigma=None) -> ShiftFactor:

@@ -317,6 +317,19 @@ def test_shift_invert_unstable_structure_finds_the_lowest(factor, monkeypatch):
 
 
 @pytest.mark.parametrize("factor", FACTORS)
+def test_shift_invert_sigma_at_an_eigenvalue_is_a_clear_error(factor, monkeypatch):
+    import mdhess._shift_invert as si
+
+    monkeypatch.setattr(si, "cholmod_available", lambda: factor == "cholmod")
+    d = np.repeat(np.arange(1.0, 21.0), 3)  # 20 "atoms", eigenvalues 1..20 (each 3 times)
+    H = scipy.sparse.diags(d).tocsr()
+    with pytest.raises(mdhess.InputError, match=r"sigma=5\.0.*singular"):
+        mdhess.normal_modes(H, k=4, project="none", solver="shift-invert", sigma=5.0)
+    nm = mdhess.normal_modes(H, k=4, project="none", solver="shift-invert", sigma=5.2)
+    np.testing.assert_allclose(np.sort(nm.eigenvalues), [5.0, 5.0, 5.0, 6.0], rtol=1e-12)
+
+
+@pytest.mark.parametrize("factor", FACTORS)
 @pytest.mark.parametrize("units_scale", [1.0, 1e30, 1e-30])
 def test_shift_invert_any_scale(units_scale, factor, monkeypatch):
     """ARPACK's convergence test has an absolute floor (eps^(2/3) on the inverted operator's Ritz
