@@ -39,10 +39,11 @@ INVARIANT_TOL = 1e-12
 
 @functools.cache
 def cholmod_available() -> bool:
-    """True when cvxopt (CHOLMOD) can be imported: the optional ``mdhess[cholmod]`` extra."""
+    """True when cvxopt (CHOLMOD) can be imported: the optional ``mdhess[cholmod]`` extra. A broken
+    install (a shared library that does not load) counts as absent: SuperLU then serves."""
     try:
         import cvxopt.cholmod  # noqa: F401
-    except ImportError:
+    except (ImportError, OSError):
         return False
     return True
 
