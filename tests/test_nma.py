@@ -455,6 +455,25 @@ def test_auto_shift_invert_with_cholmod(monkeypatch):
     assert mdhess.normal_modes(Hl, k=26, positions=R, solver="auto").solver == "lobpcg"
 
 
+def test_network_modes_match_prody():
+    """Peer check of the whole path (elastic_network -> BSR -> normal_modes, whatever "auto" picks)
+    against ProDy's ANM: the same 20 lowest non-zero eigenvalues to 1e-8 relative (both are
+    exact up to the solvers' tolerances: ProDy's LAPACK, mdhess's tol 1e-10 default)."""
+    prody = pytest.importorskip("prody")
+    prody.confProDy(verbosity="none")
+    g = np.stack(np.meshgrid(*[np.arange(7)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    R = g * 3.8 + np.random.default_rng(11).normal(0, 0.5, g.shape)  # 343 beads
+    nm = mdhess.normal_modes(
+        mdhess.hessian(mdhess.elastic_network(R, cutoff=8.5, k=1.0), R, format="bsr"), k=26, positions=R
+    )
+    anm = prody.ANM("grid")
+    anm.buildHessian(R, cutoff=8.5, gamma=1.0)
+    anm.calcModes(n_modes=20)
+    ref = np.sort(anm.getEigvals())
+    assert nm.n_zero == 6
+    assert np.all(np.abs(nm.eigenvalues[6:] - ref) <= 1e-8 * ref)
+
+
 def test_highest_modes():
     pot, R, species, masses, _ = random_cluster()
     H = mdhess.hessian(pot, R, species=species)
