@@ -456,22 +456,22 @@ def test_auto_shift_invert_with_cholmod(monkeypatch):
 
 
 def test_network_modes_match_prody():
-    """Peer check of the whole path (elastic_network -> BSR -> normal_modes, whatever "auto" picks)
-    against ProDy's ANM: the same 20 lowest non-zero eigenvalues to 1e-8 relative (both are
+    """Peer check of the whole path (elastic_network -> BSR -> normal_modes: "auto", and
+    shift-invert and LOBPCG by name) against ProDy's ANM: the same 20 lowest non-zero eigenvalues to 1e-8 relative (both are
     exact up to the solvers' tolerances: ProDy's LAPACK, mdhess's tol 1e-10 default)."""
     prody = pytest.importorskip("prody")
     prody.confProDy(verbosity="none")
     g = np.stack(np.meshgrid(*[np.arange(7)] * 3, indexing="ij"), -1).reshape(-1, 3)
     R = g * 3.8 + np.random.default_rng(11).normal(0, 0.5, g.shape)  # 343 beads
-    nm = mdhess.normal_modes(
-        mdhess.hessian(mdhess.elastic_network(R, cutoff=8.5, k=1.0), R, format="bsr"), k=26, positions=R
-    )
+    H = mdhess.hessian(mdhess.elastic_network(R, cutoff=8.5, k=1.0), R, format="bsr")
     anm = prody.ANM("grid")
     anm.buildHessian(R, cutoff=8.5, gamma=1.0)
     anm.calcModes(n_modes=20)
     ref = np.sort(anm.getEigvals())
-    assert nm.n_zero == 6
-    assert np.all(np.abs(nm.eigenvalues[6:] - ref) <= 1e-8 * ref)
+    for solver in ("auto", "shift-invert", "lobpcg"):
+        nm = mdhess.normal_modes(H, k=26, positions=R, solver=solver)
+        assert nm.n_zero == 6
+        assert np.all(np.abs(nm.eigenvalues[6:] - ref) <= 1e-8 * ref), solver
 
 
 def test_highest_modes():
