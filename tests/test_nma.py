@@ -457,8 +457,8 @@ def test_auto_shift_invert_with_cholmod(monkeypatch):
 
 def test_network_modes_match_prody():
     """Peer check of the whole path (elastic_network -> BSR -> normal_modes: "auto", and
-    shift-invert and LOBPCG by name) against ProDy's ANM: the same 20 lowest non-zero eigenvalues to 1e-8 relative (both are
-    exact up to the solvers' tolerances: ProDy's LAPACK, mdhess's tol 1e-10 default)."""
+    shift-invert and LOBPCG by name) against ProDy's ANM: the same 20 lowest non-zero eigenvalues
+    to 1e-8 relative (both exact up to the solvers' tolerances: ProDy's LAPACK, mdhess's 1e-10)."""
     prody = pytest.importorskip("prody")
     prody.confProDy(verbosity="none")
     g = np.stack(np.meshgrid(*[np.arange(7)] * 3, indexing="ij"), -1).reshape(-1, 3)
