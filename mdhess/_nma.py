@@ -51,6 +51,16 @@ DENSE_FILL = 0.25
 SI_MAX_BLOCKS = 25
 SI_MIN_DOF = 600
 SI_MAX_DOF = 15000
+# ... and by the number of modes: LOBPCG's cost grows as k^2 (Rayleigh-Ritz on 3k columns),
+# shift-invert's as k (Lanczos vectors), dense eigh's barely (subset by index). Measured at 6144
+# degrees of freedom: dense 10-12 s for any k; LOBPCG network k = 100 / 400 1.7 / 16.4 s, argon
+# crystal k = 150 / 300 10.1 / 32.4 s (crossover near 3N/36 and 3N/20); shift-invert k = 400
+# 5.0 s, k = 1200 49 s; at 1200 degrees of freedom shift-invert k = 120 ties dense (0.22 s).
+# So dense when k > 3N / DENSE_K_FRACTION (LOBPCG) or 3N / SI_K_FRACTION (shift-invert), as long
+# as the dense matrix stays affordable (up to DENSE_K_MAX degrees of freedom: 3.2 GB)
+DENSE_K_FRACTION = 30
+SI_K_FRACTION = 10
+DENSE_K_MAX = 20000
 
 
 def _fill(kind, H, n3: int) -> float:
@@ -536,11 +546,12 @@ def normal_modes(
             Lanczos on the sparse matrix, shift ``sigma``), or "lobpcg" (preconditioned, on a sparse
             matrix or the operator). "auto" takes "dense" up to 1200 degrees of freedom when
             positions are given (2000 without: LOBPCG is then preconditioned by block Jacobi
-            only; 2400 when over a quarter of the matrix is non-zero), or when more than a fifth
-            of the modes are wanted, and "lobpcg" above; but "shift-invert" for a sparse matrix
-            in free space (box None) with at most 25 3x3 blocks a row (networks, contact models)
-            and 600 to 15000 degrees of freedom when CHOLMOD is installed (``pip install
-            mdhess[cholmod]``: 2-3x faster there). ``NormalModes.solver`` says which ran, and
+            only; 2400 when over a quarter of the matrix is non-zero), or when more than 1/30
+            of the modes are wanted (up to 20000 degrees of freedom), and "lobpcg" above; but
+            "shift-invert" for up to 1/10 of the modes of a sparse matrix in free space (box
+            None) with at most 25 3x3 blocks a row (networks, contact models) and 600 to 15000
+            degrees of freedom when CHOLMOD is installed (``pip install mdhess[cholmod]``: 2-3x
+            faster there). ``NormalModes.solver`` says which ran, and
             ``info["factorization"]`` which factor shift-invert used.
         box: None (free space) or the periodic box (decides rotations for project="auto", and the
             periodic coarse grid of the LOBPCG preconditioner).
@@ -611,13 +622,13 @@ def normal_modes(
             limit = DENSE_MAX_FULL
         else:
             limit = DENSE_MAX if R is not None else DENSE_MAX_NO_POSITIONS
-        small = n3 <= limit or k > n3 // 5
+        small = n3 <= limit or (k > n3 // DENSE_K_FRACTION and n3 <= DENSE_K_MAX)
         solver = "dense" if small else "lobpcg"
         if (
             kind == "sparse"
             and which == "lowest"
             and cell is None
-            and k <= n3 // 5
+            and k <= n3 // SI_K_FRACTION
             and SI_MIN_DOF <= n3 <= SI_MAX_DOF
             and H.nnz <= 3 * SI_MAX_BLOCKS * n3
             and cholmod_available()

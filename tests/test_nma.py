@@ -408,6 +408,9 @@ def test_auto_solver_thresholds_and_agreement(monkeypatch):
     with_pos = mdhess.normal_modes(H, k=16, positions=R)
     without = mdhess.normal_modes(H, k=16, project="translations")
     assert with_pos.solver == "lobpcg" and without.solver == "dense"
+    # LOBPCG's cost grows as k^2: more than 3N/30 modes go to dense
+    k_max = H.shape[0] // nma.DENSE_K_FRACTION
+    assert mdhess.normal_modes(H, k=k_max + 1, positions=R).solver == "dense"
     ref = mdhess.normal_modes(H, k=16, positions=R, solver="dense")
     w0, w1 = ref.eigenvalues[6:], with_pos.eigenvalues[6:]
     assert with_pos.n_zero == ref.n_zero == 6
@@ -447,7 +450,9 @@ def test_auto_shift_invert_with_cholmod(monkeypatch):
     box = np.eye(3) * 8 * 3.8
     Hp = mdhess.hessian(mdhess.elastic_network(R, cutoff=7.5, box=box), R, box=box, format="bsr")
     assert mdhess.normal_modes(Hp, k=23, positions=R, box=box).solver == "lobpcg"
-    assert mdhess.normal_modes(H, k=400, positions=R).solver == "dense"
+    n3 = H.shape[0]  # many modes: shift-invert up to 3N/10, then dense (its cost barely grows with k)
+    assert mdhess.normal_modes(H, k=n3 // nma.SI_K_FRACTION, positions=R).solver == "shift-invert"
+    assert mdhess.normal_modes(H, k=n3 // nma.SI_K_FRACTION + 1, positions=R).solver == "dense"
     assert mdhess.normal_modes(H, k=26, which="highest", positions=R).solver == "lobpcg"
     assert mdhess.normal_modes(mdhess.hvp(net, R), k=26, positions=R).solver == "lobpcg"
     Hl = mdhess.hessian(mdhess.lennard_jones(sigma=3.4, epsilon=0.01, cutoff=12.0), R, format="bsr")
