@@ -115,7 +115,8 @@ def _check_symmetric(kind, H, n3):
         x, y = np.random.default_rng(0).standard_normal((2, n3))
         hx, hy = C @ x, C @ y
         if abs(float(x @ hy - y @ hx)) <= 1e-12 * float(np.linalg.norm(hx) * np.linalg.norm(y)):
-            return  # a random probe of x.(Hy) - y.(Hx) is zero for symmetric H (and almost surely not otherwise)
+            # a random probe of x.(Hy) - y.(Hx) is zero for symmetric H (and almost surely not otherwise)
+            return
         D = abs(C - C.T).tocoo()
         scale = max(float(abs(C).max()), 1e-300)
         if D.nnz == 0:
@@ -604,7 +605,8 @@ def normal_modes(
             raise InputError("normal_modes(project='rigid') needs positions=... to build the rotations")
         if cell is not None:
             raise InputError(
-                "normal_modes(project='rigid'): rotations are not zero modes of a periodic box; use 'translations'"
+                "normal_modes(project='rigid'): rotations are not zero modes of a periodic box; "
+                "use 'translations'"
             )
     rot = (project == "rigid") or (project == "auto" and cell is None and R is not None)
     if project == "none":
