@@ -549,11 +549,11 @@ def normal_modes(
             positions are given (2000 without: LOBPCG is then preconditioned by block Jacobi
             only; 2400 when over a quarter of the matrix is non-zero), or when more than 1/30
             of the modes are wanted (up to 20000 degrees of freedom), and "lobpcg" above; but
-            "shift-invert" for up to 1/10 of the modes of a sparse matrix in free space (box
-            None) with at most 25 3x3 blocks a row (networks, contact models) and 600 to 15000
-            degrees of freedom when CHOLMOD is installed (``pip install mdhess[cholmod]``: 2-3x
-            faster there). ``NormalModes.solver`` says which ran, and
-            ``info["factorization"]`` which factor shift-invert used.
+            "shift-invert" for up to 1/10 of the modes of a sparse matrix (scipy sparse, or a
+            dense array mostly zeros) in free space (box None) with at most 25 3x3 blocks a row
+            (networks, contact models) and 600 to 15000 degrees of freedom when CHOLMOD is
+            installed (``pip install mdhess[cholmod]``: 2-3x faster there).
+            ``NormalModes.solver`` says which ran, ``info["factorization"]`` which factor.
         box: None (free space) or the periodic box (decides rotations for project="auto", and the
             periodic coarse grid of the LOBPCG preconditioner).
         positions: (N, 3) positions, length units: rotations, the preconditioner's coarse grid
@@ -620,19 +620,20 @@ def normal_modes(
 
     # the solver
     if solver == "auto":
-        if _fill(kind, H, n3) > DENSE_FILL:
+        fill = _fill(kind, H, n3)
+        if fill > DENSE_FILL:
             limit = DENSE_MAX_FULL
         else:
             limit = DENSE_MAX if R is not None else DENSE_MAX_NO_POSITIONS
         small = n3 <= limit or (k > n3 // DENSE_K_FRACTION and n3 <= DENSE_K_MAX)
         solver = "dense" if small else "lobpcg"
         if (
-            kind == "sparse"
+            kind in ("sparse", "dense")  # a dense array of a sparse matrix is converted to CSR
             and which == "lowest"
             and cell is None
             and k <= n3 // SI_K_FRACTION
             and SI_MIN_DOF <= n3 <= SI_MAX_DOF
-            and H.nnz <= 3 * SI_MAX_BLOCKS * n3
+            and fill * n3 <= 3 * SI_MAX_BLOCKS
             and cholmod_available()
         ):
             solver = "shift-invert"

@@ -450,6 +450,9 @@ def test_auto_shift_invert_with_cholmod(monkeypatch):
     box = np.eye(3) * 8 * 3.8
     Hp = mdhess.hessian(mdhess.elastic_network(R, cutoff=7.5, box=box), R, box=box, format="bsr")
     assert mdhess.normal_modes(Hp, k=23, positions=R, box=box).solver == "lobpcg"
+    dense_in = mdhess.normal_modes(H.toarray(), k=26, positions=R)  # the same matrix as an array
+    assert dense_in.solver == "shift-invert"
+    np.testing.assert_allclose(dense_in.eigenvalues, nm.eigenvalues, rtol=1e-10, atol=1e-12 * ref.scale)
     n3 = H.shape[0]  # many modes: shift-invert up to 3N/10, then dense (its cost barely grows with k)
     assert mdhess.normal_modes(H, k=n3 // nma.SI_K_FRACTION, positions=R).solver == "shift-invert"
     assert mdhess.normal_modes(H, k=n3 // nma.SI_K_FRACTION + 1, positions=R).solver == "dense"
