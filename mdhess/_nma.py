@@ -564,7 +564,8 @@ def normal_modes(
         sigma: shift-invert shift; the modes nearest it are returned. Default: -1e-6 of the
             largest diagonal entry (just below zero), moved below the whole spectrum when the
             factor of A - sigma I shows eigenvalues below it (an unstable structure), so that
-            which="lowest" holds; ``info`` reports the sigma used and the factorization.
+            which="lowest" holds; ``info`` reports the sigma used and the factorization. In the
+            mass-weighted Hessian's units.
         zero_tol: |lambda| <= zero_tol * max diag(A) counts as a zero mode.
         seed: random initial block of LOBPCG.
 
@@ -575,7 +576,7 @@ def normal_modes(
         InputError: H not square or not symmetric (the asymmetry found is stated), N not a whole
             number of atoms, masses of the wrong length or not positive, k out of range, unknown
             which/project/units/solver, positions of the wrong shape, rotations asked for a
-            periodic box or without positions.
+            periodic box or without positions, sigma not a finite number or at an eigenvalue.
     """
     kind, H = _classify(H)
     n3 = int(H.shape[0])
@@ -592,6 +593,12 @@ def normal_modes(
         raise InputError(f"normal_modes(project=...) must be one of {PROJECTIONS}; got {project!r}")
     if solver not in SOLVERS:
         raise InputError(f"normal_modes(solver=...) must be one of {SOLVERS}; got {solver!r}")
+    if sigma is not None and (
+        isinstance(sigma, bool)
+        or not isinstance(sigma, (int, float, np.integer, np.floating))
+        or not np.isfinite(sigma)
+    ):
+        raise InputError(f"normal_modes(sigma=...) must be a finite real number or None; got {sigma!r}")
     us = unit_system(units)
     R = _check_positions(positions, n_atoms)
     cell = as_cell(box, call="normal_modes")

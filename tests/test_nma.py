@@ -638,6 +638,9 @@ def test_bad_input_names_the_argument():
         mdhess.normal_modes(H, positions=R[:5])
     with pytest.raises(E, match="project='rigid'"):
         mdhess.normal_modes(H, project="rigid")
+    for sigma in (float("nan"), float("inf"), "0.1", True):
+        with pytest.raises(E, match=r"sigma=\.\.\.\) must be a finite real number.*got"):
+            mdhess.normal_modes(H, k=10, solver="shift-invert", sigma=sigma)
 
 
 def test_shift_below_spectrum_and_block_check(monkeypatch):
