@@ -102,7 +102,7 @@ def worker(name, n):
         import jax.numpy as jnp
 
         import mdhess
-        from mdhess._api import _Prepared, _plain_energy
+        from mdhess.pair._api import _Prepared, _plain_energy
 
         R = cloud(n)
         args = _Prepared(mdhess.lennard_jones(), R, None, None, "bench").arrays(jnp.float64, pad=False)[:-1]

@@ -43,8 +43,8 @@ def main():
     import jax.numpy as jnp
 
     import mdhess
-    from mdhess._api import _cast_potential
-    from mdhess._assemble import dense_all_pairs, row_block_size
+    from mdhess.pair._api import _cast_potential
+    from mdhess.pair._assemble import dense_all_pairs, row_block_size
     from mdhess._device import to_device
 
     dev = jax.devices()[0]

@@ -1,11 +1,11 @@
-"""Batched Hessians of several frames (mdhess._batch.hessian_frames) against mdhess.hessian."""
+"""Batched Hessians of several frames (mdhess.pair._batch.hessian_frames) against mdhess.hessian."""
 
 import numpy as np
 import pytest
 
 import mdhess
-from mdhess import _batch
-from mdhess._batch import auto_batch_size, hessian_frames
+from mdhess.pair import _batch
+from mdhess.pair._batch import auto_batch_size, hessian_frames
 from mdhess._errors import InputError, NonFiniteError
 
 TWO_SPECIES = mdhess.lennard_jones(

@@ -21,7 +21,7 @@ from mdhess.cli import app, main
 REPO = Path(__file__).resolve().parents[1]
 # `mdhess modes` and the demo call mdhess.normal_modes (mdhess/_nma.py, written in parallel)
 needs_nma = pytest.mark.skipif(
-    __import__("importlib").util.find_spec("mdhess._nma") is None, reason="mdhess._nma (normal_modes) not present"
+    __import__("importlib").util.find_spec("mdhess.modes._nma") is None, reason="mdhess.modes._nma (normal_modes) not present"
 )
 DATA = REPO / "data" / "ka500.h5"
 DATA_MDTRAJ = REPO / "data" / "ka500_mdtraj.h5"

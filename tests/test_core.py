@@ -61,7 +61,7 @@ def test_layouts_and_invariants(name, geometry, two, rng):
     assert B.blocksize == (3, 3) and B.has_canonical_format
     assert np.abs(B.toarray() - H).max() <= TOL["layout"] * scale
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(mdhess._assemble, "HOST_BSR_MAX_PAIRS", 0)
+        mp.setattr(mdhess.pair._assemble, "HOST_BSR_MAX_PAIRS", 0)
         Bd = mdhess.hessian(pot, R, box=box, species=s, format="bsr")
     assert Bd.has_canonical_format and np.array_equal(Bd.indices, B.indices)
     assert np.abs(Bd.toarray() - H).max() <= TOL["layout"] * scale
@@ -259,7 +259,7 @@ def test_random_configurations(seed, n_side, geometry):
 
 def test_jit_reuse_across_sizes_by_bucketing():
     pot = mdhess.lennard_jones(cutoff=2.0)
-    from mdhess._api import _blocks
+    from mdhess.pair._api import _blocks
 
     before = _blocks._cache_size()
     for k in range(3):
@@ -273,7 +273,7 @@ def test_potential_is_a_pytree_differentiable_in_parameters():
     pot = mdhess.lennard_jones(sigma=1.0, epsilon=1.0)
     leaves, tree = jax.tree.flatten(pot)
     assert len(leaves) == 2
-    from mdhess._api import _Prepared, _plain_energy
+    from mdhess.pair._api import _Prepared, _plain_energy
 
     args = _Prepared(pot, R, None, None, "t").arrays(jnp.float64, pad=False)
     de = jax.grad(lambda p: _plain_energy(p, *args[1:-1]))(pot)

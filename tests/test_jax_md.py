@@ -89,7 +89,7 @@ def test_neighbor_list_radius_and_errors():
     pot = mdhess.lennard_jones(cutoff=rc)
     nbrs = mjx.neighbor_list(pot, box, format="OrderedSparse").allocate(jnp.asarray(R))
     i, j, mask = (np.asarray(x) for x in mjx.half_pairs(nbrs, len(R)))
-    own = mdhess._api._Prepared(pot, R, box, None, "t").pairs  # vesin, each pair once
+    own = mdhess.pair._api._Prepared(pot, R, box, None, "t").pairs  # vesin, each pair once
     assert {(a, b) for a, b in zip(i[mask], j[mask])} == {(min(a, b), max(a, b)) for a, b in zip(own.i, own.j)}
     assert mask.sum() == own.n_pairs
     with pytest.raises(mdhess.InputError, match="half the shortest"):

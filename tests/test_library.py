@@ -12,7 +12,7 @@ import pytest
 from conftest import TOL
 
 import mdhess
-from mdhess import _library
+from mdhess.pair import _library
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -9,7 +9,7 @@ import scipy.optimize
 import scipy.sparse
 
 import mdhess
-from mdhess._shift_invert import cholmod_available
+from mdhess.modes._shift_invert import cholmod_available
 from mdhess._units import UNIT_SYSTEMS
 
 ARGON = {"sigma": 3.4, "epsilon": 0.0104}  # metal units: Angstrom, eV
@@ -298,7 +298,7 @@ def test_shift_invert_unstable_structure_finds_the_lowest(factor, monkeypatch):
     silently wrong "lowest". Now the factor's inertia shows eigenvalues below sigma, sigma moves
     below the spectrum, and the pairs are those of Q A Q (Woodbury-projected inverse: rotations
     are not null vectors here) as the dense solver gives, with and without rotations."""
-    import mdhess._shift_invert as si
+    import mdhess.modes._shift_invert as si
 
     monkeypatch.setattr(si, "cholmod_available", lambda: factor == "cholmod")
     R = jittered_simple_cubic(7)
@@ -318,7 +318,7 @@ def test_shift_invert_unstable_structure_finds_the_lowest(factor, monkeypatch):
 
 @pytest.mark.parametrize("factor", FACTORS)
 def test_shift_invert_sigma_at_an_eigenvalue_is_a_clear_error(factor, monkeypatch):
-    import mdhess._shift_invert as si
+    import mdhess.modes._shift_invert as si
 
     monkeypatch.setattr(si, "cholmod_available", lambda: factor == "cholmod")
     d = np.repeat(np.arange(1.0, 21.0), 3)  # 20 "atoms", eigenvalues 1..20 (each 3 times)
@@ -335,7 +335,7 @@ def test_shift_invert_any_scale(units_scale, factor, monkeypatch):
     """ARPACK's convergence test has an absolute floor (eps^(2/3) on the inverted operator's Ritz
     values): on a Hessian in units of 1e30 it stopped at once, 24% off (measured). The solve now
     works on A / scale; the modes agree with dense to 1e-8 at any scale, masses included."""
-    import mdhess._shift_invert as si
+    import mdhess.modes._shift_invert as si
 
     monkeypatch.setattr(si, "cholmod_available", lambda: factor == "cholmod")
     rng = np.random.default_rng(5)
@@ -356,7 +356,7 @@ def test_shift_invert_inertia_and_explicit_sigma():
     """SuperLU without row pivoting is K = L D L^T: the count of negative pivots is the number of
     eigenvalues below sigma (Sylvester), compared with LAPACK; CHOLMOD's Cholesky succeeds exactly
     when K is positive definite. A sigma the caller gives is kept: the modes nearest it."""
-    from mdhess._shift_invert import factor_shifted
+    from mdhess.modes._shift_invert import factor_shifted
 
     R = jittered_simple_cubic(5)
     H = mdhess.hessian(mdhess.lennard_jones(cutoff=1.5), R, format="bsr").tocsr()
@@ -395,8 +395,8 @@ def test_auto_solver_thresholds_and_agreement(monkeypatch):
     """Above 1200 degrees of freedom with positions "auto" runs LOBPCG (the measured crossover);
     without positions (block Jacobi only) it stays dense up to 2000; both give the same modes.
     (Without CHOLMOD: with it, this sparse free-space network takes shift-invert, tested below.)"""
-    import mdhess._nma as nma
-    from mdhess._nma import DENSE_MAX, DENSE_MAX_NO_POSITIONS
+    import mdhess.modes._nma as nma
+    from mdhess.modes._nma import DENSE_MAX, DENSE_MAX_NO_POSITIONS
 
     monkeypatch.setattr(nma, "cholmod_available", lambda: False)
 
@@ -416,7 +416,7 @@ def test_auto_solver_thresholds_and_agreement(monkeypatch):
     assert with_pos.n_zero == ref.n_zero == 6
     assert np.all(np.abs(w1 - w0) <= 1e-8 * np.abs(w0))  # the issue's accuracy for partial solvers
     # a full matrix (all pairs) of the same size stays dense: each LOBPCG product would cost n^2
-    from mdhess._nma import DENSE_FILL, DENSE_MAX_FULL, _fill
+    from mdhess.modes._nma import DENSE_FILL, DENSE_MAX_FULL, _fill
 
     Rc = jittered_simple_cubic(8)[: DENSE_MAX // 3 + 20]
     Hc = np.asarray(mdhess.hessian(mdhess.lennard_jones(), Rc))
@@ -429,7 +429,7 @@ def test_auto_shift_invert_with_cholmod(monkeypatch):
     """With CHOLMOD installed, "auto" takes shift-invert for a sparse matrix in free space with
     few blocks a row (the measured 2-3x over LOBPCG); periodic boxes, dense rows, many modes, the
     highest modes and matrix-free operators keep their solvers. Same modes as dense to 1e-8."""
-    import mdhess._nma as nma
+    import mdhess.modes._nma as nma
 
     monkeypatch.setattr(nma, "cholmod_available", lambda: True)
     g = np.stack(np.meshgrid(*[np.arange(8)] * 3, indexing="ij"), -1).reshape(-1, 3)
@@ -647,7 +647,7 @@ def test_shift_below_spectrum_and_block_check(monkeypatch):
     """The shifted preconditioner's two helpers against matrices with a known spectrum."""
     import scipy.sparse.linalg as sla
 
-    from mdhess._eigensolvers import blocks_indefinite, shift_below_spectrum
+    from mdhess.modes._eigensolvers import blocks_indefinite, shift_below_spectrum
 
     rng = np.random.default_rng(2)
     V = np.linalg.qr(rng.normal(size=(60, 60)))[0]

@@ -128,14 +128,14 @@ def _batching(batch_frames: int) -> bool:
 
 def _hessians(source, sel, todo, fmt, dtype, batch_frames):
     """(slot, frame, H, start time) for each pending slot, in order: one frame at a time, or in
-    batches read one at a time (mdhess._batch) when batching is on."""
+    batches read one at a time (mdhess.pair._batch) when batching is on."""
     if not _batching(batch_frames):
         for slot in todo:
             ts = time.perf_counter()
             fr = source.frame(sel[slot])
             yield slot, fr, compute_hessian(source, fr, fmt, dtype), ts
         return
-    from .._batch import hessian_stream
+    from ..pair._batch import hessian_stream
 
     def items():
         for slot in todo:
@@ -162,7 +162,7 @@ def run_hessian(
 
     ``batch_frames``: 0 batches frames (``jax.vmap``, as many as the memory planner allows) only
     off the CPU, where it pays; N >= 1 computes N frames per call on any backend."""
-    from .._library import load_spec
+    from ..pair._library import load_spec
     from ..io import ResultRun, read_trajectory
 
     if format not in FORMATS:
@@ -238,8 +238,8 @@ MODES_DENSE_MAX_ATOMS = 1000  # trajectory input: dense Hessians up to this size
 
 def _normal_modes():
     try:
-        from .._nma import normal_modes
-    except ImportError as exc:  # pragma: no cover - only while mdhess._nma is missing
+        from ..modes._nma import normal_modes
+    except ImportError as exc:  # pragma: no cover - only while mdhess.modes._nma is missing
         raise InputError(f"mdhess modes needs mdhess.normal_modes, which this installation lacks ({exc})") from None
     return normal_modes
 
@@ -295,7 +295,7 @@ def run_modes(
     frames=None, group=None, reference_frame=0, length_scale_override=None, resume=False, overwrite=False, quiet=False,
 ) -> JobResult:  # fmt: skip
     """Lowest ``k`` normal modes of each selected frame of a trajectory or Hessian file."""
-    from .._library import UNIT_SYSTEMS, load_spec
+    from ..pair._library import UNIT_SYSTEMS, load_spec
     from ..io import ResultRun, read_trajectory
     from ..io._hdf5 import attr_str, open_hdf5
 

@@ -22,7 +22,7 @@ def _fmt(v) -> str:
 
 @handle_errors
 def command(name: Optional[str] = typer.Argument(None, help="Show this potential (a name or a .toml file) in full.")):
-    from .._library import list_potentials, load_spec
+    from ..pair._library import list_potentials, load_spec
 
     if name is None:
         for s in list_potentials():

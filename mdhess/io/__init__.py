@@ -29,7 +29,7 @@ def read_modes(path, frame: int = 0):
         frequencies, displacements, participation ratios, thermodynamics() and plot_dos()
         work as on the original.
     """
-    from .._nma import NormalModes
+    from ..modes._nma import NormalModes
     from .._units import unit_system
     from ._results import ResultFile
 

@@ -164,7 +164,7 @@ class ResultRun:
         """Merge the shards into OUTPUT (temporary file, then rename) and remove OUTPUT.partial."""
         import h5py
 
-        from .. import __version__
+        from .._version import __version__
 
         if self.already_complete:
             return self.output

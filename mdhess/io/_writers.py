@@ -51,7 +51,7 @@ def write_h5md(path, positions, *, box=None, species=None, masses=None, time=Non
     """
     import h5py
 
-    from .. import __version__
+    from .._version import __version__
 
     R = _frames(positions, "write_h5md")
     F, N, _ = R.shape
@@ -100,7 +100,7 @@ def write_mdtraj(path, positions_nm, *, box=None, atom_names=None, time=None):
     """
     import h5py
 
-    from .. import __version__
+    from .._version import __version__
 
     R = _frames(positions_nm, "write_mdtraj")
     F, N, _ = R.shape

@@ -21,16 +21,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import _api
-from .._assemble import StoredBlockOperator, bsr_from_blocks, dense_from_blocks, diagonal_blocks
-from .._autodiff import energy_fn as energy_fn
-from .._autodiff import forces_fn as forces_fn
-from .._autodiff import hessian_of as hessian_of
+from ..pair import _api
+from ..pair._assemble import StoredBlockOperator, bsr_from_blocks, dense_from_blocks, diagonal_blocks
+from ..pair._autodiff import energy_fn as energy_fn
+from ..pair._autodiff import forces_fn as forces_fn
+from ..pair._autodiff import hessian_of as hessian_of
 from .._device import jit
 from .._errors import InputError
-from .._geometry import as_cell, is_orthorhombic
-from .._pairs import check_periodic_cutoff
-from .._potential import PairPotential
+from ..pair._geometry import as_cell, is_orthorhombic
+from ..pair._pairs import check_periodic_cutoff
+from ..pair._potential import PairPotential
 
 FORMATS = ("Dense", "Sparse", "OrderedSparse")
 

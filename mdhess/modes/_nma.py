@@ -20,11 +20,11 @@ from ._eigensolvers import (
     solve_dense,
     solve_lobpcg,
 )
-from ._errors import InputError
-from ._geometry import as_cell
+from .._errors import InputError
+from ..pair._geometry import as_cell
 from ._shift_invert import cholmod_available, solve_shift_invert
 from ._thermo import HarmonicThermo, check_temperature, density_of_states, harmonic_thermo
-from ._units import UnitSystem, frequency_factor, unit_system
+from .._units import UnitSystem, frequency_factor, unit_system
 
 SOLVERS = ("auto", "dense", "shift-invert", "lobpcg")
 PROJECTIONS = ("auto", "none", "translations", "rigid")
@@ -80,7 +80,7 @@ def _fill(kind, H, n3: int) -> float:
 # -- input checks -------------------------------------------------------------------------------
 def _classify(H):
     """('dense', ndarray) | ('sparse', csr/bsr) | ('operator', HessianOperator)."""
-    from ._assemble import HessianOperator
+    from ..pair._assemble import HessianOperator
 
     if isinstance(H, HessianOperator):
         return "operator", H

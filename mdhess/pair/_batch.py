@@ -18,8 +18,8 @@ from . import _planner
 from ._api import FORMATS, _cast_potential, _pair_geometry, _Prepared, _raise_nonfinite, _resolve_dtype
 from ._assemble import bsr_from_device_blocks, dense_from_blocks
 from ._blocks import pair_blocks
-from ._device import jit, to_device
-from ._errors import InputError, MemoryPlanError, NonFiniteError
+from .._device import jit, to_device
+from .._errors import InputError, MemoryPlanError, NonFiniteError
 from ._pairs import bucket, padded
 
 MAX_BATCH = 16  # automatic batches hold at most this many frames

@@ -29,7 +29,7 @@ import scipy.linalg
 import scipy.sparse
 
 from ._eigensolvers import _project_out, shift_below_spectrum
-from ._errors import InputError
+from .._errors import InputError
 
 # Y counts as invariant under A (no Woodbury correction) when ||A Y - Y Y^T A Y||_F <= this x
 # sqrt(c), A scaled to a largest diagonal entry of 1: rounding is ~1e-15 there; the leak of a

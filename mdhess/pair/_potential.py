@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _kernels
-from ._errors import InputError
+from .._errors import InputError
 from ._pairs import PairList, all_pairs, neighbor_pairs
 
 

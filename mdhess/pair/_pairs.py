@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._errors import InputError
+from .._errors import InputError
 from ._geometry import perpendicular_widths
 
 

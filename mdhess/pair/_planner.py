@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import jax
 
-from ._errors import InputError, MemoryPlanError
+from .._errors import InputError, MemoryPlanError
 
 _SUFFIX = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 

@@ -16,8 +16,8 @@ import numpy as np
 
 from ._api import _Prepared, _raise_nonfinite, _resolve_dtype
 from ._blocks import pair_gradients
-from ._device import jit
-from ._errors import InputError
+from .._device import jit
+from .._errors import InputError
 from ._potential import PairPotential
 
 

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._errors import InputError
+from .._errors import InputError
 from ._geometry import as_cell
 from ._kernels import harmonic
 from ._pairs import PairList, neighbor_pairs

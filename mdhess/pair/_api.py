@@ -23,9 +23,9 @@ from ._assemble import (
     to_component_major,
 )
 from ._blocks import pair_blocks, pair_energies, pair_gradients
-from ._device import is_floating, jit, to_device
+from .._device import is_floating, jit, to_device
 from ._elastic import ElasticNetwork
-from ._errors import InputError, NonFiniteError
+from .._errors import InputError, NonFiniteError
 from ._geometry import as_cell
 from ._pairs import PairList, bucket, padded
 from ._potential import PairPotential

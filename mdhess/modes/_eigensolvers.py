@@ -461,12 +461,12 @@ class _ParallelCSR:
 
 def operator_blocks_csr(op):
     """Transient CSR of a HessianOperator's blocks (for the preconditioner setup only)."""
-    from ._assemble import StoredBlockOperator, bsr_from_blocks, diagonal_blocks
+    from ..pair._assemble import StoredBlockOperator, bsr_from_blocks, diagonal_blocks
 
     if isinstance(op, StoredBlockOperator):
         K, i, j = op.K, op.i, op.j
     else:  # MatrixFreeOperator: compute the blocks once, drop them after the setup
-        from ._api import _blocks
+        from ..pair._api import _blocks
 
         K, _ = _blocks(*op.args)
         i, j = op.args[3], op.args[4]

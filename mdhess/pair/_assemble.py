@@ -12,8 +12,8 @@ import numpy as np
 import scipy.sparse
 
 from ._blocks import grid_elements_from_tables, pair_block_apply, row_coefficient_tables
-from ._device import jit, to_device
-from ._errors import InputError
+from .._device import jit, to_device
+from .._errors import InputError
 
 
 def diagonal_blocks(K, i, j, n_atoms: int):

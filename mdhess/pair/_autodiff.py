@@ -19,9 +19,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._blocks import pair_block_apply, pair_energies, pair_gradients
-from ._device import jit, to_device
+from .._device import jit, to_device
 from ._elastic import ElasticNetwork
-from ._errors import InputError
+from .._errors import InputError
 from ._geometry import as_cell
 from ._pairs import check_periodic_cutoff
 

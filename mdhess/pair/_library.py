@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._errors import InputError
+from .._errors import InputError
 from ._kernels import KERNELS
 
 UNIT_SYSTEMS = ("lj", "metal", "real")
@@ -37,7 +37,7 @@ ELASTIC = "elastic_network"
 def potential_dirs() -> list[Path]:
     """Folders searched for named potentials: the installed package data, then the repository's
     top-level potentials/ (editable installs and source checkouts)."""
-    pkg = Path(__file__).resolve().parent
+    pkg = Path(__file__).resolve().parents[1]  # mdhess/
     dirs = [pkg / "_potentials", pkg.parent / "potentials"]
     return [d for d in dirs if d.is_dir()]
 
@@ -370,7 +370,7 @@ def load_potential(name_or_path, *, positions=None, box=None):
 
     Returns:
         A ``PairPotential`` (or ``ElasticNetwork``). Its unit system, species names and masses
-        are in ``mdhess._library.load_spec(name_or_path)``; ``list_potentials()`` shows them too.
+        are in ``mdhess.pair._library.load_spec(name_or_path)``; ``list_potentials()`` shows them too.
 
     Raises:
         InputError: unknown name, missing file, malformed TOML, unknown keys or kernel (the message

@@ -7,7 +7,7 @@ row-vector cell; a pair displacement is d = r_j - r_i + S @ cell for an integer 
 
 import numpy as np
 
-from ._errors import InputError
+from .._errors import InputError
 
 
 def as_cell(box, *, call: str = "mdhess") -> np.ndarray | None:

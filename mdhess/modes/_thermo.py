@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._errors import InputError
+from .._errors import InputError
 
 
 @dataclass(frozen=True)
