@@ -102,12 +102,13 @@ def worker(name, n):
         import jax.numpy as jnp
 
         import mdhess
-        from mdhess.pair._api import _Prepared, _plain_energy
+        from mdhess.pair._compute import plain_energy
+        from mdhess.pair._prepare import Prepared
 
         R = cloud(n)
-        args = _Prepared(mdhess.lennard_jones(), R, None, None, "bench").arrays(jnp.float64, pad=False)[:-1]
+        args = Prepared(mdhess.lennard_jones(), R, None, None, "bench").arrays(jnp.float64, pad=False)[:-1]
         out["baseline_rss_mb"] = rss_mb()
-        f = jax.jit(jax.hessian(_plain_energy, argnums=1))
+        f = jax.jit(jax.hessian(plain_energy, argnums=1))
         t = time.perf_counter()
         f(*args).block_until_ready()
         out["first_call_s"] = time.perf_counter() - t

@@ -43,8 +43,8 @@ def main():
     import jax.numpy as jnp
 
     import mdhess
-    from mdhess.pair._api import _cast_potential
-    from mdhess.pair._assemble import dense_all_pairs, row_block_size
+    from mdhess.pair._prepare import cast_potential
+    from mdhess.pair._layouts import dense_all_pairs, row_block_size
     from mdhess._device import to_device
 
     dev = jax.devices()[0]
@@ -55,7 +55,7 @@ def main():
 
     def kernel(n, dtype, component=False):
         R = rng.normal(size=(n, 3)) * 10
-        p = _cast_potential(pot, dtype)
+        p = cast_potential(pot, dtype)
         Rd, s = to_device(R, dtype), to_device(np.zeros(n, np.int32))
         B = row_block_size(n)
         return R, lambda: dense_all_pairs(p, Rd, s, block=B, component_major=component)

@@ -18,9 +18,9 @@ from .pair._api import energy as energy
 from .pair._api import forces as forces
 from .pair._api import hessian as hessian
 from .pair._api import hvp as hvp
-from .pair._assemble import HessianOperator as HessianOperator
-from .pair._assemble import MatrixFreeOperator as MatrixFreeOperator
-from .pair._assemble import StoredBlockOperator as StoredBlockOperator
+from .pair._operators import HessianOperator as HessianOperator
+from .pair._operators import MatrixFreeOperator as MatrixFreeOperator
+from .pair._operators import StoredBlockOperator as StoredBlockOperator
 from .pair._elastic import ElasticNetwork as ElasticNetwork
 from .pair._elastic import elastic_network as elastic_network
 from ._errors import InputError as InputError
@@ -28,6 +28,7 @@ from ._errors import MemoryPlanError as MemoryPlanError
 from ._errors import NonFiniteError as NonFiniteError
 from .pair._kernels import KERNELS as KERNELS
 from .pair._potential import PairPotential as PairPotential
+from .pair._potential import Potential as Potential
 from .pair._potential import buckingham as buckingham
 from .pair._potential import coulomb as coulomb
 from .pair._potential import gaussian as gaussian
@@ -46,6 +47,7 @@ _LAZY = {
     "mdhess.pair._autodiff": ("energy_fn", "forces_fn", "hessian_of"),
     "mdhess.pair._planner": ("estimate_memory", "MemoryPlan"),
     "mdhess.pair._stress": ("stress",),
+    "mdhess.pair._batch": ("hessian_frames",),
     "mdhess.modes._nma": ("normal_modes", "NormalModes"),
     "mdhess._units": ("UNIT_SYSTEMS",),
     "mdhess.pair._library": ("load_potential", "list_potentials"),

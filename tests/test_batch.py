@@ -5,7 +5,8 @@ import pytest
 
 import mdhess
 from mdhess.pair import _batch
-from mdhess.pair._batch import auto_batch_size, hessian_frames
+from mdhess.pair._batch import hessian_frames
+from mdhess.pair._prepare import Prepared
 from mdhess._errors import InputError, NonFiniteError
 
 TWO_SPECIES = mdhess.lennard_jones(
@@ -56,13 +57,10 @@ def test_free_space_no_cutoff_and_per_frame_species():
 
 
 def test_planner_picks_fewer_frames_when_memory_is_small(monkeypatch):
-    assert auto_batch_size([100] * 40, limit=10**9) == 16  # capped
-    assert auto_batch_size([100] * 40, limit=1000) == 5  # 5 x 100 <= half of 1000
-    assert auto_batch_size([800] * 4, limit=1000) == 1  # at least one frame
     frames, boxes, species = _frames(n_frames=6)
     per_frame = [
         _batch._planner.estimate_memory(
-            len(species), _batch._Prepared(TWO_SPECIES, R, b, species, "t").pairs.n_pairs
+            len(species), Prepared(TWO_SPECIES, R, b, species, "t").pairs.n_pairs
         ).total_bytes
         for R, b in zip(frames, boxes)
     ]

@@ -61,7 +61,7 @@ def test_layouts_and_invariants(name, geometry, two, rng):
     assert B.blocksize == (3, 3) and B.has_canonical_format
     assert np.abs(B.toarray() - H).max() <= TOL["layout"] * scale
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(mdhess.pair._assemble, "HOST_BSR_MAX_PAIRS", 0)
+        mp.setattr(mdhess.pair._layouts, "HOST_BSR_MAX_PAIRS", 0)
         Bd = mdhess.hessian(pot, R, box=box, species=s, format="bsr")
     assert Bd.has_canonical_format and np.array_equal(Bd.indices, B.indices)
     assert np.abs(Bd.toarray() - H).max() <= TOL["layout"] * scale
@@ -259,13 +259,13 @@ def test_random_configurations(seed, n_side, geometry):
 
 def test_jit_reuse_across_sizes_by_bucketing():
     pot = mdhess.lennard_jones(cutoff=2.0)
-    from mdhess.pair._api import _blocks
+    from mdhess.pair._compute import blocks_and_check
 
-    before = _blocks._cache_size()
+    before = blocks_and_check._cache_size()
     for k in range(3):
         R, box, _ = structure("orthorhombic", seed=k)
         mdhess.hessian(pot, R, box=box)
-    assert _blocks._cache_size() - before <= 1
+    assert blocks_and_check._cache_size() - before <= 1
 
 
 def test_potential_is_a_pytree_differentiable_in_parameters():
@@ -273,10 +273,11 @@ def test_potential_is_a_pytree_differentiable_in_parameters():
     pot = mdhess.lennard_jones(sigma=1.0, epsilon=1.0)
     leaves, tree = jax.tree.flatten(pot)
     assert len(leaves) == 2
-    from mdhess.pair._api import _Prepared, _plain_energy
+    from mdhess.pair._compute import plain_energy
+    from mdhess.pair._prepare import Prepared
 
-    args = _Prepared(pot, R, None, None, "t").arrays(jnp.float64, pad=False)
-    de = jax.grad(lambda p: _plain_energy(p, *args[1:-1]))(pot)
+    args = Prepared(pot, R, None, None, "t").arrays(jnp.float64, pad=False)
+    de = jax.grad(lambda p: plain_energy(p, *args[1:-1]))(pot)
     # dE/d epsilon = E / epsilon for LJ
     assert abs(float(de.params["epsilon"]) - mdhess.energy(pot, R)) <= 1e-10 * abs(mdhess.energy(pot, R))
 

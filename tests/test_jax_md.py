@@ -15,6 +15,7 @@ with jax.numpy_dtype_promotion("standard"):  # jax-md's import-time code mixes i
     from jax_md import space as jspace  # noqa: E402
 
 import mdhess  # noqa: E402
+import mdhess.pair._prepare  # noqa: E402
 from mdhess.plugins import jax_md as mjx  # noqa: E402
 
 FORMATS = ["Dense", "Sparse", "OrderedSparse"]
@@ -89,7 +90,7 @@ def test_neighbor_list_radius_and_errors():
     pot = mdhess.lennard_jones(cutoff=rc)
     nbrs = mjx.neighbor_list(pot, box, format="OrderedSparse").allocate(jnp.asarray(R))
     i, j, mask = (np.asarray(x) for x in mjx.half_pairs(nbrs, len(R)))
-    own = mdhess.pair._api._Prepared(pot, R, box, None, "t").pairs  # vesin, each pair once
+    own = mdhess.pair._prepare.Prepared(pot, R, box, None, "t").pairs  # vesin, each pair once
     assert {(a, b) for a, b in zip(i[mask], j[mask])} == {(min(a, b), max(a, b)) for a, b in zip(own.i, own.j)}
     assert mask.sum() == own.n_pairs
     with pytest.raises(mdhess.InputError, match="half the shortest"):

@@ -6,6 +6,7 @@ import pytest
 from conftest import POTENTIALS, species_for, structure
 
 import mdhess
+import mdhess.pair._prepare
 
 PERIODIC = ["orthorhombic", "triclinic", "small_cell"]
 ALL_CASES = [(n, g, two) for n in POTENTIALS for g in PERIODIC for two in (False, True)]
@@ -45,7 +46,7 @@ def strain_fd(pot, R, box, s, h=STRAIN_STEP):
 def stress_scale(pot, R, box, s):
     """sum_p |g_p| |d_p| / V: the magnitude of the individual pair terms before they cancel."""
     cell = _cell(box)
-    p = mdhess.pair._api._Prepared(pot, R, cell, s, "test")
+    p = mdhess.pair._prepare.Prepared(pot, R, cell, s, "test")
     d = p.pairs.displacements(p.R)
     F = np.asarray(mdhess.forces(pot, R, box=box, species=s))  # only to make sure forces are finite
     assert np.all(np.isfinite(F))

@@ -460,20 +460,8 @@ class _ParallelCSR:
 
 
 def operator_blocks_csr(op):
-    """Transient CSR of a HessianOperator's blocks (for the preconditioner setup only)."""
-    from ..pair._assemble import StoredBlockOperator, bsr_from_blocks, diagonal_blocks
-
-    if isinstance(op, StoredBlockOperator):
-        K, i, j = op.K, op.i, op.j
-    else:  # MatrixFreeOperator: compute the blocks once, drop them after the setup
-        from ..pair._api import _blocks
-
-        K, _ = _blocks(*op.args)
-        i, j = op.args[3], op.args[4]
-    diag = np.asarray(diagonal_blocks(K, i, j, op.n_atoms))
-    return bsr_from_blocks(
-        np.asarray(K, np.float64), diag.astype(np.float64), np.asarray(i), np.asarray(j), op.n_atoms
-    )
+    """Transient BSR of a HessianOperator's blocks (for the preconditioner setup only)."""
+    return op.to_bsr()
 
 
 # -- solvers --------------------------------------------------------------------------------------
@@ -535,8 +523,8 @@ def _solve_lobpcg_impl(kind, H, A_csr, s_atom, Y, kv, which, positions, cell, to
         def matmat(X):
             return s[:, None] * np.asarray(op @ (s[:, None] * X))
 
-        if positions is None and hasattr(op, "args"):
-            positions = np.asarray(op.args[1], dtype=np.float64)
+        if positions is None:
+            positions = op.positions
     else:
         matmat = _ParallelCSR(A_csr)
     precond = None
@@ -544,11 +532,7 @@ def _solve_lobpcg_impl(kind, H, A_csr, s_atom, Y, kv, which, positions, cell, to
         if kind == "operator":
             A_pre = mass_weighted_sparse(operator_blocks_csr(H), s_atom)[0] if positions is not None else None
             if A_pre is None:
-                D = (
-                    np.asarray(H.diagonal_blocks())
-                    if hasattr(H, "diagonal_blocks")
-                    else bsr_diagonal_blocks(operator_blocks_csr(H))
-                )
+                D = np.asarray(H.diagonal_blocks())
                 D = D * (s_atom[:, None, None] ** 2)
         else:
             A_pre = A_csr

@@ -69,18 +69,16 @@ def _fill(kind, H, n3: int) -> float:
         return np.count_nonzero(H) / float(n3) ** 2
     if kind == "sparse":
         return H.nnz / float(n3) ** 2
-    i = getattr(H, "i", None)
-    if i is None and hasattr(H, "args"):
-        i = H.args[3]
-    if i is None:
+    slots = H.n_pair_slots
+    if slots is None:
         return 1.0  # an operator of unknown structure
-    return min(9.0 * (2 * np.shape(i)[0] + n3 // 3) / float(n3) ** 2, 1.0)
+    return min(9.0 * (2 * slots + n3 // 3) / float(n3) ** 2, 1.0)
 
 
 # -- input checks -------------------------------------------------------------------------------
 def _classify(H):
     """('dense', ndarray) | ('sparse', csr/bsr) | ('operator', HessianOperator)."""
-    from ..pair._assemble import HessianOperator
+    from ..pair._operators import HessianOperator
 
     if isinstance(H, HessianOperator):
         return "operator", H
@@ -494,9 +492,7 @@ def _vibrational(kind, H, s_atom, Y, kv, which, solver, R, cell, tol, maxiter, s
         if A_csr is not None:
             scale = float(np.abs(A_csr.diagonal()).max()) or 1.0
         else:
-            D = np.asarray(H.diagonal_blocks()) if hasattr(H, "diagonal_blocks") else None
-            if D is None:
-                D = bsr_diagonal_blocks(operator_blocks_csr(H))
+            D = np.asarray(H.diagonal_blocks())
             scale = float(np.abs(np.einsum("naa->na", D) * (s_atom**2)[:, None]).max()) or 1.0
         if kv + c > n3 - 2:
             raise InputError(
@@ -644,7 +640,7 @@ def normal_modes(
             and cholmod_available()
         ):
             solver = "shift-invert"
-    if solver == "shift-invert" and kind == "operator" and not hasattr(H, "args") and not hasattr(H, "K"):
+    if solver == "shift-invert" and kind == "operator" and not H.has_blocks:
         raise InputError(
             "normal_modes(solver='shift-invert') needs a matrix: a dense or sparse H, or an mdhess operator"
         )

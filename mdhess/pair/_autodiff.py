@@ -18,26 +18,30 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._blocks import pair_block_apply, pair_energies, pair_gradients
 from .._device import jit, to_device
-from ._elastic import ElasticNetwork
 from .._errors import InputError
+from ._blocks import pair_block_apply, pair_energies, pair_gradients
+from ._compute import pair_params_at, segment_pair_sum
 from ._geometry import as_cell
-from ._pairs import check_periodic_cutoff
-
-
-def _segment_pair_sum(x, i, j, n):
-    """sum over pairs of +x at i and -x at j."""
-    return jax.ops.segment_sum(x, i, n) - jax.ops.segment_sum(x, j, n)
+from ._pairs import check_periodic_cutoff, neighbor_list_half_pairs
+from . import _planner
+from ._potential import check_potential
 
 
 class _PairEnergy:
-    """The custom_jvp energy / forces / H.v triple for one potential, box and species."""
+    """The custom_jvp energy / forces / H.v triple for one potential, box and species.
+
+    Pairs are the potential's fixed bonds (with their own image shifts) when it has them
+    (``potential.bonds()``); otherwise all pairs or a jax-md list, with the minimum image in a
+    periodic cell.
+    """
 
     def __init__(self, potential, cell, species):
         self.potential = potential
-        self.cell = None if cell is None else to_device(cell)
-        self.inv_cell = None if cell is None else to_device(np.linalg.inv(cell))
+        self.bonds = potential.bonds()
+        use_cell = cell is not None and self.bonds is None
+        self.cell = to_device(cell) if use_cell else None
+        self.inv_cell = to_device(np.linalg.inv(cell)) if use_cell else None
         self.species = None if species is None else to_device(species)
 
         @jax.custom_jvp
@@ -49,7 +53,7 @@ class _PairEnergy:
         def forces(R, i, j, w, shift):
             d, pp = self.geometry(R, i, j, shift)
             _, g = pair_gradients(self.potential.phi_eff, d, pp, w > 0)
-            return _segment_pair_sum(w[:, None] * g, i, j, R.shape[0])
+            return segment_pair_sum(w[:, None] * g, i, j, R.shape[0])
 
         @energy.defjvp
         def _energy_jvp(primals, tangents):
@@ -67,48 +71,33 @@ class _PairEnergy:
 
     def geometry(self, R, i, j, shift):
         d = R[j] - R[i]
-        if isinstance(self.potential, ElasticNetwork):
+        if self.bonds is not None:
             d = d + shift
         elif self.cell is not None:  # minimum image (cutoff <= half the cell width, checked)
             s = d @ self.inv_cell
             d = (s - jnp.round(s)) @ self.cell
         s = self.species if self.species is not None else jnp.zeros(R.shape[0], jnp.int32)
-        pp = self.potential.pair_params(s[i], s[j], jnp.arange(i.shape[0]))
-        return d, pp
+        return d, pair_params_at(self.potential, s, i, j)
 
     def hvp(self, R, i, j, w, shift, t):
         d, pp = self.geometry(R, i, j, shift)
         Kt = pair_block_apply(self.potential.phi_eff, d, pp, t[i] - t[j], w > 0)
-        return _segment_pair_sum(w[:, None] * Kt, i, j, R.shape[0])
+        return segment_pair_sum(w[:, None] * Kt, i, j, R.shape[0])
 
     def pairs(self, R, neighbor):
-        """(i, j, w, shift) for positions R: all pairs, the network's bonds, or a jax-md list."""
+        """(i, j, w, shift) for positions R: the fixed bonds, all pairs, or a jax-md list."""
         n = R.shape[0]
-        if isinstance(self.potential, ElasticNetwork):
-            p = self.potential
-            if n != p.n_atoms:
-                raise InputError(f"energy_fn: positions have {n} atoms but the elastic network was built on {p.n_atoms}")
-            return jnp.asarray(p.i), jnp.asarray(p.j), jnp.ones(p.n_bonds, R.dtype), jnp.asarray(p.shift, R.dtype)
+        if self.bonds is not None:
+            bi, bj, bshift = self.bonds
+            if n != self.potential.n_atoms:
+                raise InputError(f"energy_fn: positions have {n} atoms but the elastic network was built on {self.potential.n_atoms}")
+            return jnp.asarray(bi), jnp.asarray(bj), jnp.ones(np.shape(bi)[0], R.dtype), jnp.asarray(bshift, R.dtype)
         if neighbor is None:
             i, j = np.triu_indices(n, k=1)
             w = jnp.ones(i.shape[0], R.dtype)
             return jnp.asarray(i, jnp.int32), jnp.asarray(j, jnp.int32), w, jnp.zeros((1, 3), R.dtype)
-        idx = neighbor.idx
-        fmt = getattr(getattr(neighbor, "format", None), "name", "Dense")
-        if fmt == "Dense":  # (N, max_neighbors), padding value N, each pair listed from both ends
-            i = jnp.broadcast_to(jnp.arange(n, dtype=idx.dtype)[:, None], idx.shape).ravel()
-            j = idx.ravel()
-            half = 0.5
-        elif fmt in ("Sparse", "OrderedSparse"):  # (2, capacity), padding value N
-            i, j = idx[0], idx[1]
-            half = 0.5 if fmt == "Sparse" else 1.0
-        else:
-            raise InputError(f"energy_fn(neighbor=...) has an unknown jax-md neighbour list format {fmt!r}")
-        valid = (i < n) & (j < n) & (i != j)
-        w = jnp.where(valid, half, 0.0).astype(R.dtype)
-        i = jnp.where(valid, i, 0)
-        j = jnp.where(valid, j, 0)
-        return i, j, w, jnp.zeros((1, 3), R.dtype)
+        i, j, mask = neighbor_list_half_pairs(neighbor, n, call="energy_fn")
+        return i, j, mask.astype(R.dtype), jnp.zeros((1, 3), R.dtype)
 
 
 def _check_traced_positions(R, species, call):
@@ -119,11 +108,9 @@ def _check_traced_positions(R, species, call):
 
 
 def _build(potential, box, species, call):
-    from ._api import _check_potential
-
-    _check_potential(potential, call)
+    check_potential(potential, call)
     cell = as_cell(box, call=call)
-    if cell is not None and not isinstance(potential, ElasticNetwork):
+    if cell is not None and potential.bonds() is None:
         if potential.max_cutoff is None:
             raise InputError(f"{call}(box=...) is periodic but the potential ({potential.name}) has no cutoff")
         check_periodic_cutoff(cell, potential.max_cutoff, call=call)
@@ -136,7 +123,7 @@ def _build(potential, box, species, call):
         if s.size and (s.min() < 0 or (S is not None and s.max() >= S)):
             raise InputError(f"{call}(species=...) values must be in 0..{(S or 1) - 1}; got {sorted(set(s.tolist()))[:8]}")
         s = s.astype(np.int32)
-    return _PairEnergy(potential, cell if not isinstance(potential, ElasticNetwork) else None, s)
+    return _PairEnergy(potential, cell, s)
 
 
 def _of_positions(pe, fn, call):
@@ -196,8 +183,6 @@ def hessian_of(energy_fn, positions, *, batch_size=None, memory_limit=None, **kw
     Raises:
         MemoryPlanError: the output plus one batch cannot fit in the limit.
     """
-    from . import _planner
-
     R0 = jnp.asarray(positions)
     if not jnp.issubdtype(R0.dtype, jnp.floating):
         R0 = R0.astype(jnp.float64 if jax.config.read("jax_enable_x64") else jnp.float32)

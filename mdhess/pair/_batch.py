@@ -2,8 +2,8 @@
 
 On an accelerator one frame of a few hundred atoms leaves the device mostly idle and every call
 pays a dispatch; a batch of frames, padded to one common bucketed pair capacity and stacked,
-runs the same block kernel (``_api._pair_geometry`` + ``_blocks.pair_blocks``) once for all of
-them. Pair lists are still built and validated on the host, frame by frame (``_api._Prepared``).
+runs the same block kernel (``_compute.pair_geometry`` + ``_blocks.pair_blocks``) once for all of
+them. Pair lists are still built and validated on the host, frame by frame (``_prepare.Prepared``).
 On a CPU batching gains nothing; the CLI batches only off the CPU unless asked.
 """
 
@@ -14,20 +14,22 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _planner
-from ._api import FORMATS, _cast_potential, _pair_geometry, _Prepared, _raise_nonfinite, _resolve_dtype
-from ._assemble import bsr_from_device_blocks, dense_from_blocks
-from ._blocks import pair_blocks
+from .._checks import check_choice
 from .._device import jit, to_device
 from .._errors import InputError, MemoryPlanError, NonFiniteError
+from . import _planner
+from ._blocks import pair_blocks
+from ._compute import pair_geometry
+from ._layouts import HESSIAN_FORMATS, bsr_from_device_blocks, dense_from_blocks
 from ._pairs import bucket, padded
+from ._prepare import Prepared, cast_potential, raise_nonfinite, resolve_dtype
 
 MAX_BATCH = 16  # automatic batches hold at most this many frames
 MEMORY_SHARE = 0.5  # automatic batches use at most this share of the memory limit
 
 
 def _one_frame_blocks(potential, R, species, i, j, shift, mask):
-    d, pp = _pair_geometry(potential, R, species, i, j, shift)
+    d, pp = pair_geometry(potential, R, species, i, j, shift)
     return pair_blocks(potential.phi_eff, d, pp, mask)
 
 
@@ -48,18 +50,6 @@ def _dense_batched(potential, R, species, i, j, shift, mask, n_atoms: int):
     return H, ok
 
 
-def auto_batch_size(frame_bytes, limit: int, cap: int = MAX_BATCH) -> int:
-    """Number of leading frames whose summed estimated bytes stay within MEMORY_SHARE of
-    ``limit`` (at least 1, at most ``cap``)."""
-    total, n = 0, 0
-    for b in frame_bytes:
-        if n >= cap or total + b > MEMORY_SHARE * limit:
-            break
-        total += b
-        n += 1
-    return max(1, n)
-
-
 class _Frame:
     __slots__ = ("label", "payload", "plan", "prep")
 
@@ -78,7 +68,7 @@ def _run_batch(batch, potential, format, dt, call):
     n = batch[0].prep.n_atoms
     cap = bucket(max(f.prep.pairs.n_pairs for f in batch))
     cols = [padded(f.prep.pairs, cap) for f in batch]
-    pot = _cast_potential(potential, dt)
+    pot = cast_potential(potential, dt)
     R = to_device(np.stack([f.prep.R for f in batch]), dt)
     s = to_device(np.stack([f.prep.species for f in batch]))
     i = to_device(np.stack([c[0] for c in cols]))
@@ -97,7 +87,7 @@ def _run_batch(batch, potential, format, dt, call):
             out = bsr_from_device_blocks(K[b], i[b], j[b], f.prep.pairs.i, f.prep.pairs.j, n)
         if not ok[b]:
             try:
-                _raise_nonfinite(call, "pair blocks")
+                raise_nonfinite(call, "pair blocks")
             except NonFiniteError as exc:
                 raise _frame_error(f.label, exc) from None
         yield f.payload, out
@@ -113,15 +103,14 @@ def hessian_stream(
     trajectory is streamed. A frame that fails validation, or an error reading the next item,
     is raised after the frames before it have been yielded.
     """
-    if format not in FORMATS:
-        raise InputError(f"{call}(format=...) must be one of {FORMATS}; got {format!r}")
+    check_choice(format, HESSIAN_FORMATS, call=call, name="format")
     if batch_size is not None and (
         isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1
     ):
         raise InputError(
             f"{call}(batch_size=...) must be None (automatic) or an integer >= 1; got {batch_size!r}"
         )
-    dt = _resolve_dtype(dtype, call)
+    dt = resolve_dtype(dtype, call)
     limit = _planner.memory_limit(memory_limit)
     budget = MEMORY_SHARE * limit
     suggestion = "Try format='bsr' (stores only interacting blocks) or mdhess.hvp(...) (products H @ v without storing H)."
@@ -146,7 +135,7 @@ def hessian_stream(
                 break
             label, positions, box, species, payload = item
             try:
-                prep = _Prepared(potential, positions, box, species, call)
+                prep = Prepared(potential, positions, box, species, call)
                 plan = _planner.estimate_memory(prep.n_atoms, prep.pairs.n_pairs, format=format, dtype=dt)
                 _planner.check(plan, limit, suggestion=suggestion)
             except (InputError, MemoryPlanError) as exc:

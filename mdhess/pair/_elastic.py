@@ -11,14 +11,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._checks import check_positions
 from .._errors import InputError
 from ._geometry import as_cell
 from ._kernels import harmonic
 from ._pairs import PairList, neighbor_pairs
+from ._potential import Potential
 
 
 @jax.tree_util.register_pytree_node_class
-class ElasticNetwork:
+class ElasticNetwork(Potential):
     """Bonded harmonic springs. Build with ``mdhess.elastic_network``."""
 
     name = "elastic_network"
@@ -48,6 +50,10 @@ class ElasticNetwork:
     @property
     def max_cutoff(self):
         return None
+
+    def bonds(self):
+        """(i, j, shift): the bonds and the image shifts fixed in the reference structure."""
+        return self.i, self.j, self.shift
 
     def phi_eff(self, r, pp):
         return harmonic(r, k=pp["k"], r0=pp["r0"])
@@ -95,9 +101,7 @@ def elastic_network(reference_positions, cutoff: float, k=1.0, *, box=None) -> E
     Returns:
         ElasticNetwork whose energy is sum_bonds k/2 (r - r0)^2 with r0 the reference distances.
     """
-    from ._api import _check_positions  # local import: _api imports this module's type
-
-    R = _check_positions(reference_positions, call="elastic_network", name="reference_positions")
+    R = check_positions(reference_positions, call="elastic_network", name="reference_positions", min_atoms=2)
     c = np.asarray(cutoff, dtype=np.float64)
     if c.ndim != 0 or not np.isfinite(c) or c <= 0:
         raise InputError(f"elastic_network(cutoff=...) must be a finite scalar > 0; got {cutoff!r}")

@@ -126,3 +126,30 @@ def padded(pairs: PairList, capacity: int):
     shift = np.zeros((capacity, 3)) if pairs.shift is None else np.concatenate([pairs.shift, np.zeros((pad, 3))])
     mask = np.arange(capacity) < p
     return i, j, shift, mask
+
+
+NEIGHBOR_LIST_FORMATS = ("Dense", "Sparse", "OrderedSparse")
+"""jax-md neighbour-list formats that ``neighbor_list_half_pairs`` decodes."""
+
+
+def neighbor_list_half_pairs(neighbor, n_atoms: int, *, call: str):
+    """(i, j, mask): each unordered pair of a jax-md neighbour list once (i < j); traceable under jit.
+
+    The one decoder of jax-md lists (the jax-md plugin and ``energy_fn`` both use it). Dense lists
+    (N, M) and Sparse lists (2, C) hold every pair from both ends, OrderedSparse once (i < j);
+    padding entries (index N) and the second copy are masked (mask False, i = j = 0). The format
+    is read from ``neighbor.format.name``, so jax_md itself is not imported here.
+    """
+    import jax.numpy as jnp
+
+    idx = neighbor.idx
+    fmt = getattr(getattr(neighbor, "format", None), "name", "Dense")
+    if fmt == "Dense":
+        i = jnp.broadcast_to(jnp.arange(n_atoms, dtype=idx.dtype)[:, None], idx.shape).ravel()
+        j = idx.ravel()
+    elif fmt in ("Sparse", "OrderedSparse"):
+        i, j = idx[0], idx[1]
+    else:
+        raise InputError(f"{call}(neighbor=...) has an unknown jax-md neighbour list format {fmt!r}")
+    mask = (i < n_atoms) & (j < n_atoms) & (i < j)
+    return jnp.where(mask, i, 0), jnp.where(mask, j, 0), mask

@@ -113,7 +113,7 @@ def estimate_memory(
     if method != "pair":
         raise InputError("estimate_memory(method=...) covers method='pair'; method='ad' is planned from XLA")
     if format == "dense" and all_pairs:
-        from ._assemble import row_block_size
+        from ._layouts import row_block_size
 
         # scratch: a row block's (B, N) arrays (distances, derivatives, tables) live at once
         scratch = 12 * row_block_size(n_atoms) * n_atoms * b

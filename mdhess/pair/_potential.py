@@ -12,20 +12,95 @@ Cutoff treatments (per species pair ``rc``):
   (jax-md's multiplicative switch is a cubic: only C1, its second derivative jumps.)
 """
 
+import abc
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _kernels
 from .._errors import InputError
+from . import _kernels
 from ._pairs import PairList, all_pairs, neighbor_pairs
 
 
 def smoothstep_c2(x):
     """Quintic switch S(x) = 1 - 10x^3 + 15x^4 - 6x^5 on x in [0, 1] (S(0)=1, S(1)=0, C2)."""
     return 1.0 - x**3 * (10.0 - 15.0 * x + 6.0 * x * x)
+
+
+def inside_cutoff(r, rc):
+    """The cutoff rule, written once: a pair interacts when r < rc (strictly). Used by the energy
+    (``phi_eff``), the host pair lists and the jax-md plugin's list filter; numpy or JAX arrays."""
+    return r < rc
+
+
+class Potential(abc.ABC):
+    """What the engine asks of a potential: the interface every mdhess potential implements.
+
+    The engine (``mdhess.pair``) never branches on a potential's class; it asks these:
+
+    - ``phi_eff(r, pp)``: energy of one pair at distance r (length units) with its gathered
+      parameters ``pp``, cutoff treatment included; a JAX scalar function (the ONLY physics).
+    - ``pair_params(si, sj, index)``: per-pair parameter arrays for species (si, sj) and the
+      pairs' positions ``index`` in the pair list (bonded potentials use the index).
+    - ``pair_list(positions, cell, species, call=...)``: the host list of interacting pairs.
+    - ``n_species`` (S of its (S, S) tables, or None), ``max_cutoff`` (length, or None),
+      ``all_pairs`` (True: every pair interacts, free space, no list needed),
+      ``bonds()`` (fixed bonds with their own image shifts, or None: pairs follow the
+      positions and the box), ``describe()`` (plain-Python description for files).
+
+    Implementations are JAX pytrees (parameters as leaves) so they pass through ``jax.jit``.
+    """
+
+    name: str = "custom"
+
+    @property
+    @abc.abstractmethod
+    def n_species(self) -> int | None:
+        """S for (S, S) parameter tables, None when every parameter is a scalar."""
+
+    @property
+    @abc.abstractmethod
+    def max_cutoff(self) -> float | None:
+        """The largest cutoff (length units), None without a cutoff."""
+
+    @property
+    def all_pairs(self) -> bool:
+        """True when every pair of atoms interacts (free space only; the dense layout then needs
+        no pair list)."""
+        return False
+
+    def bonds(self):
+        """(i, j, shift) of fixed bonds whose image shifts do not follow the box (elastic
+        networks), or None (pairs are found from the positions and the box)."""
+        return None
+
+    @abc.abstractmethod
+    def pair_params(self, si, sj, index=None) -> dict:
+        """Per-pair parameter arrays for species indices (si, sj) and list positions ``index``."""
+
+    @abc.abstractmethod
+    def phi_eff(self, r, pp: dict):
+        """Energy of one pair at distance r with its gathered parameters (JAX scalar function)."""
+
+    @abc.abstractmethod
+    def pair_list(self, positions: np.ndarray, cell, species: np.ndarray, *, call: str) -> PairList:
+        """Host-side list of the interacting pairs of ``positions`` in ``cell``."""
+
+    @abc.abstractmethod
+    def describe(self) -> dict:
+        """Plain-Python description (kernel, parameters, cutoff) for files and logs."""
+
+
+def check_potential(potential, call: str) -> "Potential":
+    """``potential`` if it is an mdhess potential, else InputError naming ``call``."""
+    if not isinstance(potential, Potential):
+        raise InputError(
+            f"{call}(potential=...) must be an mdhess potential (e.g. mdhess.lennard_jones(...)); "
+            f"got {type(potential).__name__}"
+        )
+    return potential
 
 
 def _as_table(value, name: str, call: str) -> np.ndarray:
@@ -50,7 +125,7 @@ def _as_table(value, name: str, call: str) -> np.ndarray:
 
 
 @jax.tree_util.register_pytree_node_class
-class PairPotential:
+class PairPotential(Potential):
     """A pair energy E = sum over pairs of phi_eff(r; params of the species pair).
 
     Use the constructors (``mdhess.lennard_jones`` ...) or ``mdhess.pair_potential``.
@@ -97,6 +172,15 @@ class PairPotential:
     def max_cutoff(self) -> float | None:
         return None if self.cutoff is None else float(np.max(self.cutoff))
 
+    @property
+    def all_pairs(self) -> bool:
+        return self.cutoff is None
+
+    def pair_cutoffs(self, si, sj) -> np.ndarray:
+        """Host (p,) cutoffs of the species pairs (si, sj) (numpy; the table or the scalar)."""
+        c = np.asarray(self.cutoff)
+        return c[si, sj] if c.ndim == 2 else np.broadcast_to(c, np.shape(si))
+
     def pair_params(self, si, sj, index=None) -> dict:
         """Per-pair parameter arrays, gathered from the tables at species (si, sj).
 
@@ -123,9 +207,7 @@ class PairPotential:
                 )
             return all_pairs(positions.shape[0])
         pl = neighbor_pairs(positions, cell, self.max_cutoff)
-        c = np.asarray(self.cutoff)
-        rc = c[species[pl.i], species[pl.j]] if c.ndim == 2 else c
-        return pl.select(pl.distances < rc)
+        return pl.select(inside_cutoff(pl.distances, self.pair_cutoffs(species[pl.i], species[pl.j])))
 
     # -- the effective scalar energy ----------------------------------------------------------
     def phi_eff(self, r, pp: dict):
@@ -141,7 +223,7 @@ class PairPotential:
             r_on = pp["switch"]
             x = jnp.clip((r - r_on) / (rc - r_on), 0.0, 1.0)
             e = e * smoothstep_c2(x)
-        return jnp.where(r < rc, e, 0.0)
+        return jnp.where(inside_cutoff(r, rc), e, 0.0)
 
     def describe(self) -> dict:
         """Plain-Python description (kernel, parameters, cutoff treatment) for files and logs."""

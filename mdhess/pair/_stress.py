@@ -14,36 +14,35 @@ the energy rises on expansion (the system is under tension), as in ASE and LAMMP
 import jax.numpy as jnp
 import numpy as np
 
-from ._api import _Prepared, _raise_nonfinite, _resolve_dtype
-from ._blocks import pair_gradients
 from .._device import jit
 from .._errors import InputError
-from ._potential import PairPotential
+from ._blocks import pair_gradients
+from ._compute import pair_geometry
+from ._prepare import Prepared, raise_nonfinite, resolve_dtype
 
 
 @jit
 def _virial(potential, R, species, i, j, shift, mask):
     """(3, 3) sum over pairs of g_p d_p^T (energy units) and the energy."""
-    d = R[j] - R[i] + shift
-    pp = potential.pair_params(species[i], species[j], jnp.arange(i.shape[0]))
+    d, pp = pair_geometry(potential, R, species, i, j, shift)
     e, g = pair_gradients(potential.phi_eff, d, pp, mask)
     W = jnp.einsum("pa,pb->ab", g, d)
     return 0.5 * (W + W.T), jnp.sum(e)
 
 
-def stress_of_prepared(p: _Prepared, call: str = "stress") -> np.ndarray:
+def stress_of_prepared(p: Prepared, call: str = "stress") -> np.ndarray:
     """Stress from an already validated call (used by the ASE calculator to share the pair list)."""
     if p.cell is None:
         raise InputError(f"{call}(box=None): stress needs a periodic box (its volume); got free space")
-    if not isinstance(p.potential, PairPotential):
+    if p.potential.bonds() is not None:
         raise InputError(
             f"{call}(potential=...) must be a PairPotential; got {type(p.potential).__name__} "
             "(an elastic network's bonds are tied to its reference box, so a strain is not defined)"
         )
-    W, _ = _virial(*p.arrays(_resolve_dtype(None, call)))
+    W, _ = _virial(*p.arrays(resolve_dtype(None, call)))
     W = np.asarray(W, dtype=np.float64)
     if not np.all(np.isfinite(W)):
-        _raise_nonfinite(call, "stress")
+        raise_nonfinite(call, "stress")
     return W / abs(np.linalg.det(p.cell))
 
 
@@ -67,4 +66,4 @@ def stress(potential, positions, *, box, species=None) -> np.ndarray:
     """
     if box is None:
         raise InputError("stress(box=None): stress needs a periodic box (its volume); got free space")
-    return stress_of_prepared(_Prepared(potential, positions, box, species, "stress"))
+    return stress_of_prepared(Prepared(potential, positions, box, species, "stress"))

@@ -24,13 +24,18 @@ ase is imported here and nowhere else in mdhess; ``import mdhess`` does not impo
 import numpy as np
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
-from ..pair._api import _energy_forces, _Prepared, _raise_nonfinite, _resolve_dtype
-from ..pair._api import hessian as _hessian
+from .._checks import check_choice
 from .._errors import InputError
+from ..modes._massweight import mass_weight as mass_weight_any
+from ..pair._api import hessian as pair_hessian
+from ..pair._compute import energy_and_forces
+from ..pair._potential import check_potential
+from ..pair._prepare import Prepared, raise_nonfinite, resolve_dtype
 from ..pair._stress import stress_of_prepared
 from . import species_indices
 
-HESSIAN_FORMATS = ("sparse", "dense")
+MATSCIPY_FORMATS = ("sparse", "dense")
+"""Hessian formats with matscipy's names: "sparse" (scipy BSR, (3, 3) blocks) or "dense"."""
 
 
 def _box(atoms, call: str):
@@ -53,25 +58,19 @@ def _species(atoms, potential, species, call: str):
 
 def mass_weight(H, masses):
     """H_ij / sqrt(m_i m_j) for a (3N, 3N) dense array or scipy BSR matrix with (3, 3) blocks."""
-    w = 1.0 / np.sqrt(np.asarray(masses, dtype=np.float64))
     if hasattr(H, "tobsr"):
-        B = H.tobsr(blocksize=(3, 3), copy=True)
-        rows = np.repeat(np.arange(len(w)), np.diff(B.indptr))
-        B.data *= (w[rows] * w[B.indices])[:, None, None]
-        return B
-    w3 = np.repeat(w, 3)
-    return np.asarray(H) * w3[:, None] * w3[None, :]
+        H = H.tobsr(blocksize=(3, 3))
+    return mass_weight_any(H, masses)
 
 
 def exact_hessian(atoms, potential, *, species=None, format="dense", call: str = "hessian"):
     """d2E/dR2 of ``atoms`` under ``potential``: (3N, 3N) numpy array ("dense") or BSR ("sparse"), eV/A^2."""
-    if format not in HESSIAN_FORMATS:
-        raise InputError(f"{call}(format=...) must be one of {HESSIAN_FORMATS}; got {format!r}")
+    check_choice(format, MATSCIPY_FORMATS, call=call, name="format")
     box = _box(atoms, call)
     s = _species(atoms, potential, species, call)
     if format == "sparse":
-        return _hessian(potential, atoms.positions, box=box, species=s, format="bsr")
-    return np.asarray(_hessian(potential, atoms.positions, box=box, species=s))
+        return pair_hessian(potential, atoms.positions, box=box, species=s, format="bsr")
+    return np.asarray(pair_hessian(potential, atoms.positions, box=box, species=s))
 
 
 class MdhessCalculator(Calculator):
@@ -92,9 +91,7 @@ class MdhessCalculator(Calculator):
     name = "mdhess"
 
     def __init__(self, potential, *, species=None, **kwargs):
-        from ..pair._api import _check_potential
-
-        _check_potential(potential, "MdhessCalculator")
+        check_potential(potential, "MdhessCalculator")
         Calculator.__init__(self, **kwargs)
         self.potential = potential
         self.species = species
@@ -105,11 +102,11 @@ class MdhessCalculator(Calculator):
         call = "MdhessCalculator"
         box = _box(atoms, call)
         s = _species(atoms, self.potential, self.species, call)
-        p = _Prepared(self.potential, atoms.positions, box, s, call)
-        E, F = _energy_forces(*p.arrays(_resolve_dtype(None, call)), n_atoms=p.n_atoms)
+        p = Prepared(self.potential, atoms.positions, box, s, call)
+        E, F = energy_and_forces(*p.arrays(resolve_dtype(None, call)), n_atoms=p.n_atoms)
         E, F = float(E), np.asarray(F, dtype=np.float64)
         if not (np.isfinite(E) and np.all(np.isfinite(F))):
-            _raise_nonfinite(call, "energy or forces")
+            raise_nonfinite(call, "energy or forces")
         self.results.update(energy=E, free_energy=E, forces=F)
         if box is not None:
             from ase.stress import full_3x3_to_voigt_6_stress

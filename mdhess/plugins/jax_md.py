@@ -21,18 +21,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..pair import _api
-from ..pair._assemble import StoredBlockOperator, bsr_from_blocks, dense_from_blocks, diagonal_blocks
+from .._checks import check_positions
+from .._device import jit
+from .._errors import InputError
 from ..pair._autodiff import energy_fn as energy_fn
 from ..pair._autodiff import forces_fn as forces_fn
 from ..pair._autodiff import hessian_of as hessian_of
-from .._device import jit
-from .._errors import InputError
+from ..pair._compute import blocks_and_check
 from ..pair._geometry import as_cell, is_orthorhombic
-from ..pair._pairs import check_periodic_cutoff
-from ..pair._potential import PairPotential
-
-FORMATS = ("Dense", "Sparse", "OrderedSparse")
+from ..pair._layouts import HESSIAN_FORMATS, bsr_from_blocks, dense_from_blocks, diagonal_blocks
+from ..pair._operators import StoredBlockOperator
+from ..pair._pairs import NEIGHBOR_LIST_FORMATS, check_periodic_cutoff, neighbor_list_half_pairs
+from ..pair._potential import PairPotential, check_potential, inside_cutoff
+from ..pair._prepare import cast_potential, check_species, raise_nonfinite, resolve_dtype
 
 
 def _jax_md():
@@ -49,10 +50,10 @@ def _format(fmt, call: str):
 
     if isinstance(fmt, partition.NeighborListFormat):
         return fmt
-    if isinstance(fmt, str) and fmt in FORMATS:
+    if isinstance(fmt, str) and fmt in NEIGHBOR_LIST_FORMATS:
         return getattr(partition.NeighborListFormat, fmt)
     raise InputError(
-        f"{call}(format=...) must be one of {FORMATS} or a jax_md.partition.NeighborListFormat; got {fmt!r}"
+        f"{call}(format=...) must be one of {NEIGHBOR_LIST_FORMATS} or a jax_md.partition.NeighborListFormat; got {fmt!r}"
     )
 
 
@@ -77,13 +78,9 @@ def space(box=None):
 
 
 def _checked_potential(potential, call: str) -> PairPotential:
-    _api._check_potential(potential, call)
-    if not isinstance(potential, PairPotential) or potential.cutoff is None:
-        what = (
-            type(potential).__name__
-            if not isinstance(potential, PairPotential)
-            else "a potential without a cutoff"
-        )
+    check_potential(potential, call)
+    if potential.max_cutoff is None or potential.bonds() is not None:
+        what = type(potential).__name__ if potential.bonds() is not None else "a potential without a cutoff"
         raise InputError(
             f"{call}(potential=...) needs a PairPotential with a cutoff (a neighbour list needs a "
             f"radius); got {what}"
@@ -149,15 +146,7 @@ def half_pairs(neighbor, n_atoms: int):
     Dense lists (N, M) and Sparse lists (2, C) hold every pair from both ends, OrderedSparse once;
     padding entries (index N) and the second copy are masked (mask False, i = j = 0).
     """
-    partition = _jax_md().partition
-    idx = neighbor.idx
-    if neighbor.format is partition.NeighborListFormat.Dense:
-        i = jnp.broadcast_to(jnp.arange(n_atoms, dtype=idx.dtype)[:, None], idx.shape).ravel()
-        j = idx.ravel()
-    else:
-        i, j = idx[0], idx[1]
-    mask = (i < n_atoms) & (j < n_atoms) & (i < j)
-    return jnp.where(mask, i, 0), jnp.where(mask, j, 0), mask
+    return neighbor_list_half_pairs(neighbor, n_atoms, call="mdhess.plugins.jax_md.half_pairs")
 
 
 @jit
@@ -194,12 +183,12 @@ def _current_list(neighbor, R, call: str):
 
 def _prepare(potential, positions, neighbor, box, species, dtype, call):
     pot = _checked_potential(potential, call)
-    R = _api._check_positions(positions, call=call)
-    s = _api._check_species(species, R.shape[0], pot, call=call)
+    R = check_positions(positions, call=call, min_atoms=2)
+    s = check_species(species, R.shape[0], pot, call=call)
     cell = as_cell(box, call=call)
     if cell is not None:
         check_periodic_cutoff(cell, pot.max_cutoff, call=call)
-    dt = _api._resolve_dtype(dtype, call)
+    dt = resolve_dtype(dtype, call)
     nbrs = _current_list(neighbor, R, call)
     n = R.shape[0]
     i, j, mask = half_pairs(nbrs, n)
@@ -209,7 +198,7 @@ def _prepare(potential, positions, neighbor, box, species, dtype, call):
     else:
         shift = _minimum_image_shift(Rj, i, j, jnp.asarray(cell, dt), jnp.asarray(np.linalg.inv(cell), dt))
     args = (
-        _api._cast_potential(pot, dt),
+        cast_potential(pot, dt),
         Rj,
         jnp.asarray(s),
         i.astype(jnp.int32),
@@ -245,22 +234,20 @@ def hessian(potential, positions, neighbor, *, box=None, species=None, format="d
         NonFiniteError: non-finite blocks.
     """
     call = "mdhess.plugins.jax_md.hessian"
-    if format not in ("dense", "bsr"):
+    if format not in HESSIAN_FORMATS:
         raise InputError(f"{call}(format=...) must be 'dense' or 'bsr'; got {format!r}")
     args, n = _prepare(potential, positions, neighbor, box, species, dtype, call)
-    K, ok = _api._blocks(*args)
+    K, ok = blocks_and_check(*args)
     if not bool(ok):
-        _api._raise_nonfinite(call, "pair blocks")
+        raise_nonfinite(call, "pair blocks")
     i, j, mask = args[3], args[4], args[6]
     if format == "dense":
         return dense_from_blocks(K, i, j, n)
     pot, R, s, shift = args[0], args[1], args[2], args[5]
     keep = np.asarray(mask)
     d = np.asarray(R[j] - R[i] + shift)[keep]
-    c = np.asarray(pot.cutoff)
     si, sj = np.asarray(s)[np.asarray(i)[keep]], np.asarray(s)[np.asarray(j)[keep]]
-    rc = c[si, sj] if c.ndim == 2 else c
-    inside = np.linalg.norm(d, axis=1) < rc  # the same rule as mdhess's own lists
+    inside = inside_cutoff(np.linalg.norm(d, axis=1), pot.pair_cutoffs(si, sj))  # as mdhess's own lists
     Kk = np.asarray(K)[keep][inside]
     ik, jk = np.asarray(i)[keep][inside], np.asarray(j)[keep][inside]
     return bsr_from_blocks(Kk, np.asarray(diagonal_blocks(K, i, j, n)), ik, jk, n)
@@ -272,7 +259,7 @@ def hvp(potential, positions, neighbor, *, box=None, species=None, dtype=None):
     Arguments as for ``hessian``; returns ``mdhess.StoredBlockOperator``."""
     call = "mdhess.plugins.jax_md.hvp"
     args, n = _prepare(potential, positions, neighbor, box, species, dtype, call)
-    K, ok = _api._blocks(*args)
+    K, ok = blocks_and_check(*args)
     if not bool(ok):
-        _api._raise_nonfinite(call, "pair blocks")
+        raise_nonfinite(call, "pair blocks")
     return StoredBlockOperator(K, args[3], args[4], n)

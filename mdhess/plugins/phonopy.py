@@ -23,7 +23,7 @@ phonopy is imported inside the functions; ``import mdhess`` does not import it.
 
 import numpy as np
 
-from ..pair._api import hessian as _hessian
+from ..pair._api import hessian as pair_hessian
 from .._errors import InputError
 from . import species_indices
 
@@ -79,7 +79,7 @@ def force_constants(potential, supercell, *, species=None, atoms=None) -> np.nda
     call = "mdhess.phonopy.force_constants"
     R, cell, symbols, numbers = _structure(supercell, call)
     s = species_indices(symbols, numbers, species, n_species=potential.n_species, call=call)
-    B = _hessian(potential, R, box=cell, species=s, format="bsr")  # canonical: one block per (i, j)
+    B = pair_hessian(potential, R, box=cell, species=s, format="bsr")  # canonical: one block per (i, j)
     n = R.shape[0]
     rows = np.repeat(np.arange(n), np.diff(B.indptr))
     if atoms is None:

@@ -1,7 +1,9 @@
-"""Layouts of the same pair blocks: dense (3N, 3N), scipy BSR, and H.v operators.
+"""Layouts of the same pair blocks: dense (3N, 3N) and scipy BSR (the H.v operators are in
+``_operators``).
 
 Nothing here knows any physics: each layout takes the blocks K_p (from ``_blocks``) and the pair
-indices (i_p, j_p) and places H_ij = H_ji = -K_p, H_ii += K_p, H_jj += K_p.
+indices (i_p, j_p) and places H_ij = H_ji = -K_p, H_ii += K_p, H_jj += K_p. The all-pairs dense
+writer asks ``_blocks`` for its per-pair coefficient tables; it writes no formula of its own.
 """
 
 from functools import partial
@@ -13,7 +15,12 @@ import scipy.sparse
 
 from ._blocks import grid_elements_from_tables, pair_block_apply, row_coefficient_tables
 from .._device import jit, to_device
-from .._errors import InputError
+from ._pairs import bucket
+
+HESSIAN_FORMATS = ("dense", "bsr")
+"""Layouts a Hessian is returned in: a dense (3N, 3N) array, or a scipy BSR matrix."""
+DENSE_LAYOUTS = ("interleaved", "component")
+"""Row orders of a dense Hessian: 3*i + a, or a*N + i (a symmetric permutation)."""
 
 
 def diagonal_blocks(K, i, j, n_atoms: int):
@@ -191,8 +198,6 @@ def bsr_from_device_blocks(K, i, j, pairs_i, pairs_j, n_atoms: int) -> scipy.spa
         K: (capacity, 3, 3) device blocks, zero beyond the p real pairs; i, j: their padded
             device indices. pairs_i, pairs_j: the p real pairs (host).
     """
-    from ._pairs import bucket
-
     cap, p = K.shape[0], len(pairs_i)
     if p < HOST_BSR_MAX_PAIRS:  # small: the host finishes in ~10 ms, the device gather would compile
         Kh = np.asarray(K)[:p]
@@ -207,89 +212,3 @@ def bsr_from_device_blocks(K, i, j, pairs_i, pairs_j, n_atoms: int) -> scipy.spa
     pick = np.concatenate([pick, np.zeros(bucket(nnz) - nnz, pick.dtype)])  # reuse compiled sizes
     data = np.asarray(_bsr_gather(K, i, j, to_device(pick), n_atoms))[:nnz]
     return _bsr_finish(data, key, n_atoms)
-
-
-@partial(jit, static_argnames=("n_atoms",))
-def _apply_stored(K, i, j, v, n_atoms: int):
-    w = v[i] - v[j]
-    Kw = jnp.einsum("pab,pb...->pa...", K, w)
-    return jax.ops.segment_sum(Kw, i, n_atoms) - jax.ops.segment_sum(Kw, j, n_atoms)
-
-
-@partial(jit, static_argnames=("n_atoms",))
-def _apply_recompute(potential, R, species, i, j, shift, mask, v, n_atoms: int):
-    d = R[j] - R[i] + shift
-    pp = potential.pair_params(species[i], species[j], jnp.arange(i.shape[0]))
-    Kw = pair_block_apply(potential.phi_eff, d, pp, v[i] - v[j], mask)
-    return jax.ops.segment_sum(Kw, i, n_atoms) - jax.ops.segment_sum(Kw, j, n_atoms)
-
-
-class HessianOperator:
-    """A (3N, 3N) symmetric Hessian available through products H @ v.
-
-    ``H @ v`` (or ``mv``) takes v of shape (3N,) or (3N, k) and returns a JAX array of the same
-    shape. ``as_linear_operator()`` gives a ``scipy.sparse.linalg.LinearOperator``;
-    ``as_matrix()`` the dense matrix (for checks on small systems).
-    """
-
-    n_atoms: int
-    dtype: np.dtype
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return (3 * self.n_atoms, 3 * self.n_atoms)
-
-    def _apply(self, v):  # v: (N, 3) or (N, 3, k)
-        raise NotImplementedError
-
-    def mv(self, v):
-        v = to_device(v, self.dtype)
-        n3 = 3 * self.n_atoms
-        if v.ndim not in (1, 2) or v.shape[0] != n3:
-            raise InputError(f"HessianOperator @ v expects v of shape ({n3},) or ({n3}, k); got {v.shape}")
-        out = self._apply(v.reshape((self.n_atoms, 3) + v.shape[1:]))
-        return out.reshape(v.shape)
-
-    __matmul__ = mv
-
-    def matmat(self, V):
-        return self.mv(V)
-
-    def as_matrix(self):
-        return self.mv(jnp.eye(3 * self.n_atoms, dtype=self.dtype))
-
-    def as_linear_operator(self):
-        """scipy LinearOperator (numpy in, numpy out) for scipy.sparse.linalg solvers."""
-        from scipy.sparse.linalg import LinearOperator
-
-        mv = lambda v: np.asarray(self.mv(np.asarray(v)))  # noqa: E731
-        return LinearOperator(self.shape, matvec=mv, matmat=mv, rmatvec=mv, rmatmat=mv, dtype=self.dtype)
-
-
-class StoredBlockOperator(HessianOperator):
-    """Linearized operator: the pair blocks K_p are computed once and stored (memory 9p floats);
-    each product is then a gather, a batched 3x3 product and a segment sum."""
-
-    def __init__(self, K, i, j, n_atoms: int):
-        self.K, self.i, self.j, self.n_atoms = K, i, j, n_atoms
-        self.dtype = np.dtype(K.dtype)
-
-    def _apply(self, v):
-        return _apply_stored(self.K, self.i, self.j, v, self.n_atoms)
-
-    def diagonal_blocks(self):
-        """(N, 3, 3) diagonal blocks of H (for block-Jacobi preconditioners)."""
-        return diagonal_blocks(self.K, self.i, self.j, self.n_atoms)
-
-
-class MatrixFreeOperator(HessianOperator):
-    """Matrix-free operator: blocks are recomputed from positions on every product, never
-    stored (memory O(N + p) for the pair list and per-pair scalars)."""
-
-    def __init__(self, potential, R, species, i, j, shift, mask, n_atoms: int):
-        self.args = (potential, R, species, i, j, shift, mask)
-        self.n_atoms = n_atoms
-        self.dtype = np.dtype(R.dtype)
-
-    def _apply(self, v):
-        return _apply_recompute(*self.args, v, n_atoms=self.n_atoms)
