@@ -1,17 +1,16 @@
-"""The runnable examples (examples/0*.py) and the ```python blocks of the integration pages
-(docs/ase.md, docs/phonopy.md, docs/jax-md.md), each in a fresh subprocess as a user would run
-them: each must exit 0, i.e. pass its own checks (every example asserts its results against an
+"""The runnable examples (examples/0*.py), each in a fresh subprocess as a user would run it: each
+must exit 0, i.e. pass its own checks (every example asserts its results against an
 independent reference and prints "all checks passed").
 
 Each example finishes in well under a minute on a 2-core CPU. Measured on this machine idle (and
 under a load average of ~5 from other jobs): 01 13 s (15-35 s), 02 26 s (48 s), 03 4 s (15 s),
 04 2 s (7 s), 05 8 s (25 s): 53 s together idle, over 2 min loaded. To keep the default run of
-the plugin tests near a minute, 01, 02 and 05 (05's path is covered by test_phonopy.py) and the
-jax-md and phonopy doc blocks run with -m slow; 03, 04 and the ASE blocks run by default.
+the plugin tests near a minute, 01, 02 and 05 (05's path is covered by test_phonopy.py) run with
+-m slow; 03 and 04 run by default. The ```python blocks of the docs (the integration pages
+included) are run by tests/test_docs.py.
 """
 
 import os
-import re
 import subprocess
 import sys
 import time
@@ -27,8 +26,6 @@ EXAMPLES = {
     "04_elastic_network_modes.py": None,
     "05_phonopy_argon.py": "slow",
 }
-PAGES = ["ase.md", "phonopy.md", "jax-md.md"]
-FENCE = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 TIMEOUT = 300  # s; a hang is a failure, not a stuck test run
 
 
@@ -56,25 +53,3 @@ def test_example_runs_and_passes_its_checks(name, tmp_path):
     assert "all checks passed" in proc.stdout
     assert any(tmp_path.iterdir()), f"{name} wrote nothing to --out"
     print(f"{name}: {wall:.1f} s")
-
-
-def _doc_blocks():
-    for page in PAGES:
-        text = (ROOT / "docs" / page).read_text()
-        blocks = FENCE.findall(text)
-        assert blocks, f"docs/{page} has no runnable example"
-        for k, code in enumerate(blocks):
-            # ASE blocks take ~2 s each; the jax-md ones compile FIRE / SW loops (10-16 s)
-            yield pytest.param(
-                page, code, id=f"{page}:{k}", marks=() if page == "ase.md" else pytest.mark.slow
-            )
-
-
-@pytest.mark.parametrize("page,code", list(_doc_blocks()))
-def test_doc_example_runs(page, code, tmp_path):
-    script = tmp_path / "block.py"
-    script.write_text(code)
-    proc, wall = _run([sys.executable, str(script)], cwd=tmp_path)
-    assert proc.returncode == 0, (
-        f"docs/{page} block failed after {wall:.1f} s:\n{code}\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
-    )
