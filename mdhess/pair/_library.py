@@ -21,11 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from .._errors import InputError
+from .._units import UNIT_SYSTEMS
 from ._kernels import KERNELS
-
-UNIT_SYSTEMS = ("lj", "metal", "real")
-"""Unit systems a potential may declare (LAMMPS names): reduced Lennard-Jones; eV, Angstrom,
-amu; kcal/mol, Angstrom, amu."""
 
 TREATMENTS = ("shift", "switch", "none")
 TOP_KEYS = {"name", "description", "kernel", "units", "reference", "species", "masses", "parameters", "cutoff"}
@@ -220,8 +217,8 @@ def parse_potential(doc: dict, src: str, default_name: str) -> PotentialSpec:
     if kernel not in KERNELS and kernel != ELASTIC:
         raise InputError(f"{src}: key 'kernel' has unknown kernel {kernel!r} (known: {', '.join([*KERNELS, ELASTIC])})")
     units = _string(doc, "units", src)
-    if units not in UNIT_SYSTEMS:
-        raise InputError(f"{src}: key 'units' must be one of {UNIT_SYSTEMS}; got {units!r}")
+    if units not in UNIT_SYSTEMS:  # the unit systems' names (LAMMPS's): lj, metal, real
+        raise InputError(f"{src}: key 'units' must be one of {tuple(UNIT_SYSTEMS)}; got {units!r}")
     species = doc.get("species")
     if species is not None:
         if not isinstance(species, list) or not species or not all(isinstance(s, str) and s for s in species):
