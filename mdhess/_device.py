@@ -26,10 +26,9 @@ def is_floating(x) -> bool:
 
 
 # -- jit with CPU compile options -----------------------------------------------------------------
-# XLA's CPU "fusion emitters" (the MLIR code generator for fusions) compile a per-pair kernel in
-# 0.09 s instead of 0.15 s (elastic network N = 2048, first call) with the same run time (argon
-# N = 32000 BSR blocks 0.082 vs 0.088 s; bench_core (a)-(c) unchanged) and cut the test suite's
-# test_core.py from 140 to 102 s. GPU and TPU compiles are left as they are.
+# Without XLA's CPU "fusion emitters" (the MLIR code generator for fusions) a per-pair kernel
+# compiles in about 60% of the time with the same run time (measured: docs/benchmarks.md, "Core
+# engine", first calls). GPU and TPU compiles are left as they are.
 CPU_COMPILER_OPTIONS = {"xla_cpu_use_fusion_emitters": False}
 _cpu_options_state = {"usable": None}  # None: not yet known; False: this XLA rejects them
 try:

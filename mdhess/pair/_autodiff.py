@@ -203,8 +203,8 @@ def hessian_of(energy_fn, positions, *, batch_size=None, memory_limit=None, **kw
     @jit
     def columns(x, V):
         # linearize inside jit: XLA compiles the linear map once; the primal pass it repeats per
-        # batch costs about one gradient, 1/batch of the batch's tangents. (An eager
-        # jax.linearize runs op by op: 13.6 s vs 4.0 s on a 17-atom Stillinger-Weber energy.)
+        # batch costs about one gradient, 1/batch of the batch's tangents (an eager
+        # jax.linearize runs op by op, several times slower: docs/autodiff.md)
         _, lin = jax.linearize(grad_flat, x)
         return jax.vmap(lin)(V)
 

@@ -178,8 +178,8 @@ def bsr_from_blocks(K, diag, i, j, n_atoms: int) -> scipy.sparse.bsr_matrix:
 
 
 # below this many pairs bsr_from_device_blocks assembles on the host: the device gather's one-off
-# XLA compile (~50 ms on a CPU) costs more than the host's sort and sums (N = 2048 network,
-# 19484 pairs: host 9 ms vs device 6 ms warm; 8788-atom argon, 693k pairs: 0.28 vs 0.11 s)
+# XLA compile costs more than the host's sort and sums there (measured: docs/benchmarks.md,
+# "Core engine", BSR assembly)
 HOST_BSR_MAX_PAIRS = 1 << 15
 
 
