@@ -56,7 +56,7 @@ def matscipy_loop(src: Path, out: Path) -> float:
     import scipy.sparse
     from matscipy.calculators.pair_potential import LennardJonesCut, PairPotential
 
-    from mdhess.io._results import dataset
+    from mdhess.io._frames import dataset
 
     sig = {(1, 1): 1.0, (1, 2): 0.8, (2, 2): 0.88}
     eps = {(1, 1): 1.0, (1, 2): 1.5, (2, 2): 0.5}
@@ -109,7 +109,7 @@ def main(argv=None):
     ap.add_argument("--frames", type=int, default=100)
     args = ap.parse_args(argv)
     import mdhess
-    from mdhess.cli._jobs import run_hessian
+    from mdhess.cli._jobs import RunOptions, SourceOptions, run_hessian
 
     with tempfile.TemporaryDirectory(prefix="mdhess-bench-") as tmp:
         tmp = Path(tmp)
@@ -123,8 +123,9 @@ def main(argv=None):
                         "-o", str(tmp / "cli.h5"), "-q"], cwd=REPO, check=True)  # fmt: skip
         t_cli = time.perf_counter() - t0
 
-        run_hessian(str(src), "kob-andersen", tmp / "warm.h5", frames="0", format="bsr", overwrite=True, quiet=True)
-        res = run_hessian(str(src), "kob-andersen", tmp / "warm.h5", format="bsr", overwrite=True, quiet=True)
+        run_options = RunOptions(overwrite=True, quiet=True)
+        run_hessian(str(src), "kob-andersen", tmp / "warm.h5", format="bsr", source=SourceOptions(frames="0"), options=run_options)
+        res = run_hessian(str(src), "kob-andersen", tmp / "warm.h5", format="bsr", options=run_options)
         t_warm = res.seconds  # compiled by the one-frame call above
 
         t_ms = matscipy_loop(src, tmp / "matscipy.h5")

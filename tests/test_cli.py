@@ -19,10 +19,6 @@ from mdhess import io
 from mdhess.cli import app, main
 
 REPO = Path(__file__).resolve().parents[1]
-# `mdhess modes` and the demo call mdhess.normal_modes (mdhess/_nma.py, written in parallel)
-needs_nma = pytest.mark.skipif(
-    __import__("importlib").util.find_spec("mdhess.modes._nma") is None, reason="mdhess.modes._nma (normal_modes) not present"
-)
 DATA = REPO / "data" / "ka500.h5"
 DATA_MDTRAJ = REPO / "data" / "ka500_mdtraj.h5"
 KA = mdhess.load_potential("kob-andersen")
@@ -122,7 +118,6 @@ def test_every_layout_through_the_cli(tmp_path, capsys, layout):
         assert np.linalg.norm(mdhess.read_hessian(out, 1) - ref64) <= 1e-4 * np.linalg.norm(ref64)
 
 
-@needs_nma
 def test_modes_cli_equals_library(tmp_path, capsys):
     hfile, mfile, tfile = tmp_path / "h.h5", tmp_path / "m.h5", tmp_path / "mt.h5"
     assert run_main(["hessian", DATA, "-p", "kob-andersen", "--frames", "0:2", "--format", "bsr", "-o", hfile, "-q"], capsys)[0] == 0
@@ -171,7 +166,6 @@ def test_potentials_and_info(tmp_path, capsys):
     assert code == 0 and "mdhess hessian file" in out and "1 frames" in out and "frames [3]" in out
 
 
-@needs_nma
 def test_demo(tmp_path, capsys):
     code, out, err = run_main(["demo", "--out-dir", tmp_path, "-k", "6", "-q"], capsys)
     assert code == 0, err
@@ -267,7 +261,7 @@ def bad_inputs(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "case", [pytest.param(c, marks=needs_nma) if BAD[c][0](Path("."))[0] == "modes" else c for c in sorted(BAD)]
+    "case", sorted(BAD)
 )
 def test_bad_input_exit_2_one_line(bad_inputs, capsys, case):
     args, match = BAD[case]
@@ -314,7 +308,6 @@ def test_subprocess_error_is_one_line_and_help_is_light(tmp_path):
 
 
 @pytest.mark.slow
-@needs_nma
 def test_demo_from_a_non_editable_install(tmp_path):
     """Build the wheel, install it (no deps, into a fresh venv that sees this one's packages) and run
     `mdhess demo` from a folder outside the repository: potentials and data come from the wheel."""
@@ -338,17 +331,6 @@ def test_demo_from_a_non_editable_install(tmp_path):
     assert res.returncode == 0, res.stderr
     assert "site-packages/mdhess/_data/ka500.h5" in res.stdout
     assert (work / "out" / "ka500_modes.h5").is_file()
-
-
-@pytest.mark.parametrize("page", ["cli.md", "file-formats.md"])
-def test_doc_examples_run(page):
-    import re
-
-    text = (REPO / "docs" / page).read_text()
-    blocks = re.findall(r"^```python\n(.*?)^```", text, re.S | re.M)
-    assert blocks
-    for code in blocks:
-        exec(compile(code, f"docs/{page}", "exec"), {"__name__": "__docs__"})
 
 
 def test_elastic_network_reference_frame(tmp_path, capsys):

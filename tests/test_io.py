@@ -256,11 +256,11 @@ def test_h5md_groups_boundary_and_box_shape(tmp_path, traj_data):
     io.write_h5md(p, R, box=boxes, group="A")
     with h5py.File(p, "a") as f:
         f.copy(f["particles/A"], f["particles"], name="B")
-    with pytest.raises(mdhess.InputError, match=r"several particle groups \['A', 'B'\]; choose one with --group"):
+    with pytest.raises(mdhess.InputError, match=r"several particle groups \['A', 'B'\]; choose one with group="):
         mdhess.read_trajectory(p)
     with mdhess.read_trajectory(p, group="B") as t:
         assert t.group == "B"
-    with pytest.raises(mdhess.InputError, match=r"--group 'C' not found"):
+    with pytest.raises(mdhess.InputError, match=r"group='C' not found"):
         mdhess.read_trajectory(p, group="C")
     with h5py.File(p, "a") as f:
         f["particles/A/box"].attrs["boundary"] = np.array([b"periodic", b"none", b"none"])
@@ -299,7 +299,7 @@ def test_result_run_resume_and_settings(tmp_path):
         np.testing.assert_array_equal(f["complete"][()], [1, 1, 1])
         assert [f[f"frames/{s:06d}/x"][0] for s in range(3)] == [5.0, 7.0, 9.0]
         assert json.loads(f.attrs["settings"]) == {"a": 1}
-    with pytest.raises(mdhess.InputError, match=r"r.h5' exists; pass --overwrite"):
+    with pytest.raises(mdhess.InputError, match=r"r.h5' exists; pass overwrite=True"):
         io.ResultRun(out, "hessian", {"a": 1}, [5, 7, 9])
     assert io.ResultRun(out, "hessian", {"a": 1}, [5, 7, 9], resume=True).already_complete
     with pytest.raises(mdhess.InputError, match=r"made with other settings"):

@@ -3,6 +3,7 @@ bundled data. Only the standard library and typer are imported here (``mdhess --
 
 import functools
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -12,15 +13,37 @@ import typer
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 
+# How library messages name the arguments that command-line flags set, and the flags' spelling
+# ("group='A'" -> "--group 'A'"): the CLI's messages name the flags.
+FLAG_OF_ARGUMENT = {"group=": "--group ", "overwrite=True": "--overwrite", "resume=True": "--resume"}
+_ARGUMENT = re.compile(
+    r"(?<!\S)(" + "|".join(re.escape(a) + ("(?!=)" if a.endswith("=") else r"(?!\w)") for a in FLAG_OF_ARGUMENT) + ")"
+)
+
+
+def in_cli_terms(msg: str) -> str:
+    """A library message with the arguments in ``FLAG_OF_ARGUMENT`` named as flags.
+
+    ``overwrite=True`` becomes ``--overwrite``, ``group='A'`` becomes ``--group 'A'``; only a
+    whole word is replaced (not ``f(group=...)`` or a path).
+
+    Args:
+        msg: the message.
+
+    Returns:
+        The message in command-line terms.
+    """
+    return _ARGUMENT.sub(lambda m: FLAG_OF_ARGUMENT[m.group(1)], msg)
+
 
 def note(msg: str) -> None:
-    """A one-line notice on stderr."""
-    typer.echo(f"mdhess: {msg}", err=True)
+    """A one-line notice on stderr (library arguments named as flags)."""
+    typer.echo(f"mdhess: {in_cli_terms(msg)}", err=True)
 
 
 def fail(msg: str, code: int = EXIT_BAD_INPUT):
-    """Print a one-line error on stderr and exit (2 for bad input)."""
-    line = " ".join(str(msg).split())
+    """Print a one-line error on stderr (library arguments named as flags) and exit (2 for bad input)."""
+    line = " ".join(in_cli_terms(str(msg)).split())
     typer.echo(f"mdhess: error: {line}", err=True)
     raise typer.Exit(code)
 

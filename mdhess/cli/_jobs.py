@@ -1,19 +1,29 @@
 """The work behind ``mdhess hessian`` and ``mdhess modes``: stream frames, compute, write each
-finished frame crash-safely (``mdhess.io.ResultRun``). Used by the commands, the demo and the
-benchmark; raises ``InputError`` for bad input (the commands turn it into exit code 2)."""
+finished frame crash-safely. Used by the commands, the demo and the benchmark; raises
+``InputError`` for bad input (the commands turn it into exit code 2).
 
+This module decides what to compute and which settings to record; how frames and files are laid
+out on disk is ``mdhess.io``'s (``write_hessian_frame``, ``write_modes_frame``, ``ResultRun``)."""
+
+import functools
 import os
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 import numpy as np
 
 from .._errors import InputError
+from .._units import UNIT_SYSTEMS
+from ..io import Frame, ResultRun, length_factor, read_trajectory
+from ..io._frames import HESSIAN_COMPRESSIONS, write_hessian_frame, write_modes_frame
+from ..io._results import HessianFrames, input_identity, read_file_kind, read_mode_spectra
 from ._common import Progress, note, parse_frames
 
-FORMATS = ("dense", "bsr")
-DTYPES = ("float64", "float32")
-COMPRESSIONS = ("auto", "gzip", "none")
+HESSIAN_FILE_FORMATS = ("dense", "bsr")
+HESSIAN_DTYPES = ("float64", "float32")
+MODES_DENSE_MAX_ATOMS = 1000  # trajectory input of the modes job: dense Hessians up to this size, BSR above
 
 
 @dataclass
@@ -25,10 +35,78 @@ class JobResult:
     summary: list = field(default_factory=list)  # per computed frame: dict
 
 
+@dataclass(frozen=True)
+class SourceOptions:
+    """Which frames of the input are used and how they are read.
+
+    Attributes:
+        frames: "START:STOP:STEP" or "K" (``--frames``); None: all.
+        group: H5MD particle group (``--group``); None: the only one, or "all".
+        reference_frame: elastic networks: input frame whose pairs become springs.
+        length_scale_override: factor applied to the input's lengths (``--length-scale``);
+            None: from the file's length unit to the potential's.
+    """
+
+    frames: str | None = None
+    group: str | None = None
+    reference_frame: int = 0
+    length_scale_override: float | None = None
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How the output file is written and whether progress is shown.
+
+    Attributes:
+        resume: continue an interrupted run (``--resume``).
+        overwrite: replace an existing output (``--overwrite``).
+        quiet: no progress on stderr (``--quiet``).
+    """
+
+    resume: bool = False
+    overwrite: bool = False
+    quiet: bool = False
+
+
+@dataclass(frozen=True)
+class ThermoOptions:
+    """Harmonic thermodynamics of each frame's modes; none when ``temperature`` is None.
+
+    Attributes:
+        temperature: K, or epsilon / k_B in reduced units (``--temperature``).
+        hbar: hbar in reduced units (``--hbar``), needed for lj (reduced) units.
+        classical: classical instead of quantum oscillators (``--classical``).
+    """
+
+    temperature: float | None = None
+    hbar: float | None = None
+    classical: bool = False
+
+    def check(self) -> None:
+        """Raises InputError for a temperature or hbar that is not a finite number > 0."""
+        if self.temperature is not None and not (np.isfinite(self.temperature) and self.temperature > 0):
+            raise InputError(f"--temperature must be a finite number > 0; got {self.temperature}")
+        if self.hbar is not None and not (np.isfinite(self.hbar) and self.hbar > 0):
+            raise InputError(f"--hbar must be a finite number > 0; got {self.hbar}")
+
+    def check_units(self, units: str | None) -> None:
+        """Raises InputError when a temperature in reduced units (``units`` None or "lj") comes without hbar."""
+        if self.temperature is not None and units in (None, "lj") and self.hbar is None:
+            raise InputError(
+                f"--temperature in reduced units ({units or 'none'}) needs --hbar (hbar in reduced units): "
+                "harmonic free energies and entropies depend on it"
+            )
+
+    def of(self, modes):
+        """``modes.thermodynamics(...)`` at this temperature, or None without one."""
+        if self.temperature is None:
+            return None
+        return modes.thermodynamics(self.temperature, quantum=not self.classical, hbar=self.hbar)
+
+
+# -- frames in -------------------------------------------------------------------------------------
 def length_scale(traj, spec, override: float | None) -> float:
     """Factor that converts the file's lengths into the potential's length unit."""
-    from ..io import length_factor
-
     if override is not None:
         if not (np.isfinite(override) and override > 0):
             raise InputError(f"--length-scale must be a finite number > 0; got {override}")
@@ -44,78 +122,114 @@ def length_scale(traj, spec, override: float | None) -> float:
     return f  # metal and real units measure lengths in Angstrom
 
 
-def _input_identity(path) -> dict:
-    st = os.stat(path)
-    return {"input": os.path.abspath(path), "input_size": st.st_size, "input_mtime_ns": st.st_mtime_ns}
+class TrajectorySource:
+    """Frames of a trajectory scaled to the potential's units, with species and masses resolved,
+    and the potential built (elastic networks: from ``source.reference_frame``).
 
+    Args:
+        traj: an open ``mdhess.io.Trajectory``.
+        spec: the potential's specification (``load_spec``).
+        source: how the frames are read (length scale, reference frame).
+    """
 
-class _Source:
-    """Frames of a trajectory, scaled to the potential's units, with species and masses resolved."""
-
-    def __init__(self, traj, spec, scale, reference_frame):
-        self.traj, self.spec, self.scale = traj, spec, scale
+    def __init__(self, traj, spec, source: SourceOptions):
+        self.traj, self.spec = traj, spec
+        self.scale = length_scale(traj, spec, source.length_scale_override)
         self.species = traj.species_indices(spec.species)
         self.potential = None
         if spec.needs_reference:
-            ref = self.frame(reference_frame)
-            self.potential = spec.build(positions=ref["positions"], box=ref["box"])
+            ref = self.frame(source.reference_frame)
+            self.potential = spec.build(positions=ref.positions, box=ref.box)
         else:
             self.potential = spec.build()
 
-    def frame(self, k) -> dict:
+    def frame(self, k: int) -> Frame:
+        """Source frame ``k`` as the potential sees it."""
         fr = self.traj[k]
         s = fr.species if self.traj.has_time_dependent_species else self.species
         box = None if fr.box is None else fr.box * self.scale
         masses = fr.masses if fr.masses is not None else self.spec.atom_masses(s, self.traj.n_atoms)
-        return {"positions": fr.positions * self.scale, "box": box, "species": s, "masses": masses, "index": k}
+        return Frame(k, fr.positions * self.scale, box, s, masses, fr.time)
+
+    def hessian(self, fr: Frame, fmt: str, dtype: str):
+        """The Hessian of frame ``fr``; errors name the frame."""
+        import mdhess
+
+        try:
+            return mdhess.hessian(self.potential, fr.positions, box=fr.box, species=fr.species, format=fmt, dtype=dtype)
+        except (InputError, FloatingPointError) as exc:
+            raise InputError(f"frame {fr.index}: {exc}") from None
 
 
-def _write_frame_common(g, fr):
-    from ..io._results import dataset
+# -- the frame loop shared by both jobs ------------------------------------------------------------
+class Computed(NamedTuple):
+    """One computed frame, ready to be written."""
 
-    dataset(g, "positions", fr["positions"])
-    if fr["box"] is not None:
-        g.create_dataset("box", data=fr["box"])
-    if fr["species"] is not None:
-        dataset(g, "species", np.asarray(fr["species"], np.int32))
-    if fr["masses"] is not None:
-        dataset(g, "masses", fr["masses"])
+    slot: int  # position in the output file
+    frame: Frame  # the frame as used
+    result: object  # the frame's Hessian, or (NormalModes, thermodynamics or None)
+    started: float  # time.perf_counter() when its work began
 
 
-def _write_hessian(g, H, compression="auto"):
-    """Dense Hessians and index arrays are gzip-compressed; BSR block values only with
-    compression="gzip" (they are dense floats: measured 15% smaller for 4x the compute time)."""
-    import scipy.sparse
+def run_frames(
+    output, kind: str, settings: dict, source_frames: list, options: RunOptions, *,
+    compute: Callable[[list], Iterator[Computed]], write: Callable, attrs: Callable[[], dict],
+) -> tuple[int, list]:  # fmt: skip
+    """Compute the pending frames of a result file and write each one as it is finished.
 
-    from ..io._results import dataset
+    Opens the crash-safe writer (``mdhess.io.ResultRun``: resumes or replaces as ``options``
+    say), shows progress, and merges the finished file. A run that fails before its first frame
+    is written leaves no ``OUTPUT.partial`` behind.
 
-    on = compression != "none"
+    Args:
+        output: the output file.
+        kind: "hessian" or "modes" (also the progress label).
+        settings: what fixes the results; a resumed run must have the same.
+        source_frames: the source frame of each output slot.
+        options: resume, overwrite, quiet.
+        compute: ``compute(pending slots)`` yields a ``Computed`` per slot, in that order.
+        write: ``write(group, computed)`` fills the frame's group.
+        attrs: ``attrs()`` gives the file's root attributes; called after the last frame.
 
-    if scipy.sparse.issparse(H):
-        h = g.create_group("hessian")
-        h.attrs["format"] = "bsr"
-        h.attrs["shape"] = np.asarray(H.shape, dtype=np.int64)
-        h.attrs["blocksize"] = np.asarray(H.blocksize, dtype=np.int64)
-        dataset(h, "data", H.data, compress=compression == "gzip")
-        dataset(h, "indices", H.indices, compress=on)
-        dataset(h, "indptr", H.indptr, compress=on)
-    else:
-        dataset(g, "hessian", np.asarray(H), compress=on)
+    Returns:
+        (number of frames computed, [{"frame": source frame, "seconds": ...} per computed frame]).
 
-
-def _frame_error(k, exc):
-    return InputError(f"frame {k}: {exc}")
-
-
-def compute_hessian(source, fr, fmt, dtype):
-    import mdhess
-
+    Raises:
+        InputError: an existing output without overwrite or resume, a resumed run with other
+            settings, or bad input met while computing.
+    """
+    run = ResultRun(output, kind, settings, source_frames, resume=options.resume, overwrite=options.overwrite, note=note)
+    todo = run.pending()
+    if run.already_complete:
+        note(f"{output} is already complete; nothing to do")
+    n = len(source_frames)
+    progress = Progress(n, n - len(todo), quiet=options.quiet, label=kind)
+    summary = []
     try:
-        return mdhess.hessian(
-            source.potential, fr["positions"], box=fr["box"], species=fr["species"], format=fmt, dtype=dtype
-        )
-    except (InputError, FloatingPointError) as exc:
-        raise _frame_error(fr["index"], exc) from None
+        for item in compute(todo):
+            run.write_frame(item.slot, functools.partial(write, computed=item))
+            k = source_frames[item.slot]
+            summary.append({"frame": k, "seconds": time.perf_counter() - item.started})
+            progress.update(f"frame {k}")
+    except BaseException:
+        run.discard_if_empty()
+        raise
+    finally:
+        progress.close()
+    run.finish(attrs())
+    return len(todo), summary
+
+
+# -- hessian ---------------------------------------------------------------------------------------
+def _check_hessian_args(format, dtype, compression, batch_frames) -> None:
+    if format not in HESSIAN_FILE_FORMATS:
+        raise InputError(f"--format must be one of {HESSIAN_FILE_FORMATS}; got {format!r}")
+    if dtype not in HESSIAN_DTYPES:
+        raise InputError(f"--dtype must be one of {HESSIAN_DTYPES}; got {dtype!r}")
+    if compression not in HESSIAN_COMPRESSIONS:
+        raise InputError(f"--compression must be one of {HESSIAN_COMPRESSIONS}; got {compression!r}")
+    if isinstance(batch_frames, bool) or not isinstance(batch_frames, (int, np.integer)) or batch_frames < 0:
+        raise InputError(f"--batch-frames must be an integer >= 0 (0: automatic); got {batch_frames!r}")
 
 
 def _batching(batch_frames: int) -> bool:
@@ -126,21 +240,21 @@ def _batching(batch_frames: int) -> bool:
     return jax.default_backend() != "cpu"  # on a CPU one frame at a time is as fast
 
 
-def _hessians(source, sel, todo, fmt, dtype, batch_frames):
-    """(slot, frame, H, start time) for each pending slot, in order: one frame at a time, or in
-    batches read one at a time (mdhess.pair._batch) when batching is on."""
+def _hessians(source: TrajectorySource, sel, todo, fmt, dtype, batch_frames) -> Iterator[Computed]:
+    """The Hessian of each pending slot, in order: one frame at a time, or in batches read one
+    frame at a time (``hessian_stream``) when batching is on."""
     if not _batching(batch_frames):
         for slot in todo:
             ts = time.perf_counter()
             fr = source.frame(sel[slot])
-            yield slot, fr, compute_hessian(source, fr, fmt, dtype), ts
+            yield Computed(slot, fr, source.hessian(fr, fmt, dtype), ts)
         return
     from ..pair._batch import hessian_stream
 
     def items():
         for slot in todo:
             fr = source.frame(sel[slot])
-            yield fr["index"], fr["positions"], fr["box"], fr["species"], (slot, fr)
+            yield fr.index, fr.positions, fr.box, fr.species, (slot, fr)
 
     ts = time.perf_counter()
     stream = hessian_stream(
@@ -148,279 +262,263 @@ def _hessians(source, sel, todo, fmt, dtype, batch_frames):
     )
     try:
         for (slot, fr), H in stream:
-            yield slot, fr, H, ts
+            yield Computed(slot, fr, H, ts)
             ts = time.perf_counter()  # a batched frame's time: from the previous frame's write on
     except (InputError, FloatingPointError) as exc:
         raise InputError(str(exc)) from None  # already "frame K: ..."
 
 
 def run_hessian(
-    input, potential, output, *, frames=None, format="dense", dtype="float64", compression="auto", group=None, resume=False,
-    overwrite=False, reference_frame=0, length_scale_override=None, quiet=False, batch_frames=0,
+    input, potential, output, *, format="dense", dtype="float64", compression="auto", batch_frames=0,
+    source: SourceOptions | None = None, options: RunOptions | None = None,
 ) -> JobResult:  # fmt: skip
     """Hessians of the selected frames of a trajectory, written to ``output``.
 
-    ``batch_frames``: 0 batches frames (``jax.vmap``, as many as the memory planner allows) only
-    off the CPU, where it pays; N >= 1 computes N frames per call on any backend."""
-    from ..pair._library import load_spec
-    from ..io import ResultRun, read_trajectory
+    Args:
+        input: the trajectory (H5MD, MDTraj or minimal layout).
+        potential: a named potential or a .toml file.
+        output: the Hessian file to write.
+        format: one of ``HESSIAN_FILE_FORMATS``.
+        dtype: one of ``HESSIAN_DTYPES``.
+        compression: one of ``mdhess.io``'s ``HESSIAN_COMPRESSIONS``.
+        batch_frames: 0 batches frames (``jax.vmap``, as many as the memory planner allows) only
+            off the CPU, where it pays; N >= 1 computes N frames per call on any backend.
+        source: frames, particle group, reference frame, length scale (default: ``SourceOptions()``).
+        options: resume, overwrite, quiet (default: ``RunOptions()``).
 
-    if format not in FORMATS:
-        raise InputError(f"--format must be one of {FORMATS}; got {format!r}")
-    if dtype not in DTYPES:
-        raise InputError(f"--dtype must be one of {DTYPES}; got {dtype!r}")
-    if compression not in COMPRESSIONS:
-        raise InputError(f"--compression must be one of {COMPRESSIONS}; got {compression!r}")
-    if isinstance(batch_frames, bool) or not isinstance(batch_frames, (int, np.integer)) or batch_frames < 0:
-        raise InputError(f"--batch-frames must be an integer >= 0 (0: automatic); got {batch_frames!r}")
+    Returns:
+        ``JobResult``; its summary has frame, seconds and n_atoms per computed frame.
+
+    Raises:
+        InputError: bad arguments, input or potential; an existing output (see ``run_frames``).
+    """
+    from ..pair._library import load_spec
+
+    source, options = source or SourceOptions(), options or RunOptions()
+    _check_hessian_args(format, dtype, compression, batch_frames)
     spec = load_spec(potential)
     t0 = time.perf_counter()
-    with read_trajectory(input, group=group) as traj:
-        sel = parse_frames(frames, traj.n_frames)
-        scale = length_scale(traj, spec, length_scale_override)
-        source = _Source(traj, spec, scale, reference_frame)
+    with read_trajectory(input, group=source.group) as traj:
+        sel = parse_frames(source.frames, traj.n_frames)
+        tsrc = TrajectorySource(traj, spec, source)
         settings = {
-            **_input_identity(input),
+            **input_identity(input),
             "group": traj.group,
             "layout": traj.layout,
             "potential": spec.to_dict(),
-            "potential_resolved": source.potential.describe(),
+            "potential_resolved": tsrc.potential.describe(),
             "format": format,
             "dtype": dtype,
             "compression": compression,
-            "length_scale": scale,
-            "reference_frame": reference_frame if spec.needs_reference else None,
+            "length_scale": tsrc.scale,
+            "reference_frame": source.reference_frame if spec.needs_reference else None,
         }
-        run = ResultRun(output, "hessian", settings, sel, resume=resume, overwrite=overwrite, note=note)
-        todo = run.pending()
-        if run.already_complete:
-            note(f"{output} is already complete; nothing to do")
-        progress = Progress(len(sel), len(sel) - len(todo), quiet=quiet, label="hessian")
-        summary = []
-        try:
-            for slot, fr, H, ts in _hessians(source, sel, todo, format, dtype, batch_frames):
-                if format == "dense":
-                    H = np.asarray(H)
+        attrs = {
+            "format": format,
+            "dtype": dtype,
+            "n_atoms": traj.n_atoms,
+            "potential": spec.to_dict(),
+            "potential_name": spec.name,
+            "units": spec.units,
+            "source_file": os.path.abspath(input),
+            "source_layout": traj.layout,
+            "source_group": traj.group or "",
+            "length_scale": tsrc.scale,
+        }
 
-                def fill(g, fr=fr, H=H):
-                    _write_frame_common(g, fr)
-                    _write_hessian(g, H, compression)
+        def write(group, computed: Computed):
+            write_hessian_frame(group, computed.frame, computed.result, compression=compression)
 
-                run.write_frame(slot, fill)
-                dt = time.perf_counter() - ts
-                summary.append({"frame": sel[slot], "seconds": dt, "n_atoms": traj.n_atoms})
-                progress.update(f"frame {sel[slot]}")
-        except BaseException:
-            run.discard_if_empty()
-            raise
-        finally:
-            progress.close()
-        run.finish(
-            {
-                "format": format,
-                "dtype": dtype,
-                "n_atoms": traj.n_atoms,
-                "potential": spec.to_dict(),
-                "potential_name": spec.name,
-                "units": spec.units,
-                "source_file": os.path.abspath(input),
-                "source_layout": traj.layout,
-                "source_group": traj.group or "",
-                "length_scale": scale,
-            }
-        )
-    return JobResult(str(output), len(sel), len(todo), time.perf_counter() - t0, summary)
+        n_computed, summary = run_frames(
+            output, "hessian", settings, sel, options, write=write, attrs=lambda: attrs,
+            compute=lambda todo: _hessians(tsrc, sel, todo, format, dtype, batch_frames),
+        )  # fmt: skip
+        for s in summary:
+            s["n_atoms"] = traj.n_atoms
+    return JobResult(str(output), len(sel), n_computed, time.perf_counter() - t0, summary)
 
 
-# -- modes ------------------------------------------------------------------------------------------
-MODES_DENSE_MAX_ATOMS = 1000  # trajectory input: dense Hessians up to this size, BSR above
+# -- modes -----------------------------------------------------------------------------------------
+def _check_modes_args(k, units, thermo: ThermoOptions, plot) -> None:
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise InputError(f"-k must be a positive integer; got {k!r}")
+    if units is not None and units not in UNIT_SYSTEMS:
+        raise InputError(f"--units must be one of {tuple(UNIT_SYSTEMS)}; got {units!r}")
+    thermo.check()
+    if plot is not None and not os.path.isdir(os.path.dirname(os.path.abspath(plot))):
+        raise InputError(f"--plot folder {os.path.dirname(os.path.abspath(plot))!r} does not exist")
 
 
-def _normal_modes():
+@dataclass
+class ModesInput:
+    """What the modes job reads: frames with their Hessians, from a Hessian file or a trajectory.
+
+    Attributes:
+        n_frames, n_atoms: of the input.
+        units: the input's unit system name (its potential's).
+        identity: the settings that identify the input (file, source kind, potential, ...).
+        frame: ``frame(k)`` -> (Frame, Hessian) of source frame ``k``.
+        close: closes the input.
+    """
+
+    n_frames: int
+    n_atoms: int
+    units: str | None
+    identity: dict
+    frame: Callable[[int], tuple]
+    close: Callable[[], None]
+
+
+def _hessian_file_input(input, potential) -> ModesInput:
+    if potential is not None:
+        raise InputError(f"--potential is not used with a Hessian file input ({input}); it records its potential")
+    src = HessianFrames(input)
+
+    def frame(k):
+        # modes files made from Hessian files have never stored species (normal modes do not use them)
+        return replace(src.frame(k), species=None), src.hessian(k)
+
+    identity = {**input_identity(input), "source_kind": "hessian", "potential": src.potential}
+    return ModesInput(src.n_frames, src.n_atoms, src.units, identity, frame, src.close)
+
+
+def _trajectory_input(input, potential, source: SourceOptions) -> ModesInput:
+    from ..pair._library import load_spec
+
+    if potential is None:
+        raise InputError(f"--potential is required when INPUT is a trajectory ({input})")
+    spec = load_spec(potential)
+    traj = read_trajectory(input, group=source.group)
     try:
-        from ..modes._nma import normal_modes
-    except ImportError as exc:  # pragma: no cover - only while mdhess.modes._nma is missing
-        raise InputError(f"mdhess modes needs mdhess.normal_modes, which this installation lacks ({exc})") from None
-    return normal_modes
+        tsrc = TrajectorySource(traj, spec, source)
+    except BaseException:
+        traj.close()
+        raise
+    fmt = "dense" if traj.n_atoms <= MODES_DENSE_MAX_ATOMS else "bsr"
+    identity = {
+        **input_identity(input), "source_kind": "trajectory", "group": traj.group, "potential": spec.to_dict(),
+        "potential_resolved": tsrc.potential.describe(), "length_scale": tsrc.scale, "format": fmt,
+        "reference_frame": source.reference_frame if spec.needs_reference else None,
+    }  # fmt: skip
 
+    def frame(k):
+        fr = tsrc.frame(k)
+        return fr, tsrc.hessian(fr, fmt, "float64")
 
-class _HessianFileSource:
-    """Frames of a Hessian file written by ``mdhess hessian``."""
-
-    def __init__(self, path):
-        from ..io import ResultFile
-
-        self.file = ResultFile(path, "hessian")
-        self.n_frames = self.file.n_frames
-        self.units = self.file.attrs.get("units")
-        self.n_atoms = int(self.file.attrs.get("n_atoms"))
-
-    def frame(self, slot):
-        r = self.file
-        g = r.group(slot)
-        return {
-            "hessian": r.hessian(slot),
-            "positions": r.array(g, "positions"),
-            "box": r.array(g, "box"),
-            "masses": r.array(g, "masses"),
-            "index": int(r.frame_index[slot]),
-        }
-
-    def close(self):
-        self.file.close()
-
-
-def _thermo_attrs(modes, temperature, hbar, classical) -> dict:
-    """Harmonic thermodynamics of one frame's modes at ``temperature`` as plain attributes."""
-    th = modes.thermodynamics(temperature, quantum=not classical, hbar=hbar)
-    out = {}
-    for key, val in vars(th).items():
-        if isinstance(val, (bool, np.bool_)):
-            out[f"thermo_{key}"] = bool(val)
-        elif isinstance(val, (int, np.integer)):
-            out[f"thermo_{key}"] = int(val)
-        elif isinstance(val, (float, np.floating)):
-            out[f"thermo_{key}"] = float(val)
-        elif isinstance(val, str):
-            out[f"thermo_{key}"] = val
-    return out
+    return ModesInput(traj.n_frames, traj.n_atoms, spec.units, identity, frame, traj.close)
 
 
 def _frequency_unit(nm) -> str:
     return "THz" if nm.units is not None and not nm.units.reduced else "reduced"
 
 
-def run_modes(
-    input, output, *, k=20, potential=None, units=None, solver="auto", temperature=None, hbar=None, classical=False, plot=None,
-    frames=None, group=None, reference_frame=0, length_scale_override=None, resume=False, overwrite=False, quiet=False,
-) -> JobResult:  # fmt: skip
-    """Lowest ``k`` normal modes of each selected frame of a trajectory or Hessian file."""
-    from ..pair._library import UNIT_SYSTEMS, load_spec
-    from ..io import ResultRun, read_trajectory
-    from ..io._hdf5 import attr_str, open_hdf5
+class ModesJob:
+    """The lowest ``k`` normal modes of the selected frames of an input, frame by frame.
 
-    normal_modes = _normal_modes()
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise InputError(f"-k must be a positive integer; got {k!r}")
-    if units is not None and units not in UNIT_SYSTEMS:
-        raise InputError(f"--units must be one of {UNIT_SYSTEMS}; got {units!r}")
-    if temperature is not None and not (np.isfinite(temperature) and temperature > 0):
-        raise InputError(f"--temperature must be a finite number > 0; got {temperature}")
-    if hbar is not None and not (np.isfinite(hbar) and hbar > 0):
-        raise InputError(f"--hbar must be a finite number > 0; got {hbar}")
-    if plot is not None and not os.path.isdir(os.path.dirname(os.path.abspath(plot))):
-        raise InputError(f"--plot folder {os.path.dirname(os.path.abspath(plot))!r} does not exist")
-    with open_hdf5(input, what="input") as f:
-        kind = attr_str(f.attrs.get("mdhess_kind"))
+    Args:
+        input: the input file's path.
+        src: the opened input.
+        sel: the source frame of each output slot.
+        k, units, solver: as for ``mdhess.normal_modes``.
+        thermo: thermodynamics per frame.
+    """
+
+    def __init__(self, input, src: ModesInput, sel, *, k, units, solver, thermo: ThermoOptions):
+        self.input, self.src, self.sel = input, src, sel
+        self.k, self.units, self.solver, self.thermo = k, units, solver, thermo
+        self.frequency_unit = None  # of the frames computed by this process
+
+    def settings(self) -> dict:
+        t = self.thermo
+        return {**self.src.identity, "k": self.k, "units": self.units, "solver": self.solver,
+                "temperature": t.temperature, "hbar": t.hbar, "classical": t.classical}  # fmt: skip
+
+    def compute(self, todo) -> Iterator[Computed]:
+        from .. import normal_modes
+
+        for slot in todo:
+            ts = time.perf_counter()
+            fr, H = self.src.frame(self.sel[slot])
+            try:
+                nm = normal_modes(
+                    H, fr.masses, k=self.k, which="lowest", project="auto", units=self.units, solver=self.solver,
+                    box=fr.box, positions=fr.positions,
+                )  # fmt: skip
+            except InputError as exc:
+                raise InputError(f"frame {fr.index}: {exc}") from None
+            self.frequency_unit = _frequency_unit(nm)
+            yield Computed(slot, fr, (nm, self.thermo.of(nm)), ts)
+
+    @staticmethod
+    def write(group, computed: Computed) -> None:
+        modes, thermo = computed.result
+        write_modes_frame(group, computed.frame, modes, thermo)
+
+    def attrs(self) -> dict:
+        t = self.thermo
+        return {
+            "k": self.k,
+            "units": self.units,
+            "frequency_unit": self.frequency_unit or "",
+            "temperature": t.temperature if t.temperature is not None else float("nan"),
+            "hbar": t.hbar if t.hbar is not None else float("nan"),
+            "classical": bool(t.classical),
+            "n_atoms": self.src.n_atoms,
+            "source_file": os.path.abspath(self.input),
+            "source_kind": self.src.identity["source_kind"],
+            "potential": self.src.identity.get("potential"),
+        }
+
+
+def run_modes(
+    input, output, *, k=20, potential=None, units=None, solver="auto", thermo: ThermoOptions | None = None,
+    source: SourceOptions | None = None, options: RunOptions | None = None, plot=None,
+) -> JobResult:  # fmt: skip
+    """Lowest ``k`` normal modes of each selected frame of a trajectory or Hessian file.
+
+    Args:
+        input: a trajectory (needs ``potential``) or a Hessian file written by ``run_hessian``.
+        output: the modes file to write.
+        k: modes per frame.
+        potential: named potential or .toml file (trajectory input only).
+        units: "lj", "metal" or "real" (default: the input's potential's).
+        solver: as for ``mdhess.normal_modes``.
+        thermo: thermodynamics per frame (default: none).
+        source: frames, particle group, reference frame, length scale (default: ``SourceOptions()``).
+        options: resume, overwrite, quiet (default: ``RunOptions()``).
+        plot: PNG file for the density of states of the modes found, or None.
+
+    Returns:
+        ``JobResult``.
+
+    Raises:
+        InputError: bad arguments or input; an existing output (see ``run_frames``).
+    """
+    thermo, source, options = thermo or ThermoOptions(), source or SourceOptions(), options or RunOptions()
+    _check_modes_args(k, units, thermo, plot)
+    kind = read_file_kind(input)
     t0 = time.perf_counter()
     if kind == "hessian":
-        if potential is not None:
-            raise InputError(f"--potential is not used with a Hessian file input ({input}); it records its potential")
-        src = _HessianFileSource(input)
-        n_frames, n_atoms = src.n_frames, src.n_atoms
-        units = units or src.units
-        identity = {**_input_identity(input), "source_kind": "hessian", "potential": src.file.json_attr("potential")}
-        frame = src.frame
+        src = _hessian_file_input(input, potential)
     elif kind is None:
-        if potential is None:
-            raise InputError(f"--potential is required when INPUT is a trajectory ({input})")
-        spec = load_spec(potential)
-        traj = read_trajectory(input, group=group)
-        src = traj
-        scale = length_scale(traj, spec, length_scale_override)
-        tsrc = _Source(traj, spec, scale, reference_frame)
-        n_frames, n_atoms = traj.n_frames, traj.n_atoms
-        units = units or spec.units
-        fmt = "dense" if n_atoms <= MODES_DENSE_MAX_ATOMS else "bsr"
-        identity = {
-            **_input_identity(input), "source_kind": "trajectory", "group": traj.group, "potential": spec.to_dict(),
-            "potential_resolved": tsrc.potential.describe(), "length_scale": scale, "format": fmt,
-            "reference_frame": reference_frame if spec.needs_reference else None,
-        }  # fmt: skip
-
-        def frame(i):
-            fr = tsrc.frame(i)
-            fr["hessian"] = compute_hessian(tsrc, fr, fmt, "float64")
-            return fr
+        src = _trajectory_input(input, potential, source)
     else:
         raise InputError(f"{input!r} is an mdhess {kind} file; modes need a trajectory or a Hessian file")
     try:
-        if k > 3 * n_atoms:
-            raise InputError(f"-k {k} exceeds the number of modes 3N = {3 * n_atoms}")
-        sel = parse_frames(frames, n_frames)
-        if temperature is not None and units in (None, "lj") and hbar is None:
-            raise InputError(
-                f"--temperature in reduced units ({units or 'none'}) needs --hbar (hbar in reduced units): "
-                "harmonic free energies and entropies depend on it"
-            )
-        settings = {**identity, "k": k, "units": units, "solver": solver, "temperature": temperature, "hbar": hbar, "classical": classical}
-        run = ResultRun(output, "modes", settings, sel, resume=resume, overwrite=overwrite, note=note)
-        todo = run.pending()
-        if run.already_complete:
-            note(f"{output} is already complete; nothing to do")
-        progress = Progress(len(sel), len(sel) - len(todo), quiet=quiet, label="modes")
-        summary, freq_unit = [], None
-        try:
-            for slot in todo:
-                ts = time.perf_counter()
-                fr = frame(sel[slot])
-                try:
-                    nm = normal_modes(
-                        fr["hessian"], fr["masses"], k=k, which="lowest", project="auto", units=units, solver=solver,
-                        box=fr["box"], positions=fr["positions"],
-                    )  # fmt: skip
-                except InputError as exc:
-                    raise InputError(f"frame {fr['index']}: {exc}") from None
-                freq_unit = _frequency_unit(nm)
-                thermo = {} if temperature is None else _thermo_attrs(nm, temperature, hbar, classical)
-
-                def fill(g, fr=fr, nm=nm, thermo=thermo):
-                    from ..io._results import dataset
-
-                    _write_frame_common(g, {**fr, "species": fr.get("species")})
-                    for name in ("eigenvalues", "frequencies", "participation_ratio"):
-                        g.create_dataset(name, data=np.asarray(getattr(nm, name), dtype=np.float64))
-                    dataset(g, "vectors", np.asarray(nm.vectors, dtype=np.float64))
-                    dataset(g, "displacements", np.asarray(nm.displacements, dtype=np.float64))
-                    g.attrs["solver"] = str(getattr(nm, "solver", ""))
-                    for name in ("n_projected", "n_zero", "n_imaginary"):
-                        if hasattr(nm, name):
-                            g.attrs[name] = int(getattr(nm, name))
-                    g.attrs["projected"] = str(nm.projected)
-                    g.attrs["which"] = str(nm.which)
-                    g.attrs["zero_tol"] = float(nm.zero_tol)
-                    g.attrs["scale"] = float(nm.scale)
-                    if "masses" not in g:
-                        g.create_dataset("masses", data=np.asarray(nm.masses, dtype=np.float64))
-                    g.attrs.update(thermo)
-
-                run.write_frame(slot, fill)
-                summary.append({"frame": sel[slot], "seconds": time.perf_counter() - ts})
-                progress.update(f"frame {sel[slot]}")
-        except BaseException:
-            run.discard_if_empty()
-            raise
-        finally:
-            progress.close()
-        run.finish(
-            {
-                "k": k,
-                "units": units,
-                "frequency_unit": freq_unit or "",
-                "temperature": temperature if temperature is not None else float("nan"),
-                "hbar": hbar if hbar is not None else float("nan"),
-                "classical": bool(classical),
-                "n_atoms": n_atoms,
-                "source_file": os.path.abspath(input),
-                "source_kind": identity["source_kind"],
-                "potential": identity.get("potential"),
-            }
+        if k > 3 * src.n_atoms:
+            raise InputError(f"-k {k} exceeds the number of modes 3N = {3 * src.n_atoms}")
+        sel = parse_frames(source.frames, src.n_frames)
+        units = units or src.units
+        thermo.check_units(units)
+        job = ModesJob(input, src, sel, k=k, units=units, solver=solver, thermo=thermo)
+        n_computed, summary = run_frames(
+            output, "modes", job.settings(), sel, options, compute=job.compute, write=job.write, attrs=job.attrs
         )
     finally:
         src.close()
     if plot is not None:
         plot_dos(output, plot)
-    return JobResult(str(output), len(sel), len(todo), time.perf_counter() - t0, summary)
+    return JobResult(str(output), len(sel), n_computed, time.perf_counter() - t0, summary)
 
 
 def plot_dos(modes_file, png) -> None:
@@ -430,12 +528,10 @@ def plot_dos(modes_file, png) -> None:
         from matplotlib.figure import Figure
     except ImportError:
         raise InputError("--plot needs matplotlib (pip install 'mdhess[plot]')") from None
-    from ..io import ResultFile
 
-    with ResultFile(modes_file, "modes") as r:
-        freqs = np.concatenate([r.array(r.group(s), "frequencies") for s in range(r.n_frames)])
-        unit = r.attrs.get("frequency_unit", "")
-        n = r.n_frames
+    spectra = read_mode_spectra(modes_file)
+    freqs = np.concatenate(spectra.frequencies)
+    unit, n = spectra.frequency_unit, len(spectra.frequencies)
     keep = freqs != 0  # zero modes (projected rigid-body ones) have frequency exactly 0
     fig = Figure(figsize=(5, 3.5), dpi=120)  # no pyplot: leaves the caller's backend alone
     FigureCanvasAgg(fig)

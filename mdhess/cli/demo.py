@@ -30,9 +30,9 @@ def command(
 
     import numpy as np
 
-    from ..io import ResultFile
+    from ..io._results import read_mode_spectra
     from ._common import bundled_data
-    from ._jobs import run_hessian, run_modes
+    from ._jobs import RunOptions, run_hessian, run_modes
 
     t0 = time.perf_counter()
     data = bundled_data("ka500.h5")
@@ -43,16 +43,15 @@ def command(
         out.mkdir(parents=True, exist_ok=True)
     typer.echo(f"mdhess demo: Kob-Andersen glass, 10 frames x 500 atoms ({data})")
     hfile, mfile = out / "ka500_hessians.h5", out / "ka500_modes.h5"
-    h = run_hessian(str(data), "kob-andersen", hfile, format="bsr", overwrite=True, quiet=quiet)
+    run_options = RunOptions(overwrite=True, quiet=quiet)
+    h = run_hessian(str(data), "kob-andersen", hfile, format="bsr", options=run_options)
     typer.echo(f"  Hessians (BSR, float64): {h.n_frames} frames in {h.seconds:.2f} s -> {hfile} ({file_size(hfile)})")
-    m = run_modes(str(hfile), mfile, k=k, solver="shift-invert", overwrite=True, quiet=quiet)
+    m = run_modes(str(hfile), mfile, k=k, solver="shift-invert", options=run_options)
     typer.echo(f"  lowest {k} modes per frame in {m.seconds:.2f} s -> {mfile} ({file_size(mfile)})")
-    with ResultFile(mfile, "modes") as r:
-        typer.echo(f"  frame  softest frequencies ({r.attrs.get('frequency_unit', '')})           participation ratio of the softest")
-        for slot in range(r.n_frames):
-            g = r.group(slot)
-            f, pr = r.array(g, "frequencies"), r.array(g, "participation_ratio")
-            nz = np.flatnonzero(f != 0)[:3]  # projected (rigid-body) modes have frequency exactly 0
-            typer.echo(f"  {int(r.frame_index[slot]):5d}  {np.array2string(f[nz], precision=4, floatmode='fixed'):40s}  {pr[nz[0]]:.3f}")
+    spectra = read_mode_spectra(mfile)
+    typer.echo(f"  frame  softest frequencies ({spectra.frequency_unit})           participation ratio of the softest")
+    for frame, f, pr in zip(spectra.frame_index, spectra.frequencies, spectra.participation_ratio):
+        nz = np.flatnonzero(f != 0)[:3]  # projected (rigid-body) modes have frequency exactly 0
+        typer.echo(f"  {int(frame):5d}  {np.array2string(f[nz], precision=4, floatmode='fixed'):40s}  {pr[nz[0]]:.3f}")
     typer.echo(f"done in {time.perf_counter() - t0:.1f} s. Next: mdhess info {mfile}")
     typer.echo(f"  python -c \"import mdhess; print(mdhess.read_hessian('{hfile}', 0))\"")

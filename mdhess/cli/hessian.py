@@ -44,12 +44,12 @@ def command(
         0, "--batch-frames", help="Frames per batched (vmap) call; 0: automatic, batching only off the CPU."
     ),
 ):
-    from ._jobs import run_hessian
+    from ._jobs import RunOptions, SourceOptions, run_hessian
 
     res = run_hessian(
-        str(input), potential, output, frames=frames, format=format, dtype=dtype, compression=compression, group=group, resume=resume,
-        overwrite=overwrite, reference_frame=reference_frame, length_scale_override=length_scale, quiet=quiet,
-        batch_frames=batch_frames,
+        str(input), potential, output, format=format, dtype=dtype, compression=compression, batch_frames=batch_frames,
+        source=SourceOptions(frames=frames, group=group, reference_frame=reference_frame, length_scale_override=length_scale),
+        options=RunOptions(resume=resume, overwrite=overwrite, quiet=quiet),
     )  # fmt: skip
     if not quiet:
         typer.echo(f"wrote {res.output}: {res.n_frames} frames ({res.computed} computed) in {res.seconds:.2f} s")

@@ -43,6 +43,7 @@ def _result(path):
     import numpy as np
 
     from ..io import ResultFile
+    from ..io._frames import read_spectrum
 
     with ResultFile(path) as r:
         a = r.attrs
@@ -64,35 +65,27 @@ def _result(path):
                 typer.echo(f"  frame 0: {H.shape} dense")
         else:
             typer.echo(f"  units: {r.json_attr('units')}, modes per frame: {a.get('k')}, source kind: {a.get('source_kind')}")
-            g = r.group(0)
-            f = r.array(g, "frequencies")
+            f, _ = read_spectrum(r, 0)
             if f is not None:
                 typer.echo(f"  frame 0 lowest frequencies: {np.round(f[:6], 6).tolist()} ({a.get('frequency_unit', '')})")
 
 
-def _partial(path: Path):
-    import json
-
-    run = json.loads((path / "run.json").read_text())
-    done = len(list(path.glob("frame-*.h5")))
-    total = len(run.get("frames", []))
-    typer.echo(f"{path}: interrupted mdhess {run.get('kind')} run, {done} of {total} frames finished")
-    typer.echo(f"  input: {run.get('settings', {}).get('input')}; continue with the same command and --resume")
+def _partial(path: Path, run):
+    typer.echo(f"{path}: interrupted mdhess {run.kind} run, {run.finished} of {run.n_frames} frames finished")
+    typer.echo(f"  input: {run.settings.get('input')}; continue with the same command and --resume")
 
 
 @handle_errors
 def command(file: Path = typer.Argument(..., help="An HDF5 trajectory, Hessian or modes file.")):
     from .._errors import InputError
+    from ..io._results import read_file_kind, read_partial_run
 
     if file.is_dir():
-        if (file / "run.json").is_file():
-            return _partial(file)
+        run = read_partial_run(file)
+        if run is not None:
+            return _partial(file, run)
         raise InputError(f"{str(file)!r} is a directory")
-    from ..io._hdf5 import attr_str, open_hdf5
-
-    with open_hdf5(file, what="file") as f:
-        kind = attr_str(f.attrs.get("mdhess_kind"))
-    if kind is None:
+    if read_file_kind(file, what="file") is None:
         _trajectory(file)
     else:
         _result(file)

@@ -44,13 +44,13 @@ def command(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUTPUT if it exists."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ):
-    from ._jobs import run_modes
+    from ._jobs import RunOptions, SourceOptions, ThermoOptions, run_modes
 
     res = run_modes(
-        str(input), output, k=k, potential=potential, units=units, solver=solver, temperature=temperature, hbar=hbar,
-        classical=classical, plot=plot,
-        frames=frames, group=group, reference_frame=reference_frame, length_scale_override=length_scale,
-        resume=resume, overwrite=overwrite, quiet=quiet,
+        str(input), output, k=k, potential=potential, units=units, solver=solver, plot=plot,
+        thermo=ThermoOptions(temperature=temperature, hbar=hbar, classical=classical),
+        source=SourceOptions(frames=frames, group=group, reference_frame=reference_frame, length_scale_override=length_scale),
+        options=RunOptions(resume=resume, overwrite=overwrite, quiet=quiet),
     )  # fmt: skip
     if not quiet:
         typer.echo(f"wrote {res.output}: {res.n_frames} frames ({res.computed} computed) in {res.seconds:.2f} s")

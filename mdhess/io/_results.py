@@ -17,33 +17,24 @@ cost 10-40% of the throughput.)
 Layout of OUTPUT (docs/file-formats.md): root attributes (``mdhess_kind`` "hessian" or
 "modes", ``mdhess_file_version``, ``mdhess_version``, ``settings`` (JSON), ``complete``...),
 ``frame_index`` (F,) source frame of each slot, ``complete`` (F,) per-frame marks, and one group
-``frames/<slot:06d>`` per frame.
+``frames/<slot:06d>`` per frame, whose contents ``_frames`` writes and reads.
 """
 
 import json
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .._errors import InputError
+from ._frames import read_frame, read_hessian_frame, read_modes_frame, read_spectrum
 from ._hdf5 import attr_str, open_hdf5, read_slice
+from ._trajectory import Frame
 
 FILE_VERSION = 1
-CHUNK_BYTES = 1 << 20
-
-
-def dataset(group, name, data, *, compress=True):
-    """A chunked dataset (about 1 MiB chunks along the first axis), gzip-compressed (level 1,
-    byte shuffle) unless ``compress`` is False."""
-    data = np.asarray(data)
-    if data.size == 0 or data.ndim == 0:
-        return group.create_dataset(name, data=data)
-    row = max(1, data.itemsize * int(np.prod(data.shape[1:], dtype=np.int64)))
-    rows = int(min(data.shape[0], max(1, CHUNK_BYTES // row)))
-    kw = {"compression": "gzip", "compression_opts": 1, "shuffle": True} if compress else {}
-    return group.create_dataset(name, data=data, chunks=(rows,) + data.shape[1:], **kw)
+RUN_JSON = "run.json"  # in OUTPUT.partial: the settings of an interrupted run
 
 
 def _json(obj) -> str:
@@ -61,7 +52,7 @@ class ResultRun:
         source_frames: source frame index of each output slot.
         resume: continue an interrupted run (skip finished frames).
         overwrite: replace an existing OUTPUT.
-        note: callable(str) for one-line notices (stderr in the CLI).
+        note: callable(str) for one-line notices (e.g. printed on stderr).
     """
 
     def __init__(self, output, kind: str, settings: dict, source_frames, *, resume=False, overwrite=False, note=None):
@@ -81,8 +72,8 @@ class ResultRun:
                 self.already_complete = True
                 return
             hint = " (it was made with other settings)" if resume else ""
-            raise InputError(f"output {str(self.output)!r} exists{hint}; pass --overwrite to replace it")
-        run_json = self.work / "run.json"
+            raise InputError(f"output {str(self.output)!r} exists{hint}; pass overwrite=True to replace it")
+        run_json = self.work / RUN_JSON
         if self.work.exists():
             if resume:
                 try:
@@ -93,13 +84,13 @@ class ResultRun:
                     diff = self._diff(old)
                     raise InputError(
                         f"the interrupted run in {str(self.work)!r} used other settings ({diff}); "
-                        "run without --resume to start over"
+                        "run without resume=True to start over"
                     )
                 if old is None:
                     self.note(f"{self.work}: no readable run.json; starting over")
                     shutil.rmtree(self.work)
             else:
-                self.note(f"discarding the interrupted run in {self.work} (pass --resume to continue it)")
+                self.note(f"discarding the interrupted run in {self.work} (pass resume=True to continue it)")
                 shutil.rmtree(self.work)
         elif resume:
             self.note(f"no interrupted run at {self.work}; starting from the first frame")
@@ -249,19 +240,8 @@ class ResultFile:
         return np.asarray(read_slice(group[name], (), path=self.path, what=f"{group.name}/{name}"))
 
     def hessian(self, frame: int):
-        """Dense numpy (3N, 3N) array or scipy.sparse.bsr_matrix."""
-        import h5py
-        import scipy.sparse
-
-        g = self.group(frame)
-        h = g.get("hessian")
-        if isinstance(h, h5py.Dataset):
-            return self.array(g, "hessian")
-        if not isinstance(h, h5py.Group):
-            raise InputError(f"{self.path!r}: {g.name} has no hessian")
-        shape = tuple(int(x) for x in h.attrs["shape"])
-        data, indices, indptr = (self.array(h, n) for n in ("data", "indices", "indptr"))
-        return scipy.sparse.bsr_matrix((data, indices, indptr), shape=shape)
+        """Dense numpy (3N, 3N) array or scipy.sparse.bsr_matrix (see ``read_hessian_frame``)."""
+        return read_hessian_frame(self, frame)
 
     def close(self):
         self._file.close()
@@ -282,8 +262,8 @@ def read_hessian(path, frame: int = 0):
             source trajectory frame of each position is in the file's ``frame_index`` dataset.
 
     Returns:
-        A (3N, 3N) numpy array (files written with --format dense) or a
-        ``scipy.sparse.bsr_matrix`` with (3, 3) blocks (--format bsr), in the dtype stored.
+        A (3N, 3N) numpy array (a file of format "dense") or a ``scipy.sparse.bsr_matrix``
+        with (3, 3) blocks (format "bsr"), in the dtype stored.
 
     Raises:
         InputError: missing, non-HDF5, incomplete or non-Hessian file; frame out of range.
@@ -292,14 +272,176 @@ def read_hessian(path, frame: int = 0):
         return r.hessian(frame)
 
 
-MODE_FIELDS = ("eigenvalues", "frequencies", "vectors", "displacements", "participation_ratio")
+def read_modes(path, frame: int = 0):
+    """Read one frame's normal modes from a file written by ``mdhess modes``.
 
+    Args:
+        path: the modes file.
+        frame: position in the file (negative counts from the end); the source frame of each
+            position is in the file's ``frame_index`` dataset.
 
-def read_modes_arrays(path, frame: int = 0) -> dict:
-    """The stored arrays and attributes of one frame of a modes file, as a dict."""
+    Returns:
+        ``mdhess.NormalModes`` as ``mdhess.normal_modes`` returned it: eigenvalues (m,),
+        vectors (3N, m) mass-weighted, masses, units, solver, positions and box of the frame;
+        frequencies, displacements, participation ratios, thermodynamics() and plot_dos()
+        work as on the original.
+
+    Raises:
+        InputError: missing, non-HDF5, incomplete or non-modes file; frame out of range.
+    """
     with ResultFile(path, "modes") as r:
-        g = r.group(frame)
-        out = {name: r.array(g, name) for name in MODE_FIELDS}
-        out.update({k: (v.item() if isinstance(v, np.ndarray) and v.size == 1 else v) for k, v in g.attrs.items()})
-        out["units"] = r.json_attr("units")
-        return out
+        return read_modes_frame(r, frame)
+
+
+@dataclass(frozen=True)
+class ModeSpectra:
+    """Frequencies and participation ratios of some frames of a modes file.
+
+    Attributes:
+        frame_index: (F,) source frame of each frame read.
+        frequencies: F arrays (m,), signed, projected modes exactly 0 (None where not stored).
+        participation_ratio: F arrays (m,) (None where not stored).
+        frequency_unit: "THz", "reduced", or "" when the file records none.
+    """
+
+    frame_index: np.ndarray
+    frequencies: list
+    participation_ratio: list
+    frequency_unit: str
+
+
+def read_mode_spectra(path, slots=None) -> ModeSpectra:
+    """Read the frequencies and participation ratios of a modes file, frame by frame.
+
+    Args:
+        path: the modes file.
+        slots: positions in the file to read (default: all, in order).
+
+    Returns:
+        ``ModeSpectra``.
+
+    Raises:
+        InputError: missing, non-HDF5, incomplete or non-modes file; a slot out of range.
+    """
+    with ResultFile(path, "modes") as r:
+        slots = range(r.n_frames) if slots is None else list(slots)
+        spectra = [read_spectrum(r, s) for s in slots]
+        return ModeSpectra(
+            frame_index=np.asarray([int(r.frame_index[s]) for s in slots], dtype=np.int64),
+            frequencies=[f for f, _ in spectra],
+            participation_ratio=[p for _, p in spectra],
+            frequency_unit=str(r.attrs.get("frequency_unit", "")),
+        )
+
+
+class HessianFrames:
+    """The frames of a Hessian file, read one at a time.
+
+    Args:
+        path: a finished file written by ``mdhess hessian``.
+
+    Attributes:
+        path, n_frames, n_atoms, units (the potential's unit system name or None), potential
+        (the recorded potential, a dict, or None).
+
+    Raises:
+        InputError: missing, non-HDF5, incomplete or non-Hessian file, or no ``n_atoms`` attribute.
+    """
+
+    def __init__(self, path):
+        self.file = ResultFile(path, "hessian")
+        try:
+            n_atoms = self.file.attrs.get("n_atoms")
+            if n_atoms is None:
+                raise InputError(f"{self.file.path!r}: Hessian file has no n_atoms attribute")
+            self.path = self.file.path
+            self.n_frames = self.file.n_frames
+            self.n_atoms = int(n_atoms)
+            self.units = self.file.attrs.get("units")
+            self.potential = self.file.json_attr("potential")
+        except BaseException:
+            self.file.close()
+            raise
+
+    def frame(self, slot: int) -> Frame:
+        """The frame in slot ``slot`` (``index``: its source frame); see ``read_frame``."""
+        return read_frame(self.file, slot)
+
+    def hessian(self, slot: int):
+        """The Hessian in slot ``slot``; see ``read_hessian_frame``."""
+        return read_hessian_frame(self.file, slot)
+
+    def close(self):
+        self.file.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def read_file_kind(path, *, what: str = "input") -> str | None:
+    """The ``mdhess_kind`` of an HDF5 file: "hessian", "modes", or None (e.g. a trajectory).
+
+    Args:
+        path: the file.
+        what: how error messages name the file ("input", "file", ...).
+
+    Raises:
+        InputError: the file is missing, a directory, not HDF5, or damaged.
+    """
+    with open_hdf5(path, what=what) as f:
+        return attr_str(f.attrs.get("mdhess_kind"))
+
+
+def input_identity(path) -> dict:
+    """What identifies an input file in a run's settings: absolute path, size, modification time
+    (a resumed run whose input changed has other settings and is refused)."""
+    st = os.stat(path)
+    return {"input": os.path.abspath(path), "input_size": st.st_size, "input_mtime_ns": st.st_mtime_ns}
+
+
+@dataclass(frozen=True)
+class PartialRun:
+    """An interrupted run: its ``OUTPUT.partial`` folder.
+
+    Attributes:
+        kind: "hessian" or "modes" (None when run.json does not say).
+        settings: the run's settings (dict).
+        n_frames: frames the run is to write.
+        finished: frames written so far.
+    """
+
+    kind: str | None
+    settings: dict
+    n_frames: int
+    finished: int
+
+
+def read_partial_run(path) -> PartialRun | None:
+    """The progress of an interrupted run, from its ``OUTPUT.partial`` folder.
+
+    Args:
+        path: the folder.
+
+    Returns:
+        ``PartialRun``, or None when ``path`` is not a folder with a run.json.
+
+    Raises:
+        InputError: run.json is not readable JSON.
+    """
+    folder = Path(os.fspath(path))
+    run_json = folder / RUN_JSON
+    if not run_json.is_file():
+        return None
+    try:
+        run = json.loads(run_json.read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{str(run_json)!r} is not readable JSON ({exc})") from None
+    return PartialRun(
+        kind=run.get("kind"),
+        settings=run.get("settings", {}),
+        n_frames=len(run.get("frames", [])),
+        finished=len(list(folder.glob("frame-*.h5"))),
+    )

@@ -27,7 +27,7 @@ import numpy as np
 from .._errors import InputError
 from ._hdf5 import attr_str, open_hdf5, read_slice
 
-LAYOUTS = ("h5md", "mdtraj", "minimal")
+TRAJECTORY_LAYOUTS = ("h5md", "mdtraj", "minimal")
 
 # length unit spellings -> Angstrom
 _LENGTH_UNITS = {
@@ -98,7 +98,7 @@ class Trajectory:
             self.layout = "h5md"
             self._open_h5md(group)
         elif group is not None:
-            raise InputError(f"--group {group!r} applies to H5MD files only; {self.path!r} has no h5md group")
+            raise InputError(f"group={group!r} applies to H5MD files only; {self.path!r} has no h5md group")
         elif "coordinates" in f:
             self.layout = "mdtraj"
             self._open_mdtraj()
@@ -191,9 +191,9 @@ class Trajectory:
             elif "all" in names:
                 group = "all"
             else:
-                raise InputError(f"{self.path}: several particle groups {names}; choose one with --group")
+                raise InputError(f"{self.path}: several particle groups {names}; choose one with group=NAME")
         if group not in parts:
-            raise InputError(f"{self.path}: --group {group!r} not found; particle groups: {names}")
+            raise InputError(f"{self.path}: group={group!r} not found; particle groups: {names}")
         self.group = group
         g = parts[group]
         if "position" not in g:
