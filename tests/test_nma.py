@@ -9,8 +9,8 @@ import scipy.optimize
 import scipy.sparse
 
 import mdhess
-from mdhess.modes._shift_invert import cholmod_available
 from mdhess._units import UNIT_SYSTEMS
+from mdhess.modes._shift_invert import cholmod_available
 
 ARGON = {"sigma": 3.4, "epsilon": 0.0104}  # metal units: Angstrom, eV
 M_AR = 39.948
@@ -416,12 +416,13 @@ def test_auto_solver_thresholds_and_agreement(monkeypatch):
     assert with_pos.n_zero == ref.n_zero == 6
     assert np.all(np.abs(w1 - w0) <= 1e-8 * np.abs(w0))  # the issue's accuracy for partial solvers
     # a full matrix (all pairs) of the same size stays dense: each LOBPCG product would cost n^2
-    from mdhess.modes._nma import DENSE_FILL, DENSE_MAX_FULL, _fill
+    from mdhess.modes._input import hessian_input
+    from mdhess.modes._nma import DENSE_FILL, DENSE_MAX_FULL
 
     Rc = jittered_simple_cubic(8)[: DENSE_MAX // 3 + 20]
     Hc = np.asarray(mdhess.hessian(mdhess.lennard_jones(), Rc))
-    assert _fill("dense", Hc, Hc.shape[0]) > DENSE_FILL and Hc.shape[0] <= DENSE_MAX_FULL
-    assert _fill("sparse", H, H.shape[0]) <= DENSE_FILL
+    assert hessian_input(Hc).fill() > DENSE_FILL and Hc.shape[0] <= DENSE_MAX_FULL
+    assert hessian_input(H).fill() <= DENSE_FILL
     assert mdhess.normal_modes(Hc, k=16, positions=Rc).solver == "dense"
 
 
@@ -647,7 +648,7 @@ def test_shift_below_spectrum_and_block_check(monkeypatch):
     """The shifted preconditioner's two helpers against matrices with a known spectrum."""
     import scipy.sparse.linalg as sla
 
-    from mdhess.modes._eigensolvers import blocks_indefinite, shift_below_spectrum
+    from mdhess.modes._precond import blocks_indefinite, shift_below_spectrum
 
     rng = np.random.default_rng(2)
     V = np.linalg.qr(rng.normal(size=(60, 60)))[0]

@@ -8,8 +8,8 @@ C = [[Y^T A Y, -I], [-I, 0]], so the pairs are those of Q A Q exactly, as the de
 solvers give, also where Y is not invariant under A (rotations at a non-stationary structure).
 
 The factor. CHOLMOD's supernodal Cholesky (through cvxopt, the optional ``mdhess[cholmod]``
-extra) when K is positive definite: 0.05 s for a 2048-node elastic network (6144 rows), 7-9x
-faster than SuperLU with its best ordering; otherwise SuperLU (scipy). Cholesky succeeding proves
+extra) when K is positive definite, several times faster than SuperLU with its best ordering
+(docs/normal-modes.md, "Shift-invert"); otherwise SuperLU (scipy). Cholesky succeeding proves
 K positive definite; SuperLU without row pivoting (diagonal pivots, symmetric ordering) gives
 K = L D L^T and Sylvester's inertia: the count of eigenvalues below sigma.
 
@@ -28,8 +28,9 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse
 
-from ._eigensolvers import _project_out, shift_below_spectrum
 from .._errors import InputError
+from ._precond import shift_below_spectrum
+from ._rigid import project_out
 
 # Y counts as invariant under A (no Woodbury correction) when ||A Y - Y Y^T A Y||_F <= this x
 # sqrt(c), A scaled to a largest diagonal entry of 1: rounding is ~1e-15 there; the leak of a
@@ -155,7 +156,7 @@ def _projected_inverse(A_csr, Y, f: ShiftFactor):
     if np.linalg.norm(B - Y @ M) <= INVARIANT_TOL * np.sqrt(c):  # A is scaled to unit diagonal
 
         def apply_q(b):
-            return _project_out(f.solve(_project_out(b, Y)), Y)
+            return project_out(f.solve(project_out(b, Y)), Y)
 
         apply_q.projection = "commuting"
         return apply_q
@@ -165,8 +166,8 @@ def _projected_inverse(A_csr, Y, f: ShiftFactor):
     S = scipy.linalg.lu_factor(Cinv + U.T @ Z)
 
     def apply(b):
-        b = _project_out(b, Y)
-        return _project_out(f.solve(b) - Z @ scipy.linalg.lu_solve(S, Z.T @ b), Y)
+        b = project_out(b, Y)
+        return project_out(f.solve(b) - Z @ scipy.linalg.lu_solve(S, Z.T @ b), Y)
 
     apply.projection = "woodbury"
     return apply
@@ -177,18 +178,19 @@ def solve_shift_invert(A_csr, Y, kv, which, sigma=None, *, scale=1.0, tol=0.0, s
 
     The work is on A / scale (scale: the largest |diagonal entry|): ARPACK's convergence test has
     an absolute floor (eps^(2/3) on the Ritz values of the inverted operator), which a matrix in
-    units of 1e30 would pass at once (measured: 24% eigenvalue errors before this scaling)."""
+    units of 1e30 would pass at once (large eigenvalue errors before this scaling:
+    docs/normal-modes.md)."""
     import scipy.sparse.linalg as sla
 
     n = A_csr.shape[0]
     A = A_csr * (1.0 / scale) if scale != 1.0 else A_csr
     rng = np.random.default_rng(seed)
-    v0 = _project_out(rng.standard_normal(n), Y)
+    v0 = project_out(rng.standard_normal(n), Y)
     info = {}
     if which == "highest":
 
         def qaq(x):
-            return _project_out(np.asarray(A @ _project_out(x, Y)), Y)
+            return project_out(np.asarray(A @ project_out(x, Y)), Y)
 
         _, V = sla.eigsh(
             sla.LinearOperator((n, n), matvec=qaq, dtype=np.float64), k=kv, which="LA", tol=tol, v0=v0
@@ -228,7 +230,7 @@ def solve_shift_invert(A_csr, Y, kv, which, sigma=None, *, scale=1.0, tol=0.0, s
         if f.n_below is not None:
             info["n_below_sigma"] = f.n_below
     # Rayleigh-Ritz with Q A Q on the converged vectors: eigenvalues to rounding of the subspace
-    V, _ = np.linalg.qr(_project_out(V, Y))
+    V, _ = np.linalg.qr(project_out(V, Y))
     Hs = V.T @ np.asarray(A @ V)
     w, C = np.linalg.eigh((Hs + Hs.T) / 2)
     return w * scale, V @ C, info
