@@ -22,12 +22,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _harness import best, fmt, rss_mb, run_worker, fcc as _fcc
-
-
-
-
-
+from _harness import best, fmt, rss_mb, run_worker
+from _harness import fcc as _fcc
 
 
 def fcc(n_cells, a=5.26, rattle=0.05, seed=0):

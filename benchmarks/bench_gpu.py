@@ -43,9 +43,9 @@ def main():
     import jax.numpy as jnp
 
     import mdhess
-    from mdhess.pair._prepare import cast_potential
-    from mdhess.pair._layouts import dense_all_pairs, row_block_size
     from mdhess._device import to_device
+    from mdhess.pair._layouts import dense_all_pairs, row_block_size
+    from mdhess.pair._prepare import cast_potential
 
     dev = jax.devices()[0]
     out = {"device": f"{dev.platform}: {dev.device_kind}", "jax": jax.__version__, "load": os.getloadavg()}

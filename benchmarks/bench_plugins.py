@@ -29,13 +29,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _harness import best, fmt, rss_mb, run_worker, fcc
-
-
-
-
-
-
+from _harness import best, fcc, fmt, rss_mb, run_worker
 
 
 def worker(name, n):

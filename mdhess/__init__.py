@@ -14,19 +14,20 @@ import jax as _jax
 if not _os.environ.get("MDHESS_NO_X64"):
     _jax.config.update("jax_enable_x64", True)
 
+from ._errors import InputError as InputError
+from ._errors import MemoryPlanError as MemoryPlanError
+from ._errors import NonFiniteError as NonFiniteError
+from ._version import __version__ as __version__
 from .pair._api import energy as energy
 from .pair._api import forces as forces
 from .pair._api import hessian as hessian
 from .pair._api import hvp as hvp
+from .pair._elastic import ElasticNetwork as ElasticNetwork
+from .pair._elastic import elastic_network as elastic_network
+from .pair._kernels import KERNELS as KERNELS
 from .pair._operators import HessianOperator as HessianOperator
 from .pair._operators import MatrixFreeOperator as MatrixFreeOperator
 from .pair._operators import StoredBlockOperator as StoredBlockOperator
-from .pair._elastic import ElasticNetwork as ElasticNetwork
-from .pair._elastic import elastic_network as elastic_network
-from ._errors import InputError as InputError
-from ._errors import MemoryPlanError as MemoryPlanError
-from ._errors import NonFiniteError as NonFiniteError
-from .pair._kernels import KERNELS as KERNELS
 from .pair._potential import PairPotential as PairPotential
 from .pair._potential import Potential as Potential
 from .pair._potential import buckingham as buckingham
@@ -38,8 +39,6 @@ from .pair._potential import morse as morse
 from .pair._potential import pair_potential as pair_potential
 from .pair._potential import soft_sphere as soft_sphere
 from .pair._potential import yukawa as yukawa
-
-from ._version import __version__ as __version__
 
 # Lazily imported public names: module -> names. Keeps `import mdhess` light (no h5py, ase,
 # phonopy, typer, matplotlib) and lets optional integrations fail only when used.

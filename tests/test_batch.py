@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 import mdhess
+from mdhess._errors import InputError, NonFiniteError
 from mdhess.pair import _batch
 from mdhess.pair._batch import hessian_frames
 from mdhess.pair._prepare import Prepared
-from mdhess._errors import InputError, NonFiniteError
 
 TWO_SPECIES = mdhess.lennard_jones(
     sigma=np.array([[1.0, 0.8], [0.8, 0.88]]), epsilon=np.array([[1.0, 1.5], [1.5, 0.5]]), cutoff=2.5

@@ -202,8 +202,8 @@ def read_modes_frame(result, slot: int):
     Raises:
         InputError: slot out of range, frame not marked complete, unreadable data.
     """
-    from ..modes._nma import NormalModes
     from .._units import unit_system
+    from ..modes._nma import NormalModes
 
     g = result.group(slot)
     a = dict(g.attrs)

@@ -13,7 +13,15 @@ from .._device import to_device
 from .._errors import InputError
 from . import _planner
 from ._compute import blocks_and_check, energy_and_forces, hessian_ad
-from ._layouts import DENSE_LAYOUTS, HESSIAN_FORMATS, bsr_from_device_blocks, dense_all_pairs, dense_from_blocks, row_block_size, to_component_major
+from ._layouts import (
+    DENSE_LAYOUTS,
+    HESSIAN_FORMATS,
+    bsr_from_device_blocks,
+    dense_all_pairs,
+    dense_from_blocks,
+    row_block_size,
+    to_component_major,
+)
 from ._operators import MatrixFreeOperator, StoredBlockOperator
 from ._prepare import Prepared, cast_potential, raise_nonfinite, resolve_dtype
 

@@ -20,11 +20,11 @@ import numpy as np
 
 from .._device import jit, to_device
 from .._errors import InputError
+from . import _planner
 from ._blocks import pair_block_apply, pair_energies, pair_gradients
 from ._compute import pair_params_at, segment_pair_sum
 from ._geometry import as_cell
 from ._pairs import check_periodic_cutoff, neighbor_list_half_pairs
-from . import _planner
 from ._potential import check_potential
 
 

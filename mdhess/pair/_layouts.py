@@ -13,8 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.sparse
 
-from ._blocks import grid_elements_from_tables, pair_block_apply, row_coefficient_tables
 from .._device import jit, to_device
+from ._blocks import grid_elements_from_tables, row_coefficient_tables
 from ._pairs import bucket
 
 HESSIAN_FORMATS = ("dense", "bsr")

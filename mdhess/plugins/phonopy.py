@@ -23,8 +23,8 @@ phonopy is imported inside the functions; ``import mdhess`` does not import it.
 
 import numpy as np
 
-from ..pair._api import hessian as pair_hessian
 from .._errors import InputError
+from ..pair._api import hessian as pair_hessian
 from . import species_indices
 
 
