@@ -6,10 +6,15 @@ import numpy as np
 from ._errors import InputError
 
 
-def check_choice(value, choices, *, call: str, name: str):
-    """``value`` if it is one of ``choices`` (a tuple of strings), else InputError."""
+def check_choice(value, choices, *, call: str = "", name: str = "", label: str | None = None):
+    """``value`` if it is one of ``choices`` (strings), else InputError.
+
+    The message names ``call(name=...)``, or ``label`` when given (a CLI flag such as
+    ``"--format"``, or a file key).
+    """
     if not isinstance(value, str) or value not in choices:
-        raise InputError(f"{call}({name}=...) must be one of {tuple(choices)}; got {value!r}")
+        what = label if label is not None else f"{call}({name}=...)"
+        raise InputError(f"{what} must be one of {tuple(choices)}; got {value!r}")
     return value
 
 

@@ -14,14 +14,15 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .._checks import check_choice
 from .._errors import InputError
 from .._units import UNIT_SYSTEMS
 from ..io import Frame, ResultRun, length_factor, read_trajectory
 from ..io._frames import HESSIAN_COMPRESSIONS, write_hessian_frame, write_modes_frame
 from ..io._results import HessianFrames, input_identity, read_file_kind, read_mode_spectra
+from ..pair._layouts import HESSIAN_FORMATS
 from ._common import Progress, note, parse_frames
 
-HESSIAN_FILE_FORMATS = ("dense", "bsr")
 HESSIAN_DTYPES = ("float64", "float32")
 MODES_DENSE_MAX_ATOMS = 1000  # trajectory input of the modes job: dense Hessians up to this size, BSR above
 
@@ -222,12 +223,9 @@ def run_frames(
 
 # -- hessian ---------------------------------------------------------------------------------------
 def _check_hessian_args(format, dtype, compression, batch_frames) -> None:
-    if format not in HESSIAN_FILE_FORMATS:
-        raise InputError(f"--format must be one of {HESSIAN_FILE_FORMATS}; got {format!r}")
-    if dtype not in HESSIAN_DTYPES:
-        raise InputError(f"--dtype must be one of {HESSIAN_DTYPES}; got {dtype!r}")
-    if compression not in HESSIAN_COMPRESSIONS:
-        raise InputError(f"--compression must be one of {HESSIAN_COMPRESSIONS}; got {compression!r}")
+    check_choice(format, HESSIAN_FORMATS, label="--format")
+    check_choice(dtype, HESSIAN_DTYPES, label="--dtype")
+    check_choice(compression, HESSIAN_COMPRESSIONS, label="--compression")
     if isinstance(batch_frames, bool) or not isinstance(batch_frames, (int, np.integer)) or batch_frames < 0:
         raise InputError(f"--batch-frames must be an integer >= 0 (0: automatic); got {batch_frames!r}")
 
@@ -278,7 +276,7 @@ def run_hessian(
         input: the trajectory (H5MD, MDTraj or minimal layout).
         potential: a named potential or a .toml file.
         output: the Hessian file to write.
-        format: one of ``HESSIAN_FILE_FORMATS``.
+        format: one of ``HESSIAN_FORMATS``.
         dtype: one of ``HESSIAN_DTYPES``.
         compression: one of ``mdhess.io``'s ``HESSIAN_COMPRESSIONS``.
         batch_frames: 0 batches frames (``jax.vmap``, as many as the memory planner allows) only
@@ -342,8 +340,8 @@ def run_hessian(
 def _check_modes_args(k, units, thermo: ThermoOptions, plot) -> None:
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise InputError(f"-k must be a positive integer; got {k!r}")
-    if units is not None and units not in UNIT_SYSTEMS:
-        raise InputError(f"--units must be one of {tuple(UNIT_SYSTEMS)}; got {units!r}")
+    if units is not None:
+        check_choice(units, tuple(UNIT_SYSTEMS), label="--units")
     thermo.check()
     if plot is not None and not os.path.isdir(os.path.dirname(os.path.abspath(plot))):
         raise InputError(f"--plot folder {os.path.dirname(os.path.abspath(plot))!r} does not exist")

@@ -14,6 +14,7 @@ The readers take an open ``ResultFile`` (anything with ``group(slot)``, ``array(
 
 import numpy as np
 
+from .._checks import check_choice
 from .._errors import InputError
 from ._trajectory import Frame
 
@@ -87,8 +88,8 @@ def write_hessian_frame(group, frame: Frame, H, *, compression: str = "auto") ->
     """Fill one frame group of a Hessian file: the frame's arrays and its Hessian.
 
     Dense Hessians and BSR index arrays are gzip-compressed unless ``compression="none"``; BSR
-    block values only with ``compression="gzip"`` (they are dense floats: measured 15% smaller
-    for 4x the compute time).
+    block values only with ``compression="gzip"`` (they are dense floats: little gain for much
+    time, measured in docs/benchmarks.md, "Command line").
 
     Args:
         group: the frame's h5py group.
@@ -101,8 +102,7 @@ def write_hessian_frame(group, frame: Frame, H, *, compression: str = "auto") ->
     """
     import scipy.sparse
 
-    if compression not in HESSIAN_COMPRESSIONS:
-        raise InputError(f"write_hessian_frame(compression=...) must be one of {HESSIAN_COMPRESSIONS}; got {compression!r}")
+    check_choice(compression, HESSIAN_COMPRESSIONS, call="write_hessian_frame", name="compression")
     write_frame_arrays(group, frame)
     on = compression != "none"
     if scipy.sparse.issparse(H):

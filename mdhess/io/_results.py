@@ -11,8 +11,8 @@ Writing (``ResultRun``) never leaves a file that looks complete:
 
 A kill -9 at any moment leaves at most a temporary shard or temporary output, which are ignored.
 (Files are closed before they are renamed, which is all a killed process needs; nothing is
-fsync'ed, so a power failure or kernel crash may lose recent frames: measured, fsync per frame
-cost 10-40% of the throughput.)
+fsync'ed, so a power failure or kernel crash may lose recent frames; the throughput an fsync per
+frame would cost is in docs/benchmarks.md, "Command line".)
 
 Layout of OUTPUT (docs/file-formats.md): root attributes (``mdhess_kind`` "hessian" or
 "modes", ``mdhess_file_version``, ``mdhess_version``, ``settings`` (JSON), ``complete``...),

@@ -13,7 +13,7 @@ _precond.py (the iterative solvers), _result.py (``NormalModes``), _thermo.py.
 
 import numpy as np
 
-from .._checks import check_positions
+from .._checks import check_choice, check_positions
 from .._errors import InputError
 from .._units import unit_system
 from ..pair._geometry import as_cell
@@ -53,12 +53,9 @@ DENSE_K_MAX = 20000
 
 # -- steps --------------------------------------------------------------------------------------
 def _check_choices(*, which, project, solver, sigma) -> None:
-    if which not in WHICH:
-        raise InputError(f"normal_modes(which=...) must be one of {WHICH}; got {which!r}")
-    if project not in PROJECTIONS:
-        raise InputError(f"normal_modes(project=...) must be one of {PROJECTIONS}; got {project!r}")
-    if solver not in SOLVERS:
-        raise InputError(f"normal_modes(solver=...) must be one of {SOLVERS}; got {solver!r}")
+    check_choice(which, WHICH, call="normal_modes", name="which")
+    check_choice(project, PROJECTIONS, call="normal_modes", name="project")
+    check_choice(solver, SOLVERS, call="normal_modes", name="solver")
     if sigma is not None and (
         isinstance(sigma, bool)
         or not isinstance(sigma, (int, float, np.integer, np.floating))

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._checks import check_choice
 from .._errors import InputError
 from .._units import UNIT_SYSTEMS
 from ._kernels import KERNELS
@@ -217,8 +218,7 @@ def parse_potential(doc: dict, src: str, default_name: str) -> PotentialSpec:
     if kernel not in KERNELS and kernel != ELASTIC:
         raise InputError(f"{src}: key 'kernel' has unknown kernel {kernel!r} (known: {', '.join([*KERNELS, ELASTIC])})")
     units = _string(doc, "units", src)
-    if units not in UNIT_SYSTEMS:  # the unit systems' names (LAMMPS's): lj, metal, real
-        raise InputError(f"{src}: key 'units' must be one of {tuple(UNIT_SYSTEMS)}; got {units!r}")
+    check_choice(units, tuple(UNIT_SYSTEMS), label=f"{src}: key 'units'")  # LAMMPS's names: lj, metal, real
     species = doc.get("species")
     if species is not None:
         if not isinstance(species, list) or not species or not all(isinstance(s, str) and s for s in species):
@@ -264,8 +264,7 @@ def parse_potential(doc: dict, src: str, default_name: str) -> PotentialSpec:
         treatment = "bonded"
     else:
         treatment = _string(cut_doc, "treatment", src + " [cutoff]", "shift" if "radius" in cut_doc else "none")
-        if treatment not in TREATMENTS:
-            raise InputError(f"{src}: cutoff.treatment must be one of {TREATMENTS}; got {treatment!r}")
+        check_choice(treatment, TREATMENTS, label=f"{src}: cutoff.treatment")
         if treatment == "none":
             if set(cut_doc) - {"treatment"}:
                 raise InputError(f"{src}: cutoff.treatment = 'none' takes no other [cutoff] keys; got {sorted(cut_doc)}")
