@@ -47,6 +47,7 @@ _LAZY = {
     "mdhess.pair._planner": ("estimate_memory", "MemoryPlan"),
     "mdhess.pair._stress": ("stress",),
     "mdhess.pair._batch": ("hessian_frames",),
+    "mdhess.pair._taylor": ("taylor", "contract3", "contract4", "third_order", "PairTensors"),
     "mdhess.modes._nma": ("normal_modes", "NormalModes"),
     "mdhess._units": ("UNIT_SYSTEMS",),
     "mdhess.pair._library": ("load_potential", "list_potentials"),

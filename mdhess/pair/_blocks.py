@@ -126,3 +126,91 @@ def grid_elements_from_tables(c, b, d, same, comp_row, comp_col):
     # d_a d_b first, then the coefficient: entries (i a, j b) and (j b, i a) are bitwise equal
     out = -(c * (da * db) + jnp.where(comp_row == comp_col, b, 0.0))
     return jnp.where(same, 0.0, out)
+
+
+# -- beyond the second derivative -----------------------------------------------------------------
+# For a pair energy phi(|d|), with n = d / r and the radial derivatives phi^(k), the derivative
+# tensors of phi(|d|) with respect to d are (delta the Kronecker delta; sums over the distinct
+# index placements):
+#   order 3: A3 n n n + B3 (n delta + delta n + ...)             3 placements
+#     B3 = phi''/r - phi'/r^2,  A3 = phi''' - 3 phi''/r + 3 phi'/r^2
+#   order 4: C4 n n n n + C3 (n n delta, 6 placements) + C2 (delta delta, 3 placements)
+#     C2 = phi''/r^2 - phi'/r^3,  C3 = phi'''/r - 3 phi''/r^2 + 3 phi'/r^3,
+#     C4 = phi'''' - 6 phi'''/r + 15 phi''/r^2 - 15 phi'/r^3
+# (checked against nested autodiff of phi(|d|) in tests/test_taylor.py). A pair's contribution
+# to the atoms: the contracted vector is added to atom j and subtracted from atom i, the vectors
+# contracted being differences x = u_j - u_i.
+
+
+def radial_derivatives_to(phi_eff, r, pp, order: int):
+    """(order + 1, p) derivatives phi^(k)(r), k = 0..order, of ``phi_eff`` by Taylor-mode
+    autodiff of the scalar (``jax.experimental.jet`` along r + t: cost linear in the order;
+    nested grad compiles a program that grows exponentially with it)."""
+    from jax.experimental.jet import jet
+
+    def one(r1, pp1):
+        series = (jnp.ones_like(r1),) + (jnp.zeros_like(r1),) * (order - 1)
+        e0, terms = jet(lambda x: phi_eff(x, pp1), (r1,), (series,))
+        return jnp.stack([e0, *terms])
+
+    return jax.vmap(one, out_axes=1)(r, pp)
+
+
+def third_order_coefficients(phi_eff, r, pp):
+    """(A3, B3) per pair: the third-derivative tensor is A3 n n n + B3 (n delta + perms)."""
+    _, d1, d2, d3 = radial_derivatives_to(phi_eff, r, pp, 3)
+    B3 = d2 / r - d1 / r**2
+    A3 = d3 - 3.0 * d2 / r + 3.0 * d1 / r**2
+    return A3, B3
+
+
+def fourth_order_coefficients(phi_eff, r, pp):
+    """(C4, C3, C2) per pair: the fourth-derivative tensor is C4 nnnn + C3 (nn delta) + C2 (delta delta)."""
+    _, d1, d2, d3, d4 = radial_derivatives_to(phi_eff, r, pp, 4)
+    C2 = d2 / r**2 - d1 / r**3
+    C3 = d3 / r - 3.0 * d2 / r**2 + 3.0 * d1 / r**3
+    C4 = d4 - 6.0 * d3 / r + 15.0 * d2 / r**2 - 15.0 * d1 / r**3
+    return C4, C3, C2
+
+
+def _dot(a, b):
+    return jnp.sum(a * b, axis=-1)
+
+
+def pair_third_apply(phi_eff, d, pp, x, y, mask=None):
+    """(p, 3) T[., x, y] per pair, T the third-derivative tensor of phi(|d|), x, y (p, 3)."""
+    r, n = _geometry(d, mask)
+    A3, B3 = third_order_coefficients(phi_eff, r, pp)
+    nx, ny, xy = _dot(n, x), _dot(n, y), _dot(x, y)
+    out = (A3 * nx * ny + B3 * xy)[:, None] * n + (B3 * ny)[:, None] * x + (B3 * nx)[:, None] * y
+    return _masked(out, mask)
+
+
+def pair_fourth_apply(phi_eff, d, pp, x, y, z, mask=None):
+    """(p, 3) Q[., x, y, z] per pair, Q the fourth-derivative tensor of phi(|d|)."""
+    r, n = _geometry(d, mask)
+    C4, C3, C2 = fourth_order_coefficients(phi_eff, r, pp)
+    nx, ny, nz = _dot(n, x), _dot(n, y), _dot(n, z)
+    xy, xz, yz = _dot(x, y), _dot(x, z), _dot(y, z)
+    cn = C4 * nx * ny * nz + C3 * (nx * yz + ny * xz + nz * xy)
+    out = (
+        cn[:, None] * n
+        + (C3 * ny * nz + C2 * yz)[:, None] * x
+        + (C3 * nx * nz + C2 * xz)[:, None] * y
+        + (C3 * nx * ny + C2 * xy)[:, None] * z
+    )
+    return _masked(out, mask)
+
+
+def pair_third_tensors(phi_eff, d, pp, mask=None):
+    """(p, 3, 3, 3) third-derivative tensors T_abc of phi(|d|) per pair."""
+    r, n = _geometry(d, mask)
+    A3, B3 = third_order_coefficients(phi_eff, r, pp)
+    eye = jnp.eye(3, dtype=d.dtype)
+    nnn = n[:, :, None, None] * n[:, None, :, None] * n[:, None, None, :]
+    sym = (
+        n[:, :, None, None] * eye[None, None, :, :]
+        + n[:, None, :, None] * eye[None, :, None, :]
+        + n[:, None, None, :] * eye[None, :, :, None]
+    )
+    return _masked(A3[:, None, None, None] * nnn + B3[:, None, None, None] * sym, mask)
