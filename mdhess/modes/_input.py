@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse
 
+from .._checks import check_real_array
 from .._errors import InputError
 from ._massweight import mass_weight
 
@@ -264,13 +265,10 @@ def hessian_input(H) -> HessianInput:
             raise InputError(f"normal_modes(H=...) must be a square (3N, 3N) matrix; got shape {H.shape}")
         inp = SparseInput(H)
     else:
-        try:
-            A = np.asarray(H, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            raise InputError(
-                "normal_modes(H=...) must be a (3N, 3N) array, a scipy sparse matrix or an mdhess "
-                f"HessianOperator; got {type(H).__name__}"
-            ) from exc
+        A = check_real_array(
+            H, call="normal_modes", name="H",
+            what="a real (3N, 3N) array, a scipy sparse matrix or an mdhess HessianOperator",
+        )  # fmt: skip
         if A.ndim != 2 or A.shape[0] != A.shape[1]:
             raise InputError(f"normal_modes(H=...) must be a square (3N, 3N) matrix; got shape {A.shape}")
         inp = DenseInput(A)
@@ -287,10 +285,7 @@ def check_masses(masses, n_atoms: int) -> np.ndarray:
     """(N,) float64 masses for ``normal_modes(masses=...)`` (ones for None, one value broadcast)."""
     if masses is None:
         return np.ones(n_atoms)
-    try:
-        m = np.asarray(masses, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"normal_modes(masses=...) must be numeric; got {type(masses).__name__}") from exc
+    m = check_real_array(masses, call="normal_modes", name="masses", what="numeric: real masses, one per atom")
     if m.ndim == 0:
         m = np.full(n_atoms, float(m))
     if m.shape != (n_atoms,):

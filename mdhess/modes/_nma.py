@@ -64,6 +64,18 @@ def _check_choices(*, which, project, solver, sigma) -> None:
         raise InputError(f"normal_modes(sigma=...) must be a finite real number or None; got {sigma!r}")
 
 
+def _check_numbers(*, tol, maxiter, zero_tol, seed) -> None:
+    """The solver's numeric options: real finite tolerances, integer counts (bools refused)."""
+    for name, v, lo in (("tol", tol, 0.0), ("zero_tol", zero_tol, 0.0)):
+        ok = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+        if not ok or not np.isfinite(v) or v < lo or (name == "tol" and v <= 0):
+            rule = "> 0" if name == "tol" else ">= 0"
+            raise InputError(f"normal_modes({name}=...) must be a finite real number {rule}; got {v!r}")
+    for name, v, lo in (("maxiter", maxiter, 1), ("seed", seed, 0)):
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < lo:
+            raise InputError(f"normal_modes({name}=...) must be an integer >= {lo}; got {v!r}")
+
+
 def _check_k(k, n3: int) -> int:
     if k is None:
         return n3
@@ -178,6 +190,7 @@ def normal_modes(
     )
     cell = as_cell(box, call="normal_modes")
     k = _check_k(k, inp.n3)
+    _check_numbers(tol=tol, maxiter=maxiter, zero_tol=zero_tol, seed=seed)
     # the rigid-body basis
     rotations = rotations_wanted(project, R, cell)
     Y, projected = rigid_directions(project, m, R, rotations=rotations, n3=inp.n3)

@@ -37,7 +37,8 @@ def energy(potential, positions, *, box=None, species=None) -> float:
         potential: an mdhess potential.
         positions: (N, 3) in the potential's length units.
         box: None (free space), scalar or (3,) edge lengths, or (3, 3) cell (rows are cell vectors).
-        species: (N,) integers 0..S-1 indexing the potential's tables; None means all species 0.
+        species: (N,) integers 0..S-1 indexing the potential's tables; may be None only for a
+            potential without species tables (every atom species 0).
 
     Returns:
         Energy in the potential's energy units (Python float).
@@ -103,7 +104,9 @@ def hessian(
         raise InputError(f"hessian(layout={layout!r}) applies to format='dense' only; got format={format!r}")
     component = layout == "component"
     dt = resolve_dtype(dtype, "hessian")
-    p = Prepared(potential, positions, box, species, "hessian")
+    if memory_limit is not None:
+        _planner.memory_limit(memory_limit)  # a bad limit is refused before any work
+    p = Prepared(potential, positions, box, species, "hessian", memory_limit=memory_limit)
     suggestion = (
         "Try format='bsr' (stores only interacting blocks) or mdhess.hvp(...) (products H @ v without storing H)."
     )
@@ -156,6 +159,8 @@ def hvp(potential, positions, *, box=None, species=None, store_blocks=True, dtyp
         A ``HessianOperator``: ``op @ v``, ``op.shape``, ``op.as_linear_operator()`` (scipy),
         ``op.as_matrix()``.
     """
+    if not isinstance(store_blocks, (bool, np.bool_)):
+        raise InputError(f"hvp(store_blocks=...) must be True or False; got {store_blocks!r}")
     dt = resolve_dtype(dtype, "hvp")
     p = Prepared(potential, positions, box, species, "hvp")
     args = p.arrays(dt)

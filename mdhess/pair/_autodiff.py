@@ -26,6 +26,7 @@ from ._compute import pair_params_at, segment_pair_sum
 from ._geometry import as_cell
 from ._pairs import check_periodic_cutoff, neighbor_list_half_pairs
 from ._potential import check_potential
+from ._prepare import check_species
 
 
 class _PairEnergy:
@@ -115,14 +116,12 @@ def _build(potential, box, species, call):
             raise InputError(f"{call}(box=...) is periodic but the potential ({potential.name}) has no cutoff")
         check_periodic_cutoff(cell, potential.max_cutoff, call=call)
     s = None
-    if species is not None:
-        s = np.asarray(species)
-        if s.ndim != 1 or (s.size and not np.issubdtype(s.dtype, np.integer)):
-            raise InputError(f"{call}(species=...) must be a 1-D integer array; got shape {s.shape}, dtype {s.dtype}")
-        S = potential.n_species
-        if s.size and (s.min() < 0 or (S is not None and s.max() >= S)):
-            raise InputError(f"{call}(species=...) values must be in 0..{(S or 1) - 1}; got {sorted(set(s.tolist()))[:8]}")
-        s = s.astype(np.int32)
+    if species is not None or (potential.n_species or 0) > 1:
+        # None only without species tables; values, type and range checked as everywhere
+        n = np.shape(species)[0] if species is not None and np.ndim(species) == 1 else -1
+        if species is not None and n < 0:
+            raise InputError(f"{call}(species=...) must be a 1-D array of integers; got shape {np.shape(species)}")
+        s = check_species(species, n, potential, call=call)
     return _PairEnergy(potential, cell, s)
 
 

@@ -66,10 +66,11 @@ def _frame_error(label, exc):
 def _run_batch(batch, potential, format, dt, call):
     """Yield (payload, H) for the frames of one batch, in order; raise at the first bad frame."""
     n = batch[0].prep.n_atoms
-    cap = bucket(max(f.prep.pairs.n_pairs for f in batch))
-    cols = [padded(f.prep.pairs, cap) for f in batch]
+    wrapped = [f.prep.wrapped(dt) for f in batch]  # float32 in a cell: wrapped in float64 first
+    cap = bucket(max(pl.n_pairs for _, pl in wrapped))
+    cols = [padded(pl, cap) for _, pl in wrapped]
     pot = cast_potential(potential, dt)
-    R = to_device(np.stack([f.prep.R for f in batch]), dt)
+    R = to_device(np.stack([R for R, _ in wrapped]), dt)
     s = to_device(np.stack([f.prep.species for f in batch]))
     i = to_device(np.stack([c[0] for c in cols]))
     j = to_device(np.stack([c[1] for c in cols]))
@@ -135,7 +136,7 @@ def hessian_stream(
                 break
             label, positions, box, species, payload = item
             try:
-                prep = Prepared(potential, positions, box, species, call)
+                prep = Prepared(potential, positions, box, species, call, memory_limit=limit)
                 plan = _planner.estimate_memory(prep.n_atoms, prep.pairs.n_pairs, format=format, dtype=dt)
                 _planner.check(plan, limit, suggestion=suggestion)
             except (InputError, MemoryPlanError) as exc:

@@ -11,11 +11,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._checks import check_positions
+from .._checks import check_positions, check_real_array
 from .._errors import InputError
 from ._geometry import as_cell
 from ._kernels import harmonic
-from ._pairs import PairList, neighbor_pairs
+from ._pairs import PairList, check_cell_images, neighbor_pairs
+from ._planner import check_pair_list_memory
 from ._potential import Potential
 
 
@@ -102,14 +103,17 @@ def elastic_network(reference_positions, cutoff: float, k=1.0, *, box=None) -> E
         ElasticNetwork whose energy is sum_bonds k/2 (r - r0)^2 with r0 the reference distances.
     """
     R = check_positions(reference_positions, call="elastic_network", name="reference_positions", min_atoms=2)
-    c = np.asarray(cutoff, dtype=np.float64)
+    c = check_real_array(cutoff, call="elastic_network", name="cutoff", what="a real scalar > 0")
     if c.ndim != 0 or not np.isfinite(c) or c <= 0:
         raise InputError(f"elastic_network(cutoff=...) must be a finite scalar > 0; got {cutoff!r}")
-    kk = np.asarray(k, dtype=np.float64)
+    kk = check_real_array(k, call="elastic_network", name="k", what="a real scalar > 0")
     if kk.ndim != 0 or not np.isfinite(kk) or kk <= 0:
         raise InputError(f"elastic_network(k=...) must be a finite scalar > 0; got {k!r}")
     cell = as_cell(box, call="elastic_network")
-    pl = neighbor_pairs(R, cell, float(c))
+    if cell is not None:
+        check_cell_images(cell, float(c), call="elastic_network")
+        check_pair_list_memory(R.shape[0], cell, float(c), call="elastic_network")
+    pl = neighbor_pairs(R, cell, float(c), call="elastic_network")
     r0 = np.linalg.norm(pl.displacements(R), axis=1)
     keep = (r0 < c) & (r0 > 0)
     if np.any(r0 == 0):

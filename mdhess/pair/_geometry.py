@@ -7,6 +7,7 @@ row-vector cell; a pair displacement is d = r_j - r_i + S @ cell for an integer 
 
 import numpy as np
 
+from .._checks import check_real_array
 from .._errors import InputError
 
 
@@ -19,10 +20,7 @@ def as_cell(box, *, call: str = "mdhess") -> np.ndarray | None:
     """
     if box is None:
         return None
-    try:
-        b = np.asarray(box, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"{call}(box=...) must be numeric; got {box!r}") from exc
+    b = check_real_array(box, call=call, name="box", what="None, a number, (3,) edge lengths or a (3, 3) cell")
     if b.shape == () or b.shape == (1,):
         b = np.full(3, float(b.reshape(())))
     if b.shape == (3,):
@@ -57,3 +55,15 @@ def perpendicular_widths(cell: np.ndarray) -> np.ndarray:
 
 def is_orthorhombic(cell: np.ndarray) -> bool:
     return bool(np.all(cell == np.diag(np.diag(cell))))
+
+
+def image_counts(cell: np.ndarray, cutoff: float):
+    """(heights, n, scanned, inside): perpendicular heights h_k, the shifts n_k = ceil(rc / h_k)
+    to scan along each cell vector, the number of scanned image shifts prod(2 n_k + 1) and the
+    expected number of lattice points inside the cutoff sphere, (4/3) pi rc^3 / V (floats)."""
+    h = perpendicular_widths(cell)
+    with np.errstate(over="ignore", invalid="ignore"):
+        n = np.ceil(float(cutoff) / h)
+        scanned = float(np.prod(2.0 * n + 1.0))
+        inside = 4.0 / 3.0 * np.pi * float(cutoff) ** 3 / abs(float(np.linalg.det(cell)))
+    return h, n, scanned, inside

@@ -12,24 +12,32 @@ import os
 from dataclasses import dataclass, field
 
 import jax
+import numpy as np
 
 from .._errors import InputError, MemoryPlanError
+from ._geometry import image_counts
 
 _SUFFIX = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 
 
 def _parse_bytes(value, what: str) -> int:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        b = int(value)
+    """Bytes from a number or a string such as '8G'; ``what`` names the argument in errors."""
+    bad = f"{what} must be a positive number of bytes (e.g. 8000000000 or '8G'); got {value!r}"
+    if isinstance(value, bool) or value is None:
+        raise InputError(bad)
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        v = float(value)
     else:
-        s = str(value).strip().upper().removesuffix("B").removesuffix("I")
+        if not isinstance(value, str):
+            raise InputError(bad)
+        s = value.strip().upper().removesuffix("B").removesuffix("I")
         try:
-            b = int(float(s[:-1]) * _SUFFIX[s[-1]]) if s and s[-1] in _SUFFIX else int(float(s))
+            v = float(s[:-1]) * _SUFFIX[s[-1]] if s and s[-1] in _SUFFIX else float(s)
         except (ValueError, KeyError) as exc:
-            raise InputError(f"{what} must be a number of bytes (e.g. 8000000000 or '8G'); got {value!r}") from exc
-    if b <= 0:
-        raise InputError(f"{what} must be > 0 bytes; got {value!r}")
-    return b
+            raise InputError(bad) from exc
+    if not np.isfinite(v) or v < 1:
+        raise InputError(bad)
+    return int(v)
 
 
 def available_memory(device=None) -> int:
@@ -55,10 +63,10 @@ def available_memory(device=None) -> int:
 def memory_limit(override=None) -> int:
     """The limit in force: ``override``, else $MDHESS_MEMORY_LIMIT, else the free device memory."""
     if override is not None:
-        return _parse_bytes(override, "memory_limit")
+        return _parse_bytes(override, "memory_limit=...")
     env = os.environ.get("MDHESS_MEMORY_LIMIT")
     if env:
-        return _parse_bytes(env, "MDHESS_MEMORY_LIMIT")
+        return _parse_bytes(env, "the environment variable MDHESS_MEMORY_LIMIT")
     return available_memory()
 
 
@@ -78,7 +86,7 @@ class MemoryPlan:
 def _fmt(b: float) -> str:
     for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
         if b >= size:
-            return f"{b / size:.2f} {unit}"
+            return f"{b / size:.2f} {unit}" if b / size < 1e4 else f"{b / size:.3g} {unit}"
     return f"{int(b)} B"
 
 
@@ -136,3 +144,26 @@ def check(plan: MemoryPlan, limit=None, *, suggestion: str = "") -> None:
         raise MemoryPlanError(
             f"{plan} exceeds the memory limit of {_fmt(lim)}; refused before allocating. {suggestion}".rstrip()
         )
+
+
+PAIR_LIST_BYTES = 160
+"""Peak host bytes per listed pair while a periodic list is built, filtered and padded (indices,
+integer and Cartesian shifts, distances, the filtered and padded copies)."""
+
+
+def check_pair_list_memory(n_atoms: int, cell: np.ndarray, cutoff: float, *, call: str, limit=None) -> None:
+    """Refuse (MemoryPlanError) a periodic pair list whose estimated size alone exceeds the memory
+    limit, before anything is built: about N^2/2 x (4/3) pi rc^3 / V atom-image pairs (uniform
+    density; the self-image pairs N/2 x the same ratio included)."""
+    _, _, _, inside = image_counts(cell, cutoff)
+    est = 0.5 * n_atoms * n_atoms * inside
+    nbytes = est * PAIR_LIST_BYTES
+    if not np.isfinite(nbytes):
+        nbytes = float("inf")
+    plan = MemoryPlan(
+        f"{call}: the periodic pair list of N={n_atoms} atoms within cutoff {cutoff:g} "
+        f"(cell volume {abs(float(np.linalg.det(cell))):.4g}) would hold about {est:.3g} atom-image pairs",
+        nbytes if nbytes == float("inf") else int(nbytes),
+        {"pair list": nbytes},
+    )
+    check(plan, limit, suggestion="Use a smaller cutoff or a larger cell.")

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._checks import check_real_array
 from .._errors import InputError
 from . import _kernels
 from ._pairs import PairList, all_pairs, neighbor_pairs
@@ -104,10 +105,7 @@ def check_potential(potential, call: str) -> "Potential":
 
 
 def _as_table(value, name: str, call: str) -> np.ndarray:
-    try:
-        a = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"{call}({name}=...) must be a number or an (S, S) table; got {value!r}") from exc
+    a = check_real_array(value, call=call, name=name, what="a real number or a symmetric (S, S) table")
     if a.ndim == 0:
         if not np.isfinite(a):
             raise InputError(f"{call}({name}=...) must be finite; got {float(a)}")
@@ -206,7 +204,7 @@ class PairPotential(Potential):
                     "periodic boxes need a potential built with cutoff=..."
                 )
             return all_pairs(positions.shape[0])
-        pl = neighbor_pairs(positions, cell, self.max_cutoff)
+        pl = neighbor_pairs(positions, cell, self.max_cutoff, call=call)
         return pl.select(inside_cutoff(pl.distances, self.pair_cutoffs(species[pl.i], species[pl.j])))
 
     # -- the effective scalar energy ----------------------------------------------------------
@@ -284,7 +282,37 @@ def pair_potential(phi: Callable, *, cutoff=None, switch=None, name: str = "cust
     }
     if len(set(sizes.values())) > 1:
         raise InputError(f"{call}(...) species tables disagree on the number of species S: {sizes}")
+    _probe_phi(phi, tables, call)
     return PairPotential(phi, tables, cut, sw, name)
+
+
+def _probe_phi(phi, tables: dict, call: str) -> None:
+    """Trace ``phi(r, **params)`` once on an abstract scalar r (``jax.eval_shape``: nothing is
+    computed) so that a pair function that is not a scalar JAX function of a scalar r is refused
+    when the potential is built, naming ``pair_potential(phi=...)``, instead of failing later
+    inside jit with a raw JAX error."""
+    from jax.errors import ConcretizationTypeError, TracerArrayConversionError
+
+    dt = jnp.float64 if jax.config.read("jax_enable_x64") else jnp.float32
+    scalar = jax.ShapeDtypeStruct((), dt)
+    kw = {k: scalar for k in tables}
+    what = (
+        f"{call}(phi=...) must be a JAX function of a scalar distance r returning a scalar energy "
+        "(phi(r, **params) with jax.numpy operations"
+    )
+    try:
+        out = jax.eval_shape(lambda r, p: phi(r, **p), scalar, kw)
+    except (ConcretizationTypeError, TracerArrayConversionError) as exc:
+        raise InputError(
+            f"{what}; branch with jnp.where(cond, a, b), not a Python `if` on r, and use jax.numpy, "
+            f"not numpy or float()); tracing it failed with {type(exc).__name__}"
+        ) from exc
+    except Exception as exc:  # any failure to trace is a bad pair function
+        raise InputError(f"{what}); calling it on a scalar r failed: {type(exc).__name__}: {exc}"[:600]) from exc
+    shape = getattr(out, "shape", None)
+    if shape != () or not jnp.issubdtype(getattr(out, "dtype", np.int8), jnp.floating):
+        found = f"shape {shape}, dtype {getattr(out, 'dtype', type(out).__name__)}"
+        raise InputError(f"{what}); it returned {found} for a scalar r")
 
 
 def _named(kernel: str, cutoff, switch, **params) -> PairPotential:
@@ -328,7 +356,7 @@ def coulomb(qq=None, *, charges=None, k_e=1.0, damping=None, cutoff=None, switch
     if (qq is None) == (charges is None):
         raise InputError(f"coulomb(...) needs exactly one of qq or charges; got qq={qq!r}, charges={charges!r}")
     if charges is not None:
-        q = np.asarray(charges, dtype=np.float64)
+        q = check_real_array(charges, call="coulomb", name="charges", what="a real (S,) vector of per-species charges")
         if q.ndim != 1:
             raise InputError(f"coulomb(charges=...) must be a (S,) vector of per-species charges; got shape {q.shape}")
         qq = np.outer(q, q)

@@ -17,32 +17,57 @@ from .._checks import check_positions
 from .._device import is_floating, to_device
 from .._errors import InputError, NonFiniteError
 from ._geometry import as_cell
-from ._pairs import PairList, bucket, padded
+from ._pairs import PairList, bucket, check_cell_images, padded
+from ._planner import check_pair_list_memory
 from ._potential import check_potential
 
 
 def check_species(species, n_atoms: int, potential, *, call: str) -> np.ndarray:
-    """(N,) int32 species indices inside the potential's tables; None means all species 0."""
-    if species is None:
-        s = np.zeros(n_atoms, dtype=np.int32)
-    else:
-        s0 = np.asarray(species)
-        if s0.shape != (n_atoms,):
-            raise InputError(f"{call}(species=...) expects shape ({n_atoms},) (one per atom); got {s0.shape}")
-        if s0.size and not np.issubdtype(s0.dtype, np.integer):
-            if not np.all(np.mod(s0, 1) == 0):
-                raise InputError(f"{call}(species=...) must be integers 0..S-1; got dtype {s0.dtype}")
-        s = s0.astype(np.int32)
+    """(N,) int32 species indices inside the potential's tables.
+
+    None is accepted only for a potential without species tables, or with (1, 1) tables (every
+    atom species 0); a potential with (S, S) tables, S > 1, needs one index per atom. Integer-valued floats are accepted;
+    fractions, bools, strings, complex and non-finite values are refused, and the range is
+    checked before the cast to int32 (so 2**32 + 1 is not taken for 1).
+    """
     S = potential.n_species
+    if species is None:
+        if S is not None and S > 1:  # (1, 1) tables leave nothing to choose
+            raise InputError(
+                f"{call}(species=None): the potential has (S, S) parameter tables with S={S} species, "
+                f"so species=... must give one index 0..{S - 1} per atom ((n_atoms,) integers)"
+            )
+        return np.zeros(n_atoms, dtype=np.int32)
+    try:
+        s0 = np.asarray(species)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{call}(species=...) must be (n_atoms,) integers; got {species!r}"[:300]) from exc
+    if s0.shape != (n_atoms,):
+        raise InputError(f"{call}(species=...) expects shape ({n_atoms},) (one per atom); got {s0.shape}")
     hi = S if S is not None else np.iinfo(np.int32).max
-    bad = (s < 0) | (s >= hi)
+    table = f"the potential's parameter table (species 0..{hi - 1})" if S is not None else "0..2**31-1"
+    kind = s0.dtype.kind
+    if kind == "O":  # Python ints beyond int64, mixed lists
+        try:
+            s0 = s0.astype(np.float64) if all(isinstance(x, (int, float, np.number)) and not isinstance(x, bool) for x in s0) else s0
+        except (TypeError, ValueError, OverflowError):
+            pass
+        kind = s0.dtype.kind
+    if kind not in "iuf":
+        found = {"b": "bool", "U": "string", "S": "bytes", "c": "complex", "O": "object"}.get(kind, str(s0.dtype))
+        raise InputError(f"{call}(species=...) must be integers 0..S-1, one per atom; got {found} values {s0.tolist()[:8]}")
+    if kind == "f":
+        bad = ~np.isfinite(s0) | (np.mod(s0, 1) != 0)
+        if bad.any():
+            a = int(np.argmax(bad))
+            raise InputError(f"{call}(species=...) must be integers 0..S-1; got {float(s0[a])!r} at atom {a}")
+    bad = (s0 < 0) | (s0 >= hi)
     if bad.any():
         a = int(np.argmax(bad))
-        raise InputError(
-            f"{call}(species=...) value {int(s[a])} at atom {a} is outside the potential's parameter "
-            f"table (species 0..{hi - 1})"
-        )
-    return s
+        v = s0[a]
+        v = int(v) if kind in "iu" else float(v)
+        raise InputError(f"{call}(species=...) value {v!r} at atom {a} is outside {table}")
+    return s0.astype(np.int32)
 
 
 def resolve_dtype(dtype, call: str):
@@ -82,14 +107,16 @@ class Prepared:
         pairs: the ``PairList`` (built on first use).
     """
 
-    def __init__(self, potential, positions, box, species, call):
+    def __init__(self, potential, positions, box, species, call, memory_limit=None):
         self.potential = check_potential(potential, call)
         self.call = call
+        self.memory_limit = memory_limit
         self.cell = as_cell(box, call=call)
         # a periodic cell may hold one atom (it interacts with its own images)
         self.R = check_positions(positions, call=call, min_atoms=1 if self.cell is not None else 2)
         self.species = check_species(species, self.R.shape[0], potential, call=call)
         self.n_atoms = self.R.shape[0]
+        self._check_resolution()
         # free space, no cutoff: every pair interacts; the dense layout never needs the list
         self.all_pairs = potential.all_pairs
         if self.all_pairs:
@@ -101,8 +128,29 @@ class Prepared:
 
     @functools.cached_property
     def pairs(self) -> PairList:
+        rc = self.potential.max_cutoff
+        if self.cell is not None and rc is not None and self.potential.bonds() is None:
+            # refuse, before any list is built, a cell too skewed to scan and a list too large
+            check_cell_images(self.cell, rc, call=self.call)
+            check_pair_list_memory(self.n_atoms, self.cell, rc, call=self.call, limit=self.memory_limit)
         return self.potential.pair_list(self.R, self.cell, self.species, call=self.call)
 
+    def _check_resolution(self):
+        """Refuse coordinates so large that float64 cannot resolve the separations between atoms:
+        its spacing near |R|max (|R|max x 2^-52) above 1e-6 of the interaction length (the cutoff,
+        else the extent of the positions)."""
+        big = float(np.abs(self.R).max()) if self.R.size else 0.0
+        L = self.potential.max_cutoff
+        if L is None or not np.isfinite(L):
+            L = float(np.ptp(self.R, axis=0).max()) if self.n_atoms > 1 else 0.0
+        spacing = big * np.finfo(np.float64).eps
+        if L > 0 and spacing > 1e-6 * L:
+            raise InputError(
+                f"{self.call}(positions=...) are too large for float64 resolution: the largest coordinate "
+                f"is {big:.6g}, where float64 resolves only about {spacing:.3g}, more than 1e-6 of the "
+                f"interaction length {L:.6g}, so the separations between atoms are lost to rounding. "
+                "Translate the positions near the origin (or wrap them into the cell)."
+            )
     @property
     def n_pairs(self) -> int:
         """Interacting pairs (all N(N-1)/2 when every pair interacts; no list is built then)."""
@@ -134,13 +182,31 @@ class Prepared:
             if r[p] <= self._tiny():
                 self._coincident(int(pl.i[p]), int(pl.j[p]), None if pl.shift is None else pl.shift[p])
 
+    def wrapped(self, dtype, pairs: PairList | None = None):
+        """(R, pairs) to cast to ``dtype``: as they are, except float32 in a periodic cell, where
+        atoms outside the cell are moved into it IN FLOAT64 first (R' = R - n @ cell with
+        n = floor(fractional coordinates)) and each pair's shift changed by (n_j - n_i) @ cell, so
+        every displacement d = R'_j - R'_i + shift' is the same. float32 then carries small
+        coordinates (unwrapped positions far from the cell lose the separations in float32).
+        float64 is never touched, so its results stay bit-for-bit those of the positions given."""
+        pairs = self.pairs if pairs is None else pairs
+        if self.cell is None or np.dtype(dtype) != np.float32 or pairs.shift is None:
+            return self.R, pairs
+        n = np.floor(self.R @ np.linalg.inv(self.cell))
+        if not n.any():
+            return self.R, pairs
+        R = self.R - n @ self.cell
+        shift = pairs.shift + (n[pairs.j] - n[pairs.i]) @ self.cell
+        return R, PairList(pairs.i, pairs.j, shift, pairs.n_atoms, pairs.distances)
+
     def arrays(self, dtype, pad: bool = True):
         """(potential, R, species, i, j, shift, mask) as device arrays in ``dtype``."""
-        cap = bucket(self.pairs.n_pairs) if pad else self.pairs.n_pairs
-        i, j, shift, mask = padded(self.pairs, cap)
+        R, pairs = self.wrapped(dtype)
+        cap = bucket(pairs.n_pairs) if pad else pairs.n_pairs
+        i, j, shift, mask = padded(pairs, cap)
         return (
             cast_potential(self.potential, dtype),
-            to_device(self.R, dtype),
+            to_device(R, dtype),
             to_device(self.species),
             to_device(i),
             to_device(j),
