@@ -3,7 +3,12 @@ finished frame crash-safely. Used by the commands, the demo and the benchmark; r
 ``InputError`` for bad input (the commands turn it into exit code 2).
 
 This module decides what to compute and which settings to record; how frames and files are laid
-out on disk is ``mdhess.io``'s (``write_hessian_frame``, ``write_modes_frame``, ``ResultRun``)."""
+out on disk is ``mdhess.io``'s (``write_hessian_frame``, ``write_modes_frame``, ``ResultRun``).
+
+Before any frame is read the input is checked against the potential (docs/cli.md, "Units,
+species and sizes"): the file's declared length unit against the potential's unit system, the
+file's species against the potential's species tables, and the declared size against the memory
+limit. A mismatch that would give a wrong number is an error, never a silent guess."""
 
 import functools
 import os
@@ -15,11 +20,12 @@ from typing import NamedTuple
 import numpy as np
 
 from .._checks import check_choice
-from .._errors import InputError
+from .._errors import InputError, MemoryPlanError
 from .._units import UNIT_SYSTEMS
 from ..io import Frame, ResultRun, length_factor, read_trajectory
 from ..io._frames import HESSIAN_COMPRESSIONS, write_hessian_frame, write_modes_frame
 from ..io._results import HessianFrames, input_identity, read_file_kind, read_mode_spectra
+from ..io._trajectory import format_bytes, is_reduced_unit
 from ..pair._layouts import HESSIAN_FORMATS
 from ._common import Progress, note, parse_frames
 
@@ -46,12 +52,19 @@ class SourceOptions:
         reference_frame: elastic networks: input frame whose pairs become springs.
         length_scale_override: factor applied to the input's lengths (``--length-scale``);
             None: from the file's length unit to the potential's.
+        ignore_species: every atom is the potential's species 0, whatever the file says
+            (``--ignore-species``).
     """
 
     frames: str | None = None
     group: str | None = None
     reference_frame: int = 0
     length_scale_override: float | None = None
+    ignore_species: bool = False
+
+    def settings(self) -> dict:
+        """What these options add to a run's settings (only what changes results)."""
+        return {"ignore_species": True} if self.ignore_species else {}
 
 
 @dataclass(frozen=True)
@@ -106,21 +119,134 @@ class ThermoOptions:
 
 
 # -- frames in -------------------------------------------------------------------------------------
+def _potential_words(spec) -> str:
+    return f"the potential {spec.name!r} ({spec.units} units, lengths in {spec.length_unit})"
+
+
 def length_scale(traj, spec, override: float | None) -> float:
-    """Factor that converts the file's lengths into the potential's length unit."""
+    """Factor that converts the file's lengths into the potential's length unit.
+
+    The rules (docs/cli.md): ``--length-scale`` wins. A reduced ("lj") potential takes lengths as
+    they are from a file that declares no unit or a reduced one (MDTraj's fixed "nanometers" is
+    the layout's convention, not a statement); a file that declares a physical length is an
+    error. A metal or real potential (Angstrom) converts a declared length unit, refuses a
+    declared unit that is not a recognised length, and takes an undeclared one as Angstrom
+    (``unit_notice`` words the notice the commands show for that).
+    """
     if override is not None:
         if not (np.isfinite(override) and override > 0):
             raise InputError(f"--length-scale must be a finite number > 0; got {override}")
         return float(override)
-    if spec.units == "lj" or traj.length_unit is None:
-        return 1.0  # reduced units, or a file that declares none: lengths are taken as they are
-    f = length_factor(traj.length_unit)
-    if f is None:
+    unit = traj.length_unit
+    if spec.units == "lj":
+        if unit is None or is_reduced_unit(unit) or traj.unit_by_convention:
+            return 1.0
+        if length_factor(unit) is not None:
+            raise InputError(
+                f"{traj.path}: positions are in {unit!r}, a physical length, but {_potential_words(spec)} "
+                f"is in reduced units; pass --length-scale (sigma per {unit}) or use a metal or real potential"
+            )
         raise InputError(
-            f"{traj.path}: position unit {traj.length_unit!r} is not recognised; pass --length-scale "
-            f"(factor to Angstrom for the {spec.units!r} potential)"
+            f"{traj.path}: position unit {unit!r} is not recognised; pass --length-scale (factor to sigma "
+            f"for {_potential_words(spec)})"
+        )
+    if unit is None:
+        return 1.0
+    f = length_factor(unit)
+    if f is None:
+        kind = "reduced, not a physical length" if is_reduced_unit(unit) else "not recognised"
+        raise InputError(
+            f"{traj.path}: position unit {unit!r} is {kind}; pass --length-scale (factor to "
+            f"{spec.length_unit} for {_potential_words(spec)})"
         )
     return f  # metal and real units measure lengths in Angstrom
+
+
+def unit_notice(traj, spec, override: float | None) -> str | None:
+    """The one-line notice for lengths taken in the potential's unit because the file declares
+    none (metal and real potentials only: for reduced ones that is the normal case), or None."""
+    if override is not None or spec.units == "lj" or traj.length_unit is not None:
+        return None
+    return (
+        f"positions of {traj.path} declare no unit; taken as {spec.length_unit}, the length unit of the "
+        f"potential {spec.name!r} ({spec.units} units)"
+    )
+
+
+def resolve_species(traj, spec, ignore: bool):
+    """The file's per-atom species as indices into the potential's tables (None: no species and
+    a one-species potential), checked against the potential; zeros when ``ignore``.
+
+    Rules: a potential with one species takes a file without species, or one whose atoms are
+    all species 0; several species in the file need ``--ignore-species``. A potential with S >= 2
+    species needs species from the file, every index below S.
+    """
+    if ignore:
+        return np.zeros(traj.n_atoms, dtype=np.int32)
+    s = traj.species_indices(spec.species)
+    check_species(s, spec, traj.path)
+    return s
+
+
+def check_species(s, spec, where: str) -> None:
+    """Raises InputError when the species ``s`` (None or (N,) ints) do not fit the potential."""
+    S = spec.species_count
+    if s is None:
+        if S > 1:
+            raise InputError(
+                f"{where} gives no species but the potential {spec.name!r} has {spec.species_label()}; add "
+                "per-atom species to the file, or pass --ignore-species to make every atom species 0"
+            )
+        return
+    present = np.unique(s)
+    shown = present[:8].tolist() + (["..."] if present.size > 8 else [])
+    if S == 1 and present.size > 1:
+        raise InputError(
+            f"{where} has {present.size} species {shown} but the potential {spec.name!r} has {spec.species_label()}; "
+            "pass --ignore-species to treat every atom as species 0"
+        )
+    if present.size and present[-1] >= S:
+        a = int(np.argmax(np.asarray(s) >= S))
+        hint = "; pass --ignore-species to treat every atom as species 0" if S == 1 else ""
+        raise InputError(
+            f"{where} has species index {int(present[-1])} (atom {a}; {present.size} species {shown} in the file) "
+            f"but the potential {spec.name!r} has {spec.species_label()}, indices 0..{S - 1}{hint}"
+        )
+
+
+def estimated_pairs(traj, spec, scale: float) -> int:
+    """Interacting pairs expected from the declared size: N/2 x density x cutoff sphere in a
+    periodic box; all pairs without a cutoff; 0 (a lower bound) in free space, whose density
+    is not known before the positions are read."""
+    N = traj.n_atoms
+    rc = spec.max_cutoff
+    if rc is None:
+        return N * (N - 1) // 2
+    box = traj.box(0) if traj.periodic else None
+    if box is None:
+        return 0
+    volume = abs(float(np.linalg.det(box * scale)))
+    if not volume > 0:
+        return 0
+    return int(min(0.5 * N * (N / volume) * (4.0 / 3.0) * np.pi * rc**3, 1e18))
+
+
+def check_declared_size(traj, spec, scale: float, fmt: str, dtype: str) -> None:
+    """Refuse, before any frame is read, an input whose declared size cannot fit: one frame's
+    positions plus the planner's estimate of one Hessian (pairs from density and cutoff)."""
+    from ..pair._planner import estimate_memory, memory_limit
+
+    n_pairs = estimated_pairs(traj, spec, scale)
+    all_pairs = spec.max_cutoff is None and not spec.needs_reference and not traj.periodic
+    plan = estimate_memory(traj.n_atoms, n_pairs, format=fmt, dtype=dtype, all_pairs=all_pairs)
+    total = traj.frame_nbytes + plan.total_bytes
+    limit = memory_limit()
+    if total > limit:
+        raise MemoryPlanError(
+            f"{traj.path}: positions declared with shape {traj.declared_shape} need about {format_bytes(total)} "
+            f"(a frame {format_bytes(traj.frame_nbytes)}; {plan}), more than the memory limit of "
+            f"{format_bytes(limit)}; refused before reading any frame (MDHESS_MEMORY_LIMIT sets the limit)"
+        )
 
 
 class TrajectorySource:
@@ -130,13 +256,19 @@ class TrajectorySource:
     Args:
         traj: an open ``mdhess.io.Trajectory``.
         spec: the potential's specification (``load_spec``).
-        source: how the frames are read (length scale, reference frame).
+        source: how the frames are read (length scale, reference frame, species).
+        fmt, dtype: the Hessians to be computed (for the size check made before any frame is read).
     """
 
-    def __init__(self, traj, spec, source: SourceOptions):
+    def __init__(self, traj, spec, source: SourceOptions, *, fmt: str, dtype: str):
         self.traj, self.spec = traj, spec
         self.scale = length_scale(traj, spec, source.length_scale_override)
-        self.species = traj.species_indices(spec.species)
+        check_declared_size(traj, spec, self.scale, fmt, dtype)
+        self.ignore_species = source.ignore_species
+        self.species = resolve_species(traj, spec, source.ignore_species)
+        notice = unit_notice(traj, spec, source.length_scale_override)
+        if notice:
+            note(notice)
         self.potential = None
         if spec.needs_reference:
             ref = self.frame(source.reference_frame)
@@ -147,7 +279,10 @@ class TrajectorySource:
     def frame(self, k: int) -> Frame:
         """Source frame ``k`` as the potential sees it."""
         fr = self.traj[k]
-        s = fr.species if self.traj.has_time_dependent_species else self.species
+        s = self.species
+        if self.traj.has_time_dependent_species and not self.ignore_species:
+            s = fr.species
+            check_species(s, self.spec, f"{self.traj.path} frame {k}")
         box = None if fr.box is None else fr.box * self.scale
         masses = fr.masses if fr.masses is not None else self.spec.atom_masses(s, self.traj.n_atoms)
         return Frame(k, fr.positions * self.scale, box, s, masses, fr.time)
@@ -298,9 +433,10 @@ def run_hessian(
     t0 = time.perf_counter()
     with read_trajectory(input, group=source.group) as traj:
         sel = parse_frames(source.frames, traj.n_frames)
-        tsrc = TrajectorySource(traj, spec, source)
+        tsrc = TrajectorySource(traj, spec, source, fmt=format, dtype=dtype)
         settings = {
             **input_identity(input),
+            **source.settings(),
             "group": traj.group,
             "layout": traj.layout,
             "potential": spec.to_dict(),
@@ -321,7 +457,9 @@ def run_hessian(
             "source_file": os.path.abspath(input),
             "source_layout": traj.layout,
             "source_group": traj.group or "",
+            "source_length_unit": traj.length_unit or "",
             "length_scale": tsrc.scale,
+            "ignore_species": bool(source.ignore_species),
         }
 
         def write(group, computed: Computed):
@@ -353,7 +491,7 @@ class ModesInput:
 
     Attributes:
         n_frames, n_atoms: of the input.
-        units: the input's unit system name (its potential's).
+        units: the input's unit system name (its potential's), None when unknown.
         identity: the settings that identify the input (file, source kind, potential, ...).
         frame: ``frame(k)`` -> (Frame, Hessian) of source frame ``k``.
         close: closes the input.
@@ -367,34 +505,50 @@ class ModesInput:
     close: Callable[[], None]
 
 
-def _hessian_file_input(input, potential) -> ModesInput:
+def _check_units(units, input_units, where: str) -> None:
+    """An explicit ``--units`` must be the input's: the Hessian's numbers are in those units."""
+    if units is not None and input_units is not None and units != input_units:
+        raise InputError(
+            f"--units {units} contradicts the units {where} ({input_units}): the Hessian is in {input_units} "
+            f"units, and reading it as {units} would give wrong frequencies; leave out --units"
+        )
+
+
+def _hessian_file_input(input, potential, units) -> ModesInput:
     if potential is not None:
         raise InputError(f"--potential is not used with a Hessian file input ({input}); it records its potential")
     src = HessianFrames(input)
+    recorded = None if src.units is None else str(src.units)
+    try:
+        _check_units(units, recorded, f"recorded in {input}")
+    except BaseException:
+        src.close()
+        raise
 
     def frame(k):
         # modes files made from Hessian files have never stored species (normal modes do not use them)
         return replace(src.frame(k), species=None), src.hessian(k)
 
     identity = {**input_identity(input), "source_kind": "hessian", "potential": src.potential}
-    return ModesInput(src.n_frames, src.n_atoms, src.units, identity, frame, src.close)
+    return ModesInput(src.n_frames, src.n_atoms, recorded, identity, frame, src.close)
 
 
-def _trajectory_input(input, potential, source: SourceOptions) -> ModesInput:
+def _trajectory_input(input, potential, source: SourceOptions, units) -> ModesInput:
     from ..pair._library import load_spec
 
     if potential is None:
         raise InputError(f"--potential is required when INPUT is a trajectory ({input})")
     spec = load_spec(potential)
+    _check_units(units, spec.units, f"of the potential {spec.name!r}")
     traj = read_trajectory(input, group=source.group)
+    fmt = "dense" if traj.n_atoms <= MODES_DENSE_MAX_ATOMS else "bsr"
     try:
-        tsrc = TrajectorySource(traj, spec, source)
+        tsrc = TrajectorySource(traj, spec, source, fmt=fmt, dtype="float64")
     except BaseException:
         traj.close()
         raise
-    fmt = "dense" if traj.n_atoms <= MODES_DENSE_MAX_ATOMS else "bsr"
     identity = {
-        **input_identity(input), "source_kind": "trajectory", "group": traj.group, "potential": spec.to_dict(),
+        **input_identity(input), **source.settings(), "source_kind": "trajectory", "group": traj.group, "potential": spec.to_dict(),
         "potential_resolved": tsrc.potential.describe(), "length_scale": tsrc.scale, "format": fmt,
         "reference_frame": source.reference_frame if spec.needs_reference else None,
     }  # fmt: skip
@@ -479,7 +633,8 @@ def run_modes(
         output: the modes file to write.
         k: modes per frame.
         potential: named potential or .toml file (trajectory input only).
-        units: "lj", "metal" or "real" (default: the input's potential's).
+        units: "lj", "metal" or "real" (default: the input's, its potential's; one that
+            contradicts the input's is an error).
         solver: as for ``mdhess.normal_modes``.
         thermo: thermodynamics per frame (default: none).
         source: frames, particle group, reference frame, length scale (default: ``SourceOptions()``).
@@ -497,9 +652,9 @@ def run_modes(
     kind = read_file_kind(input)
     t0 = time.perf_counter()
     if kind == "hessian":
-        src = _hessian_file_input(input, potential)
+        src = _hessian_file_input(input, potential, units)
     elif kind is None:
-        src = _trajectory_input(input, potential, source)
+        src = _trajectory_input(input, potential, source, units)
     else:
         raise InputError(f"{input!r} is an mdhess {kind} file; modes need a trajectory or a Hessian file")
     try:

@@ -37,6 +37,9 @@ def command(
     length_scale: Optional[float] = typer.Option(
         None, "--length-scale", help="Multiply lengths by this (default: from the file's unit to the potential's)."
     ),
+    ignore_species: bool = typer.Option(
+        False, "--ignore-species", help="Every atom is the potential's species 0, whatever species the file gives."
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run, skipping finished frames."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUTPUT if it exists."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
@@ -48,7 +51,8 @@ def command(
 
     res = run_hessian(
         str(input), potential, output, format=format, dtype=dtype, compression=compression, batch_frames=batch_frames,
-        source=SourceOptions(frames=frames, group=group, reference_frame=reference_frame, length_scale_override=length_scale),
+        source=SourceOptions(frames=frames, group=group, reference_frame=reference_frame, length_scale_override=length_scale,
+                             ignore_species=ignore_species),
         options=RunOptions(resume=resume, overwrite=overwrite, quiet=quiet),
     )  # fmt: skip
     if not quiet:

@@ -5,6 +5,12 @@ Frames are streamed: opening a trajectory reads shapes and small per-atom arrays
 are the cell vectors). Lengths are returned as stored; ``length_unit`` says what the file
 declares (``None`` when it declares nothing) and ``length_factor`` converts to Angstrom.
 
+Declared sizes are checked before anything is read: per-atom arrays and boxes must have the
+shapes the positions imply (a species dataset declared with 10^8 entries for 500 atoms is refused
+without reading it), and the first ``traj[k]`` refuses a frame whose positions would not fit in
+the memory limit (``MemoryPlanError``). Species must be whole numbers in 0..2^31-1: fractional
+values are refused, not truncated, and large ones are refused, not wrapped.
+
 Layouts (see docs/file-formats.md):
 
 - H5MD 1.1: group ``h5md`` (attribute ``version``), ``particles/<group>/position/value``
@@ -24,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._errors import InputError
+from .._errors import InputError, MemoryPlanError
 from ._hdf5 import attr_str, open_hdf5, read_slice
 
 TRAJECTORY_LAYOUTS = ("h5md", "mdtraj", "minimal")
@@ -38,11 +44,29 @@ _LENGTH_UNITS = {
 }  # fmt: skip
 
 
+# spellings of reduced (dimensionless, "lj") lengths a file may declare
+REDUCED_LENGTH_UNITS = frozenset({"sigma", "reduced", "lj", "1", "dimensionless", "unitless"})
+SPECIES_MAX = int(np.iinfo(np.int32).max)  # species are stored and used as int32
+
+
 def length_factor(unit: str | None) -> float | None:
     """Angstrom per ``unit`` (e.g. "nm" -> 10.0); None for no unit or one not recognised."""
     if unit is None:
         return None
     return _LENGTH_UNITS.get(unit.strip().lower())
+
+
+def is_reduced_unit(unit: str | None) -> bool:
+    """True for a declared unit that means reduced (dimensionless) lengths: "sigma", "reduced", "lj", ..."""
+    return unit is not None and unit.strip().lower() in REDUCED_LENGTH_UNITS
+
+
+def format_bytes(b: float) -> str:
+    """A byte count for messages: "4.47 GiB"."""
+    for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if b >= size:
+            return f"{b / size:.2f} {unit}"
+    return f"{int(b)} B"
 
 
 @dataclass(frozen=True)
@@ -72,6 +96,9 @@ class Trajectory:
     Attributes:
         path, layout ("h5md", "mdtraj", "minimal"), group (H5MD particle group or None),
         n_frames, n_atoms, length_unit (str or None), atom_names ((N,) str array or None).
+        unit_by_convention: True when ``length_unit`` is the layout's fixed convention rather
+            than a statement about this file (MDTraj files always say nanometres).
+        declared_shape: the positions dataset's shape as declared (nothing read).
     """
 
     def __init__(self, path, *, group: str | None = None):
@@ -91,6 +118,8 @@ class Trajectory:
         self._species = self._masses = self._box = None
         self._time = None
         self.box_unit = None
+        self.unit_by_convention = False
+        self._frame_size_checked = False
         kind = attr_str(f.attrs.get("mdhess_kind"))
         if kind is not None:
             raise InputError(f"{self.path!r} is an mdhess {kind} file, not a trajectory")
@@ -125,6 +154,9 @@ class Trajectory:
         return obj
 
     def _positions(self, ds, name):
+        if ds.shape is None:
+            raise InputError(f"{self.path}: dataset {name!r} is empty (no dataspace); expected (frames, atoms, 3)")
+        self.declared_shape = tuple(int(n) for n in ds.shape)
         if ds.ndim == 2 and self.layout == "minimal":
             self._single = True
             shape = (1,) + ds.shape
@@ -133,46 +165,71 @@ class Trajectory:
             shape = ds.shape
         if len(shape) != 3 or shape[2] != 3:
             raise InputError(f"{self.path}: dataset {name!r} must have shape (frames, atoms, 3); got {ds.shape}")
-        if not np.issubdtype(ds.dtype, np.number):
-            raise InputError(f"{self.path}: dataset {name!r} must be numeric; got dtype {ds.dtype}")
+        if not _real_number(ds.dtype):
+            raise InputError(f"{self.path}: dataset {name!r} must be numeric (integer or float); got dtype {ds.dtype}")
         if shape[0] == 0:
             raise InputError(f"{self.path}: dataset {name!r} has no frames")
         if shape[1] < 2:
             raise InputError(f"{self.path}: dataset {name!r} has {shape[1]} atoms; at least 2 are needed")
         self._pos = ds
         self.n_frames, self.n_atoms = int(shape[0]), int(shape[1])
-        self.length_unit = attr_str(ds.attrs.get("unit", ds.attrs.get("units")))
+        unit = attr_str(ds.attrs.get("unit", ds.attrs.get("units")))
+        self.length_unit = unit if unit is not None and unit.strip() else None  # "" declares nothing
 
-    def _per_atom(self, obj, name, dtype, time_ok=True):
-        """A fixed (N,) / scalar array, or a time-dependent (F, N) dataset (kept lazy)."""
+    def _per_atom(self, obj, name, kind, time_ok=True):
+        """A fixed (N,) / scalar array, or a time-dependent (F, N) dataset (kept lazy). ``kind``:
+        "species" (validated whole numbers, int32) or "masses" (float64). The declared shape is
+        checked before anything is read."""
         import h5py
 
         if isinstance(obj, h5py.Group):  # H5MD time-dependent element
-            if "value" not in obj:
+            if not isinstance(obj.get("value"), h5py.Dataset):
                 raise InputError(f"{self.path}: time-dependent {name!r} has no 'value' dataset")
             obj = obj["value"]
             if obj.ndim != 2:
                 raise InputError(f"{self.path}: {obj.name} must have shape (frames, atoms); got {obj.shape}")
+        if not _real_number(obj.dtype):
+            raise InputError(f"{self.path}: {obj.name} must be numeric (integer or float); got dtype {obj.dtype}")
         if obj.ndim == 2 and time_ok:
             if obj.shape[0] != self.n_frames or obj.shape[1] != self.n_atoms:
                 raise InputError(
                     f"{self.path}: {obj.name} has shape {obj.shape} but the positions have {self.n_frames} frames "
                     f"of {self.n_atoms} atoms (the number of atoms must not change between frames)"
                 )
-            if not np.issubdtype(obj.dtype, np.number):
-                raise InputError(f"{self.path}: {obj.name} must be numeric; got dtype {obj.dtype}")
             return obj
-        a = np.asarray(read_slice(obj, (), path=self.path, what=name))
-        if not np.issubdtype(a.dtype, np.number):
-            raise InputError(f"{self.path}: {obj.name} must be numeric; got dtype {a.dtype}")
-        if a.ndim == 0:
-            a = np.full(self.n_atoms, a)
-        if a.shape != (self.n_atoms,):
+        if obj.shape not in ((), (self.n_atoms,)):  # checked before reading: the declared size may be huge
             raise InputError(
-                f"{self.path}: {obj.name} has shape {a.shape} but the positions have {self.n_atoms} atoms "
+                f"{self.path}: {obj.name} has shape {obj.shape} but the positions have {self.n_atoms} atoms "
                 "(the number of atoms must not change between frames)"
             )
-        return a.astype(dtype)
+        a = np.asarray(read_slice(obj, (), path=self.path, what=name))
+        if a.ndim == 0:
+            a = np.full(self.n_atoms, a)
+        if kind == "species":
+            return self._species_values(a, obj.name)
+        return a.astype(np.float64)
+
+    def _species_values(self, a, name):
+        """(N,) int32 species from stored values: whole numbers in 0..SPECIES_MAX, else InputError
+        naming the file and the dataset (never truncated, never wrapped)."""
+        a = np.asarray(a)
+        if a.dtype.kind == "f":
+            bad = ~np.isfinite(a)
+            bad[~bad] = a[~bad] != np.floor(a[~bad])
+            if bad.any():
+                i = int(np.argmax(bad))
+                raise InputError(
+                    f"{self.path}: dataset {name!r} holds species that are not whole numbers ({a[i].item()!r} at atom {i}); "
+                    "species are integer indices 0, 1, ... (floats are accepted only with integer values)"
+                )
+        bad = (a < 0) | (a > SPECIES_MAX)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise InputError(
+                f"{self.path}: dataset {name!r} holds species {a[i].item()!r} at atom {i}; species must be integers in "
+                f"0..{SPECIES_MAX}"
+            )
+        return a.astype(np.int32)
 
     def _open_h5md(self, group):
         import h5py
@@ -205,9 +262,9 @@ class Trajectory:
         if isinstance(pos.get("time"), h5py.Dataset) and pos["time"].ndim == 1 and pos["time"].shape[0] == self.n_frames:
             self._time = pos["time"]
         if "species" in g:
-            self._species = self._per_atom(g["species"], f"particles/{group}/species", np.int64)
+            self._species = self._per_atom(g["species"], f"particles/{group}/species", "species")
         if "mass" in g:
-            self._masses = self._per_atom(g["mass"], f"particles/{group}/mass", np.float64)
+            self._masses = self._per_atom(g["mass"], f"particles/{group}/mass", "masses")
         if "box" not in g:
             raise InputError(f"{self.path}: missing particles/{group}/box (H5MD requires it)")
         box = g["box"]
@@ -236,18 +293,28 @@ class Trajectory:
         import h5py
 
         if isinstance(obj, h5py.Group):
-            if "value" not in obj:
+            if not isinstance(obj.get("value"), h5py.Dataset):
                 raise InputError(f"{self.path}: time-dependent {name} has no 'value' dataset")
             obj = obj["value"]
             self._box_obj_attrs = obj.attrs
-            if obj.shape[:1] != (self.n_frames,) or obj.shape[1:] not in ((3,), (3, 3)):
+            if obj.shape is None or obj.shape[:1] != (self.n_frames,) or obj.shape[1:] not in ((3,), (3, 3)):
                 raise InputError(
                     f"{self.path}: {obj.name} must have shape ({self.n_frames}, 3) or ({self.n_frames}, 3, 3) "
                     f"(one box per position frame); got {obj.shape}"
                 )
+            if not _real_number(obj.dtype):
+                raise InputError(f"{self.path}: {obj.name} must be numeric (integer or float); got dtype {obj.dtype}")
             return obj
         self._box_obj_attrs = obj.attrs
+        self._check_fixed_box_shape(obj, name)
         return self._fixed_box(read_slice(obj, (), path=self.path, what=name), obj.name)
+
+    def _check_fixed_box_shape(self, ds, name):
+        """A fixed box's declared shape, checked before it is read."""
+        if ds.shape not in ((), (3,), (3, 3)):
+            raise InputError(f"{self.path}: {name} must be (3,) edge lengths or a (3, 3) cell; got shape {ds.shape}")
+        if not _real_number(ds.dtype):
+            raise InputError(f"{self.path}: {name} must be numeric (integer or float); got dtype {ds.dtype}")
 
     def _fixed_box(self, value, name):
         b = np.asarray(value, dtype=np.float64)
@@ -272,8 +339,16 @@ class Trajectory:
             self._box = (L, A)
         if "time" in f and f["time"].shape == (self.n_frames,):
             self._time = f["time"]
+        self.unit_by_convention = length_factor(self.length_unit) == length_factor("nm")
         if "topology" in f:
-            self.atom_names = self._mdtraj_names(read_slice(f["topology"], (), path=self.path, what="topology"))
+            top = self._dataset("topology", "MDTraj topology")
+            declared = (top.size or 0) * top.dtype.itemsize
+            if declared > _TOPOLOGY_BYTES_PER_ATOM * self.n_atoms + 2**20:  # checked before reading
+                raise InputError(
+                    f"{self.path}: topology declares {format_bytes(declared)} for {self.n_atoms} atoms "
+                    f"(shape {top.shape}, {top.dtype}); refused before reading"
+                )
+            self.atom_names = self._mdtraj_names(read_slice(top, (), path=self.path, what="topology"))
 
     def _mdtraj_names(self, raw):
         raw = np.asarray(raw).ravel()
@@ -297,17 +372,20 @@ class Trajectory:
         f = self._file
         self._positions(self._dataset("positions", "positions"), "positions")
         if "species" in f:
-            self._species = self._per_atom(f["species"], "species", np.int64, time_ok=not self._single)
+            self._species = self._per_atom(self._dataset("species", "species"), "species", "species", time_ok=not self._single)
         if "masses" in f:
-            self._masses = self._per_atom(f["masses"], "masses", np.float64, time_ok=False)
+            self._masses = self._per_atom(self._dataset("masses", "masses"), "masses", "masses", time_ok=False)
         if "box" in f:
-            ds = f["box"]
+            ds = self._dataset("box", "box")
             self.box_unit = attr_str(ds.attrs.get("unit"))
             if ds.ndim == 3 or (ds.ndim == 2 and ds.shape[0] == self.n_frames and ds.shape != (3, 3)):
                 if ds.shape[0] != self.n_frames or ds.shape[1:] not in ((3,), (3, 3)):
                     raise InputError(f"{self.path}: dataset 'box' per frame must be ({self.n_frames}, 3) or ({self.n_frames}, 3, 3); got {ds.shape}")
+                if not _real_number(ds.dtype):
+                    raise InputError(f"{self.path}: dataset 'box' must be numeric (integer or float); got dtype {ds.dtype}")
                 self._box = ds
             else:
+                self._check_fixed_box_shape(ds, "dataset 'box'")
                 self._box = self._fixed_box(read_slice(ds, (), path=self.path, what="box"), "box")
 
     # -- frames ------------------------------------------------------------------------------
@@ -346,20 +424,43 @@ class Trajectory:
             return src
         return np.asarray(read_slice(src, k, path=self.path, what=f"frame {k} {name}"))
 
+    @property
+    def periodic(self) -> bool:
+        """Whether the file has a box (an MDTraj frame may still be free space: all-zero lengths)."""
+        return self._box is not None
+
+    @property
+    def frame_nbytes(self) -> int:
+        """Bytes that reading one frame's positions takes: the stored values and their float64 copy."""
+        return self.n_atoms * 3 * (self._pos.dtype.itemsize + 8)
+
+    def check_frame_size(self, limit=None) -> None:
+        """Refuse (``MemoryPlanError``) positions whose declared size does not fit in the memory
+        limit (``memory_limit=``, else $MDHESS_MEMORY_LIMIT, else the free memory), before reading."""
+        from ..pair._planner import memory_limit
+
+        lim = memory_limit(limit)
+        if self.frame_nbytes > lim:
+            raise MemoryPlanError(
+                f"{self.path}: positions declared with shape {self.declared_shape} ({self._pos.dtype}) take about "
+                f"{format_bytes(self.frame_nbytes)} per frame to read, more than the memory limit of "
+                f"{format_bytes(lim)}; refused before reading"
+            )
+
     def __getitem__(self, k) -> Frame:
         k = self._index(k)
+        if not self._frame_size_checked:
+            self.check_frame_size()
+            self._frame_size_checked = True
         where = () if self._single else k
         R = np.asarray(read_slice(self._pos, where, path=self.path, what=f"frame {k} positions"), dtype=np.float64)
         bad = ~np.all(np.isfinite(R), axis=1)
         if bad.any():
             a = int(np.argmax(bad))
             raise InputError(f"{self.path}: frame {k} has non-finite coordinates (NaN or inf) at atom {a}: {R[a].tolist()}")
-        s = self._atoms(self._species, k, "species")
-        if s is not None:
-            s = np.asarray(s)
-            if not np.all(np.mod(s, 1) == 0) or s.min() < 0:
-                raise InputError(f"{self.path}: frame {k} species must be integers >= 0; got {np.unique(s)[:8].tolist()}")
-            s = s.astype(np.int32)
+        s = self._species
+        if s is not None and not isinstance(s, np.ndarray):  # time-dependent: validated frame by frame
+            s = self._species_values(self._atoms(s, k, "species"), f"{s.name}[{k}]")
         m = self._atoms(self._masses, k, "masses")
         if m is not None and not (np.all(np.isfinite(m)) and np.all(m > 0)):
             raise InputError(f"{self.path}: frame {k} masses must be finite and > 0")
@@ -377,7 +478,9 @@ class Trajectory:
         atom names are matched to ``names``; a file whose atoms all share one name gives zeros.
         """
         if self._species is not None:
-            return self[0].species if not isinstance(self._species, np.ndarray) else self._species.astype(np.int32)
+            if isinstance(self._species, np.ndarray):
+                return self._species
+            return self._species_values(self._atoms(self._species, 0, "species"), f"{self._species.name}[0]")
         if self.atom_names is None:
             return None
         uniq = list(dict.fromkeys(self.atom_names.tolist()))
@@ -409,6 +512,14 @@ class Trajectory:
     def __repr__(self):
         grp = f", group={self.group!r}" if self.group else ""
         return f"Trajectory({self.path!r}, layout={self.layout!r}{grp}, n_frames={self.n_frames}, n_atoms={self.n_atoms})"
+
+
+_TOPOLOGY_BYTES_PER_ATOM = 4096  # an MDTraj topology's JSON takes about 150 bytes per atom
+
+
+def _real_number(dtype) -> bool:
+    """Integer or floating point (not bool, complex, strings or compounds)."""
+    return dtype is not None and dtype.kind in "iuf"
 
 
 def cell_from_lengths_angles(lengths, angles) -> np.ndarray:

@@ -11,7 +11,7 @@ import os
 import numpy as np
 
 from .._errors import InputError
-from ._trajectory import lengths_angles_from_cell
+from ._trajectory import SPECIES_MAX, lengths_angles_from_cell
 
 
 def _frames(positions, call):
@@ -21,6 +21,20 @@ def _frames(positions, call):
     if R.ndim != 3 or R.shape[2] != 3:
         raise InputError(f"{call}(positions=...) expects shape (frames, atoms, 3); got {R.shape}")
     return R
+
+
+def _species(species, call):
+    """Species as int32: whole numbers in 0..2^31-1 (never truncated or wrapped). The shape is
+    written as given (the tests write files whose atom counts disagree on purpose)."""
+    s = np.asarray(species)
+    if s.dtype.kind not in "iuf":
+        raise InputError(f"{call}(species=...) must be integers; got dtype {s.dtype}")
+    whole = np.isfinite(s) & (s == np.floor(s)) if s.dtype.kind == "f" else np.ones(s.shape, bool)
+    bad = ~whole | (s < 0) | (s > SPECIES_MAX)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise InputError(f"{call}(species=...) must be integers in 0..{SPECIES_MAX}; got {s.flat[i].item()!r} at index {i}")
+    return s.astype(np.int32)
 
 
 def _boxes(box, n_frames, call):
@@ -56,6 +70,7 @@ def write_h5md(path, positions, *, box=None, species=None, masses=None, time=Non
     R = _frames(positions, "write_h5md")
     F, N, _ = R.shape
     boxes = _boxes(box, F, "write_h5md")
+    species = None if species is None else _species(species, "write_h5md")
     t = np.arange(F, dtype=np.float64) if time is None else np.asarray(time, dtype=np.float64)
     step = np.arange(F, dtype=np.int64)
     with h5py.File(os.fspath(path), "w") as f:
@@ -83,7 +98,7 @@ def write_h5md(path, positions, *, box=None, species=None, masses=None, time=Non
             e.create_dataset("step", data=step)
             e.create_dataset("time", data=t)
         if species is not None:
-            g.create_dataset("species", data=np.asarray(species, dtype=np.int32))
+            g.create_dataset("species", data=species)
         if masses is not None:
             g.create_dataset("mass", data=np.asarray(masses, dtype=np.float64))
 
@@ -139,17 +154,24 @@ def write_mdtraj(path, positions_nm, *, box=None, atom_names=None, time=None):
 
 
 def write_minimal(path, positions, *, box=None, species=None, masses=None, unit=None):
-    """Write the minimal layout: positions (F, N, 3), optional box, species (N,), masses (N,)."""
+    """Write the minimal layout: positions (F, N, 3), optional box, species (N,), masses (N,).
+
+    ``unit``: optional length unit stored as the ``unit`` attribute of positions and box (e.g.
+    "Angstrom"); without it the file declares no unit (right for reduced units).
+    """
     import h5py
 
     R = _frames(positions, "write_minimal")
+    species = None if species is None else _species(species, "write_minimal")
     with h5py.File(os.fspath(path), "w") as f:
         p = f.create_dataset("positions", data=R)
         if unit is not None:
             p.attrs["unit"] = unit
         if box is not None:
-            f.create_dataset("box", data=np.asarray(box, dtype=np.float64))
+            b = f.create_dataset("box", data=np.asarray(box, dtype=np.float64))
+            if unit is not None:
+                b.attrs["unit"] = unit
         if species is not None:
-            f.create_dataset("species", data=np.asarray(species, dtype=np.int32))
+            f.create_dataset("species", data=species)
         if masses is not None:
             f.create_dataset("masses", data=np.asarray(masses, dtype=np.float64))

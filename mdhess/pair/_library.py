@@ -86,6 +86,28 @@ class PotentialSpec:
         return None if self.species is None else len(self.species)
 
     @property
+    def species_count(self) -> int:
+        """Species the potential distinguishes: the size of its (S, S) tables, else the length of
+        its ``species`` list, else 1 (every atom alike)."""
+        return self.n_species or 1
+
+    def species_label(self) -> str:
+        """The species for messages: "2 species (A, B)", "1 species (Ar)", "1 species"."""
+        S = self.species_count
+        names = f" ({', '.join(self.species)})" if self.species is not None else ""
+        return f"{S} species{names}"
+
+    @property
+    def length_unit(self) -> str:
+        """The unit lengths are given in: "sigma" (reduced, lj) or "Angstrom" (metal, real)."""
+        return UNIT_SYSTEMS[self.units].length
+
+    @property
+    def max_cutoff(self) -> float | None:
+        """The largest cutoff in length units (an elastic network's bond cutoff), None without one."""
+        return None if self.cutoff is None else float(np.max(self.cutoff))
+
+    @property
     def needs_reference(self) -> bool:
         """True for elastic networks, which are built on reference positions."""
         return self.kernel == ELASTIC
