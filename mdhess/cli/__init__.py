@@ -2,7 +2,8 @@
 
 A thin typer layer over library calls; one module per subcommand, heavy imports (h5py, jax
 work, scipy, matplotlib) inside the commands so that ``mdhess --help`` starts fast. Bad input
-exits with code 2 and one line on stderr, never a traceback.
+exits with code 2 and one line on stderr, never a traceback; a closed stdout (``| head``) ends
+the command quietly with code 0.
 """
 
 import sys
@@ -10,6 +11,7 @@ import sys
 import typer
 
 from . import demo, hessian, info, modes, potentials
+from ._common import stdout_gone
 
 app = typer.Typer(
     name="mdhess",
@@ -26,6 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     """Console entry point (``mdhess``): usage errors are one line on stderr with exit code 2."""
     try:
         rv = app(args=argv, prog_name="mdhess", standalone_mode=False)
+    except BrokenPipeError:  # stdout closed early (mdhess --help | head -1): stop quietly, like head's input
+        stdout_gone()
+        sys.exit(0)
     except Exception as exc:  # click's ClickException (UsageError, BadParameter, FileError, ...)
         if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
             msg = " ".join(exc.format_message().split())

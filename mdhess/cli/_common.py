@@ -1,6 +1,7 @@
 """Shared CLI plumbing: one-line errors with exit code 2, progress on stderr, frame selections,
 bundled data. Only the standard library and typer are imported here (``mdhess --help`` is fast)."""
 
+import errno
 import functools
 import os
 import re
@@ -59,7 +60,15 @@ def handle_errors(fn):
             return fn(*args, **kwargs)
         except (InputError, NonFiniteError, MemoryPlanError) as exc:
             fail(str(exc))
+        except BrokenPipeError:  # stdout closed early (mdhess potentials | head): stop quietly
+            stdout_gone()
+            raise typer.Exit(0) from None
         except OSError as exc:  # e.g. an output folder without write permission, a full disk
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                fail(
+                    f"no space left writing {exc.filename or 'the output'}; finished frames are kept: "
+                    "free some space, then rerun with --resume"
+                )
             where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
             fail(f"{exc.strerror or exc}{where}")
         except KeyboardInterrupt:
@@ -67,6 +76,21 @@ def handle_errors(fn):
             raise typer.Exit(EXIT_INTERRUPTED) from None
 
     return wrapper
+
+
+def stdout_gone() -> None:
+    """After a BrokenPipeError: point stdout at /dev/null, so that nothing more (not even the
+    interpreter's final flush) fails or prints "Broken pipe"."""
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        pass
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.stdout.fileno())
+        os.close(fd)
+    except (OSError, ValueError, AttributeError):  # no real stdout (captured in tests)
+        pass
 
 
 def parse_frames(text: str | None, n_frames: int) -> list[int]:
@@ -85,6 +109,8 @@ def parse_frames(text: str | None, n_frames: int) -> list[int]:
         if len(parts) > 3:
             raise ValueError
         start, stop, step = [int(p) if p.strip() else None for p in parts + [""] * (3 - len(parts))]
+    except InputError:  # the range check above (an InputError is a ValueError): not a syntax error
+        raise
     except ValueError:
         raise InputError(f"--frames must be START:STOP:STEP or K (integers; any part may be empty); got {text!r}") from None
     if step == 0:

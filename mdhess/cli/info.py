@@ -85,6 +85,11 @@ def command(file: Path = typer.Argument(..., help="An HDF5 trajectory, Hessian o
         if run is not None:
             return _partial(file, run)
         raise InputError(f"{str(file)!r} is a directory")
+    partial = file.with_name(file.name + ".partial")
+    if not file.exists() and partial.is_dir():  # an output whose run was interrupted
+        run = read_partial_run(partial)
+        if run is not None:
+            return _partial(partial, run)
     if read_file_kind(file, what="file") is None:
         _trajectory(file)
     else:

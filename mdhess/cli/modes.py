@@ -40,6 +40,9 @@ def command(
     group: Optional[str] = typer.Option(None, "--group", help="H5MD particle group."),
     reference_frame: int = typer.Option(0, "--reference-frame", help="Elastic networks: reference input frame."),
     length_scale: Optional[float] = typer.Option(None, "--length-scale", help="Multiply input lengths by this."),
+    ignore_species: bool = typer.Option(
+        False, "--ignore-species", help="Every atom is the potential's species 0, whatever species the file gives."
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run, skipping finished frames."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUTPUT if it exists."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
@@ -49,10 +52,29 @@ def command(
     res = run_modes(
         str(input), output, k=k, potential=potential, units=units, solver=solver, plot=plot,
         thermo=ThermoOptions(temperature=temperature, hbar=hbar, classical=classical),
-        source=SourceOptions(frames=frames, group=group, reference_frame=reference_frame, length_scale_override=length_scale),
+        source=SourceOptions(frames=frames, group=group, reference_frame=reference_frame, length_scale_override=length_scale,
+                             ignore_species=ignore_species),
         options=RunOptions(resume=resume, overwrite=overwrite, quiet=quiet),
     )  # fmt: skip
+    if temperature is not None:
+        _partial_thermo_notice(res.output, k, temperature, hbar, classical)
     if not quiet:
         typer.echo(f"wrote {res.output}: {res.n_frames} frames ({res.computed} computed) in {res.seconds:.2f} s")
         if plot is not None:
             typer.echo(f"wrote {plot}")
+
+
+def _partial_thermo_notice(output, k: int, temperature: float, hbar, classical: bool) -> None:
+    """One notice when the stored thermodynamics sum over only some of the modes (k < 3N)."""
+    from ..io import read_modes
+    from ._common import note
+
+    nm = read_modes(output, 0)
+    n_dof = 3 * nm.n_atoms
+    if nm.n_modes >= n_dof:
+        return
+    used = nm.thermodynamics(temperature, quantum=not classical, hbar=hbar).n_modes_used
+    note(
+        f"thermodynamics from {used} of {n_dof - nm.n_projected} vibrational modes (-k {k}): a partial sum; "
+        f"use -k {n_dof} (all modes) for the full harmonic value"
+    )

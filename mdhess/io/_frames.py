@@ -135,13 +135,58 @@ def read_hessian_frame(result, slot: int):
 
     g = result.group(slot)
     h = g.get("hessian")
+    positions = g.get("positions")
+    n3 = 3 * int(positions.shape[0]) if isinstance(positions, h5py.Dataset) and positions.ndim == 2 else None
+    where = f"{result.path!r}: frame {slot}"
     if isinstance(h, h5py.Dataset):
+        if h.ndim != 2 or h.shape[0] != h.shape[1] or (n3 is not None and h.shape[0] != n3):
+            raise InputError(f"{where}: the stored Hessian has shape {h.shape}, expected ({n3}, {n3}) (damaged file)")
         return result.array(g, "hessian")
     if not isinstance(h, h5py.Group):
-        raise InputError(f"{result.path!r}: {g.name} has no hessian")
-    shape = tuple(int(x) for x in h.attrs["shape"])
+        raise InputError(f"{where}: {g.name} has no hessian")
     data, indices, indptr = (result.array(h, n) for n in ("data", "indices", "indptr"))
-    return scipy.sparse.bsr_matrix((data, indices, indptr), shape=shape)
+    shape = _bsr_shape(h.attrs, data, indices, indptr, n3, where)
+    try:
+        return scipy.sparse.bsr_matrix((data, indices, indptr), shape=shape)
+    except ValueError as exc:
+        raise InputError(f"{where}: the stored BSR Hessian is inconsistent ({exc}; damaged file)") from None
+
+
+def _bsr_shape(attrs, data, indices, indptr, n3, where) -> tuple:
+    """The shape of a stored BSR Hessian after checking that its attributes and arrays agree.
+
+    Raises:
+        InputError: ``where`` and what does not fit (a damaged or tampered file).
+    """
+
+    def bad(what):
+        return InputError(f"{where}: the stored BSR Hessian is inconsistent ({what}; damaged file)")
+
+    try:
+        shape = tuple(int(x) for x in np.asarray(attrs["shape"]).reshape(-1))
+        blocksize = tuple(int(x) for x in np.asarray(attrs.get("blocksize", (3, 3))).reshape(-1))
+    except (KeyError, TypeError, ValueError):
+        raise bad("no integer shape or blocksize attribute") from None
+    if len(shape) != 2 or len(blocksize) != 2 or min(blocksize) < 1 or min(shape) < 0:
+        raise bad(f"shape {shape}, blocksize {blocksize}")
+    if shape[0] != shape[1] or shape[0] % blocksize[0] or shape[1] % blocksize[1]:
+        raise bad(f"shape {shape} with blocksize {blocksize}")
+    if n3 is not None and shape[0] != n3:
+        raise bad(f"shape {shape} for {n3 // 3} atoms")
+    if data is None or indices is None or indptr is None:
+        raise bad("data, indices or indptr missing")
+    n_rows, n_cols = shape[0] // blocksize[0], shape[1] // blocksize[1]
+    if data.ndim != 3 or data.shape[1:] != blocksize:
+        raise bad(f"data of shape {data.shape} for {blocksize} blocks")
+    if indices.ndim != 1 or indptr.ndim != 1 or indices.dtype.kind not in "iu" or indptr.dtype.kind not in "iu":
+        raise bad("indices and indptr must be 1-d integer arrays")
+    if indptr.shape[0] != n_rows + 1:
+        raise bad(f"indptr has {indptr.shape[0]} entries for {n_rows} block rows")
+    if indptr[0] != 0 or indptr[-1] != indices.shape[0] or indices.shape[0] != data.shape[0] or np.any(np.diff(indptr) < 0):
+        raise bad(f"indptr does not match {indices.shape[0]} indices and {data.shape[0]} blocks")
+    if indices.size and (indices.min() < 0 or indices.max() >= n_cols):
+        raise bad(f"a block column index outside 0..{n_cols - 1}")
+    return shape
 
 
 # -- modes frames ------------------------------------------------------------------------------------

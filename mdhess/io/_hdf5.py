@@ -16,7 +16,8 @@ def open_hdf5(path, *, what: str = "input"):
 
     p = Path(os.fspath(path))
     if not p.exists():
-        raise InputError(f"{what} file not found: {str(p)!r}")
+        noun = what if what == "file" or what.endswith(" file") else f"{what} file"  # not "file file"
+        raise InputError(f"{noun} not found: {str(p)!r}")
     if p.is_dir():
         raise InputError(f"{what} {str(p)!r} is a directory, not an HDF5 file")
     try:

@@ -1,25 +1,42 @@
 """Per-frame result files (Hessians, normal modes): crash-safe writing and reading.
 
-Writing (``ResultRun``) never leaves a file that looks complete:
+Writing (``ResultRun``) never leaves a file that looks complete and is not:
 
+- one run at a time per output: ``ResultRun`` holds an exclusive lock (``flock``) on
+  ``OUTPUT.lock`` from its start to the end of the merge; a second run on the same output is
+  refused with the holder's PID. The kernel drops the lock of a process that dies, so the lock
+  of a killed run is taken over by the next one;
 - each finished frame is written to its own shard ``OUTPUT.partial/frame-<slot>.h5``, first
-  under a temporary name, then renamed (atomic), so a shard that exists is complete;
+  under a temporary name unique to the process, then renamed (atomic), so a shard that exists
+  was finished; it records its source frame, the digest of the run's settings and a SHA-256
+  checksum of its contents (``frame_digest``: every dataset's stored bytes, every attribute);
 - ``OUTPUT.partial/run.json`` records the settings; ``resume=True`` continues a run with the
-  same settings and skips the frames whose shards exist;
-- when every frame is done the shards are copied (compressed chunks as they are) into a
-  temporary file next to OUTPUT, which is marked complete and renamed to OUTPUT.
+  same settings. Every existing shard is verified first (readable, source frame, settings,
+  checksum); a damaged or misplaced one is named in a notice, removed and recomputed;
+- when every frame is done each shard is checked again (readable, marks, source frame, settings)
+  and copied (compressed chunks as they are) into a temporary file next to OUTPUT; the copy is
+  closed, reopened and every frame verified against its shard's checksum (a mismatch is traced
+  to the shard or the copy); only then is the file marked complete and renamed to OUTPUT;
+- temporaries a killed process left (``.OUTPUT.tmp-PID``, shard temporaries) are removed by the
+  next run when their process no longer exists;
+- a full disk (ENOSPC) while writing a frame or merging is an ``OSError(errno.ENOSPC)`` naming
+  the file; the temporary is removed and the finished frames are kept for a resumed run.
 
 A kill -9 at any moment leaves at most a temporary shard or temporary output, which are ignored.
 (Files are closed before they are renamed, which is all a killed process needs; nothing is
-fsync'ed, so a power failure or kernel crash may lose recent frames; the throughput an fsync per
-frame would cost is in docs/benchmarks.md, "Command line".)
+fsync'ed, so a power failure or kernel crash may lose recent frames, which a resumed run then
+detects by their checksums; the throughput an fsync per frame would cost is in
+docs/benchmarks.md, "Command line".)
 
 Layout of OUTPUT (docs/file-formats.md): root attributes (``mdhess_kind`` "hessian" or
 "modes", ``mdhess_file_version``, ``mdhess_version``, ``settings`` (JSON), ``complete``...),
 ``frame_index`` (F,) source frame of each slot, ``complete`` (F,) per-frame marks, and one group
-``frames/<slot:06d>`` per frame, whose contents ``_frames`` writes and reads.
+``frames/<slot:06d>`` per frame, whose contents ``_frames`` writes and reads (plus the
+attributes ``source_frame``, ``settings_sha256``, ``sha256`` and ``complete`` added here).
 """
 
+import errno
+import hashlib
 import json
 import os
 import shutil
@@ -35,14 +52,273 @@ from ._trajectory import Frame
 
 FILE_VERSION = 1
 RUN_JSON = "run.json"  # in OUTPUT.partial: the settings of an interrupted run
+LOCK_SUFFIX = ".lock"  # OUTPUT.lock: held (flock) by the run writing OUTPUT
+HASH_BLOCK = 1 << 20  # bytes read at a time when fingerprinting an input file
+MERGE_SLACK = 1 << 20  # bytes beyond the shards' total that a merged file may need (root metadata)
+_UNHASHED_ATTRS = ("sha256", "complete")  # frame attributes the checksum does not cover
 
 
 def _json(obj) -> str:
     return json.dumps(obj, sort_keys=True, default=lambda o: np.asarray(o).tolist())
 
 
+def _short(exc: BaseException) -> str:
+    s = str(exc).strip().splitlines()
+    return s[0] if s else type(exc).__name__
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    except (OverflowError, ValueError, OSError):
+        return False
+    return True
+
+
+def _unlink(path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _is_no_space(exc: BaseException) -> bool:
+    """Whether an exception (OSError, or h5py's OSError/RuntimeError) reports a full disk."""
+    if getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(exc)
+    return "No space left on device" in text or "errno = 28," in text or "Disk quota exceeded" in text
+
+
+def _write_failure(exc: BaseException, path) -> OSError:
+    """An error while writing ``path`` as one OSError naming the file (ENOSPC for a full disk)."""
+    if _is_no_space(exc):
+        return OSError(errno.ENOSPC, "no space left writing", str(path))
+    if isinstance(exc, OSError) and exc.errno is not None and exc.strerror:
+        return OSError(exc.errno, f"cannot write ({exc.strerror})", str(path))
+    return OSError(errno.EIO, f"cannot write ({_short(exc)})", str(path))
+
+
+# -- checksums -------------------------------------------------------------------------------------
+def _attr_bytes(value) -> bytes:
+    if isinstance(value, bytes):
+        return b"b" + value
+    if isinstance(value, str):
+        return b"s" + value.encode("utf-8", "surrogatepass")
+    a = np.asarray(value)
+    if a.dtype.kind in "OSU":
+        return b"o" + repr(a.tolist()).encode()
+    return f"a{a.dtype.str}{a.shape}".encode() + np.ascontiguousarray(a).tobytes()
+
+
+def frame_digest(group) -> str:
+    """SHA-256 (hex) of one frame group: the names, dtypes, shapes and stored bytes of every
+    dataset in it (each chunk as stored, compressed or not: merging copies chunks as they are, so
+    a shard and its merged copy agree; contiguous datasets as read) and every attribute, except
+    the group's own ``sha256`` and ``complete`` marks.
+
+    Args:
+        group: an h5py group (a shard's ``frame`` or an output's ``frames/<slot>``).
+
+    Raises:
+        OSError, RuntimeError, KeyError: unreadable data (the caller reports the file as damaged).
+    """
+    import h5py
+
+    h = hashlib.sha256()
+
+    def attrs(obj, skip=()):
+        for key in sorted(obj.attrs.keys()):
+            if key not in skip:
+                h.update(b"\0A" + key.encode() + b"\0" + _attr_bytes(obj.attrs[key]))
+
+    attrs(group, _UNHASHED_ATTRS)
+    names: list[str] = []
+    group.visit(names.append)
+    for name in sorted(names):
+        obj = group[name]
+        h.update(b"\0N" + name.encode())
+        if isinstance(obj, h5py.Dataset):
+            if obj.shape is None:
+                h.update(b"empty")
+            elif obj.chunks is not None:  # the stored (compressed) chunk bytes: no decompression
+                h.update(f"C{obj.dtype.str}{obj.shape}{obj.chunks}".encode())
+                dsid, chunks = obj.id, []
+                for i in range(dsid.get_num_chunks()):
+                    offset = tuple(dsid.get_chunk_info(i).chunk_offset)
+                    mask, raw = dsid.read_direct_chunk(offset)
+                    chunks.append((offset, int(mask), hashlib.sha256(raw).digest()))
+                for offset, mask, d in sorted(chunks):
+                    h.update(f"{offset}{mask}".encode() + d)
+            else:
+                a = np.ascontiguousarray(obj[()])
+                h.update(f"D{a.dtype.str}{a.shape}".encode())
+                h.update(a.tobytes() if a.dtype.kind in "OSU" else memoryview(a.reshape(-1)).cast("B"))
+        else:
+            h.update(b"G")
+        attrs(obj)
+    return h.hexdigest()
+
+
+def check_frame_group(group, source_frame: int, settings_sha256: str | None = None, *, data=True) -> str | None:
+    """Why a stored frame group cannot be trusted, or None when it checks out.
+
+    Args:
+        group: the frame's h5py group.
+        source_frame: the source frame the slot must hold.
+        settings_sha256: the run's settings digest the frame must record (None: not checked).
+        data: verify the checksum (False: only the marks, source frame and settings digest).
+
+    Returns:
+        None, or a short reason ("checksum mismatch: damaged data", "source frame 3, not 5", ...).
+    """
+    import h5py
+
+    if not isinstance(group, h5py.Group):
+        return "no frame group"
+    a = group.attrs
+    if not bool(a.get("complete", False)):
+        return "not marked complete"
+    sf = a.get("source_frame")
+    try:
+        sf = int(sf)
+    except (TypeError, ValueError):
+        return "no source_frame attribute"
+    if sf != int(source_frame):
+        return f"source frame {sf}, not {int(source_frame)}"
+    if settings_sha256 is not None and attr_str(a.get("settings_sha256")) != settings_sha256:
+        return "written by a run with other settings"
+    want = attr_str(a.get("sha256"))
+    if want is None:
+        return "no checksum"
+    if not data:
+        return None
+    try:
+        got = frame_digest(group)
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError) as exc:
+        return f"unreadable data: {_short(exc)}"
+    if got != want:
+        return "checksum mismatch: damaged data"
+    return None
+
+
+def _check_shard_file(path, source_frame: int, settings_sha256: str, *, data=True) -> str | None:
+    """``check_frame_group`` of a shard file, with unreadable, empty or zeroed files reported."""
+    import h5py
+
+    try:
+        size = os.path.getsize(path)
+    except OSError as exc:
+        return f"unreadable: {exc.strerror or exc}"
+    if size == 0:
+        return "empty"
+    try:
+        if not h5py.is_hdf5(os.fspath(path)):
+            return "not an HDF5 file: overwritten or zeroed"
+        with h5py.File(path, "r") as f:
+            return check_frame_group(f.get("frame"), source_frame, settings_sha256, data=data)
+    except (OSError, RuntimeError, KeyError, ValueError) as exc:
+        return f"truncated or damaged: {_short(exc)}"
+
+
+def _settings_diff(old: dict, new: dict) -> str:
+    """Which settings differ, in words ("differs in input content (the input file changed), format")."""
+    keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    named = {"input_sha256": "input content (the input file changed)", "input_size": "input size"}
+    return "differs in " + ", ".join(named.get(k, k) for k in keys)
+
+
+# -- the output lock -------------------------------------------------------------------------------
+_HELD: dict = {}  # lock file path -> the OutputLock holding it in this process
+
+
+class OutputLock:
+    """An exclusive ``flock`` on ``OUTPUT.lock`` (holding the holder's PID), taken without waiting.
+
+    Excludes other processes. A lock whose process died is released by the kernel, so a stale
+    ``OUTPUT.lock`` is taken over. Within one process a newer lock on the same output takes the
+    lock over from an older one (a run abandoned after an error, e.g. in a notebook, does not
+    block the retry); one process runs one job per output at a time. Where the file system does
+    not support locks, ``acquire`` notes it and goes on.
+    """
+
+    def __init__(self, output: Path, note=None):
+        self.output = output
+        self.path = output.with_name(output.name + LOCK_SUFFIX)
+        self.note = note or (lambda s: None)
+        self.fd = None
+
+    def acquire(self) -> None:
+        """Raises InputError naming the output and the holder's PID when another run holds it."""
+        try:
+            import fcntl
+        except ImportError:  # not a POSIX system: no locking
+            return
+        key = os.path.abspath(self.path)
+        older = _HELD.get(key)
+        if older is not None and older.fd is not None:  # this process holds it already: take it over
+            self.fd, older.fd = older.fd, None
+            _HELD[key] = self
+            return
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = self._holder(fd)
+                os.close(fd)
+                raise InputError(
+                    f"output {str(self.output)!r} is being written by another mdhess run "
+                    f"(PID {holder}, lock {str(self.path)!r}); wait for it to finish or stop it"
+                ) from None
+            except OSError as exc:
+                os.close(fd)
+                self.note(f"cannot lock {self.path} ({exc.strerror or exc}); a second run on {self.output} would not be detected")
+                return
+            try:  # the previous holder may have removed the file between our open and flock
+                st, fst = os.stat(self.path), os.fstat(fd)
+                same = (st.st_ino, st.st_dev) == (fst.st_ino, fst.st_dev)
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self.fd = fd
+        _HELD[key] = self
+
+    @staticmethod
+    def _holder(fd) -> str:
+        try:
+            text = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+        except OSError:
+            text = ""
+        return text if text.isdigit() else "unknown"
+
+    def release(self) -> None:
+        """Remove the lock file (while still holding it) and release the lock; idempotent."""
+        fd, self.fd = self.fd, None
+        if fd is None:
+            return
+        key = os.path.abspath(self.path)
+        if _HELD.get(key) is self:
+            del _HELD[key]
+        _unlink(self.path)
+        os.close(fd)
+
+
 class ResultRun:
     """Crash-safe, resumable writer of one per-frame result file.
+
+    Holds the output's lock (``OUTPUT.lock``) from construction until ``finish``, ``close`` or
+    ``discard_if_empty`` (a run that stops on an error).
 
     Args:
         output: path of the final file.
@@ -50,9 +326,13 @@ class ResultRun:
         settings: JSON-able dict that fixes the results (input, potential, frames, format, ...).
             A resumed run must have identical settings.
         source_frames: source frame index of each output slot.
-        resume: continue an interrupted run (skip finished frames).
+        resume: continue an interrupted run (skip finished frames that verify).
         overwrite: replace an existing OUTPUT.
         note: callable(str) for one-line notices (e.g. printed on stderr).
+
+    Raises:
+        InputError: another run holds the output; the output exists (without overwrite, or with
+            resume and other settings, or damaged); a resumed run with other settings.
     """
 
     def __init__(self, output, kind: str, settings: dict, source_frames, *, resume=False, overwrite=False, note=None):
@@ -63,16 +343,44 @@ class ResultRun:
         self.work = self.output.with_name(self.output.name + ".partial")
         self.note = note or (lambda s: None)
         self.already_complete = False
+        self.lock = OutputLock(self.output, self.note)
+        self.run_record = {"kind": kind, "settings": self.settings, "frames": self.source_frames}
+        self.settings_sha256 = hashlib.sha256(_json(self.run_record).encode()).hexdigest()
         if self.output.is_dir():
             raise InputError(f"output {str(self.output)!r} is a directory")
         if not self.output.parent.is_dir():
             raise InputError(f"output folder {str(self.output.parent)!r} does not exist")
+        self.lock.acquire()
+        try:
+            self._start(resume, overwrite)
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def _start(self, resume: bool, overwrite: bool) -> None:
+        self._remove_stale_temporaries()
         if self.output.exists() and not overwrite:
-            if resume and self._output_matches():
+            if not resume:
+                raise InputError(f"output {str(self.output)!r} exists; pass overwrite=True to replace it")
+            state, why = self._output_state()
+            if state == "complete":
                 self.already_complete = True
+                self._remove_finished_work()
                 return
-            hint = " (it was made with other settings)" if resume else ""
-            raise InputError(f"output {str(self.output)!r} exists{hint}; pass overwrite=True to replace it")
+            if state == "other":
+                raise InputError(
+                    f"output {str(self.output)!r} exists (it was made with other settings: {why}); "
+                    "pass overwrite=True to replace it"
+                )
+            if state == "foreign":
+                raise InputError(
+                    f"output {str(self.output)!r} exists and is not an mdhess {self.kind} file ({why}); "
+                    "pass overwrite=True to replace it"
+                )
+            raise InputError(
+                f"output {str(self.output)!r} exists but is damaged or incomplete ({why}); "
+                "pass overwrite=True to replace it"
+            )
         run_json = self.work / RUN_JSON
         if self.work.exists():
             if resume:
@@ -80,79 +388,221 @@ class ResultRun:
                     old = json.loads(run_json.read_text())
                 except (OSError, ValueError):
                     old = None
-                if old is not None and old != {"kind": kind, "settings": self.settings, "frames": self.source_frames}:
-                    diff = self._diff(old)
-                    raise InputError(
-                        f"the interrupted run in {str(self.work)!r} used other settings ({diff}); "
-                        "run without resume=True to start over"
-                    )
-                if old is None:
+                if not (isinstance(old, dict) and isinstance(old.get("settings"), dict) and isinstance(old.get("frames"), list)):
                     self.note(f"{self.work}: no readable run.json; starting over")
                     shutil.rmtree(self.work)
+                elif old != self.run_record:
+                    raise InputError(
+                        f"the interrupted run in {str(self.work)!r} used other settings ({self._diff(old)}); "
+                        "run without resume=True to start over"
+                    )
+                else:
+                    self._verify_shards()
             else:
                 self.note(f"discarding the interrupted run in {self.work} (pass resume=True to continue it)")
                 shutil.rmtree(self.work)
         elif resume:
             self.note(f"no interrupted run at {self.work}; starting from the first frame")
-        self.work.mkdir(exist_ok=True)
-        if not run_json.exists():
-            tmp = self.work / ".run.json.tmp"
-            tmp.write_text(_json({"kind": kind, "settings": self.settings, "frames": self.source_frames}))
-            os.replace(tmp, run_json)
+        try:
+            self.work.mkdir(exist_ok=True)
+            if not run_json.exists():
+                tmp = self.work / f".run.json.tmp-{os.getpid()}"
+                try:
+                    tmp.write_text(_json(self.run_record))
+                    os.replace(tmp, run_json)
+                except BaseException:
+                    _unlink(tmp)
+                    raise
+        except OSError as exc:
+            raise _write_failure(exc, run_json) from None
+
+    def _remove_finished_work(self) -> None:
+        """OUTPUT.partial of this very run left after OUTPUT was complete (a kill after the rename)."""
+        try:
+            done = json.loads((self.work / RUN_JSON).read_text()) == self.run_record
+        except (OSError, ValueError):
+            done = False
+        if done:
+            self.note(f"removing {self.work}: {self.output} is complete")
+            shutil.rmtree(self.work, ignore_errors=True)
+
+    def _remove_stale_temporaries(self) -> None:
+        """Temporaries of processes that no longer exist (a kill -9 during a frame or the merge)."""
+        prefix = f".{self.output.name}.tmp-"
+        try:
+            names = os.listdir(self.output.parent)
+        except OSError:
+            names = []
+        stale = [self.output.parent / n for n in names if n.startswith(prefix) and self._stale(n[len(prefix) :])]
+        if self.work.is_dir():
+            for p in self.work.iterdir():
+                n = p.name
+                if n.startswith(".") and ".tmp" in n and self._stale(n.rsplit(".tmp", 1)[1].lstrip("-")):
+                    stale.append(p)
+        for p in stale:
+            if p.is_file():
+                self.note(f"removing {p}, left by an earlier run that was killed")
+                _unlink(p)
+
+    @staticmethod
+    def _stale(pid_text: str) -> bool:
+        return not pid_text.isdigit() or not _pid_alive(int(pid_text))
 
     def _diff(self, old) -> str:
         if old.get("kind") != self.kind:
             return f"kind {old.get('kind')!r} vs {self.kind!r}"
         if old.get("frames") != self.source_frames:
             return "frames differ"
-        o, n = old.get("settings", {}), self.settings
-        keys = sorted(k for k in set(o) | set(n) if o.get(k) != n.get(k))
-        return "differs in " + ", ".join(keys)
+        o = old.get("settings", {})
+        if not isinstance(o, dict):
+            return "unreadable settings"
+        return _settings_diff(o, self.settings)
 
-    def _output_matches(self) -> bool:
+    def _output_state(self) -> tuple[str, str | None]:
+        """("complete", None) when OUTPUT is this run's finished, verified file; otherwise
+        ("other", what differs), ("foreign", what it is) or ("damaged", why)."""
+        import h5py
+
         try:
-            import h5py
-
+            if not h5py.is_hdf5(os.fspath(self.output)):
+                return "damaged", "not an HDF5 file"
             with h5py.File(self.output, "r") as f:
-                return (
-                    attr_str(f.attrs.get("mdhess_kind")) == self.kind
-                    and bool(f.attrs.get("complete", False))
-                    and json.loads(attr_str(f.attrs.get("settings")) or "null") == self.settings
-                    and [int(x) for x in f["frame_index"][()]] == self.source_frames
-                )
-        except (OSError, KeyError, ValueError):
-            return False
+                kind = attr_str(f.attrs.get("mdhess_kind"))
+                if kind not in ("hessian", "modes"):
+                    return "foreign", "no mdhess_kind attribute"
+                if kind != self.kind:
+                    return "foreign", f"an mdhess {kind} file"
+                if not bool(f.attrs.get("complete", False)) or "frame_index" not in f or "frames" not in f:
+                    return "damaged", "not marked complete"
+                try:
+                    settings = json.loads(attr_str(f.attrs.get("settings")) or "null")
+                except ValueError:
+                    return "damaged", "unreadable settings attribute"
+                frames = [int(x) for x in f["frame_index"][()]]
+                if frames != self.source_frames:
+                    return "other", "other frames"
+                if not isinstance(settings, dict):
+                    return "damaged", "unreadable settings attribute"
+                if settings != self.settings:
+                    return "other", _settings_diff(settings, self.settings)
+                for slot, k in enumerate(frames):
+                    g = f.get(f"frames/{slot:06d}")
+                    if g is not None and "sha256" not in g.attrs and bool(g.attrs.get("complete", True)):
+                        continue  # written before checksums were recorded: nothing to verify against
+                    why = check_frame_group(g, k)
+                    if why is not None:
+                        return "damaged", f"frame {slot}: {why}"
+        except (OSError, RuntimeError, KeyError, ValueError, TypeError) as exc:
+            return "damaged", f"cannot be read: {_short(exc)}"
+        return "complete", None
+
+    def _verify_shards(self) -> None:
+        """Remove (with a notice) every shard of a resumed run that does not verify."""
+        for slot, k in enumerate(self.source_frames):
+            p = self.shard(slot)
+            if not p.exists():
+                continue
+            why = _check_shard_file(p, k, self.settings_sha256)
+            if why is not None:
+                self.note(f"{p} cannot be used ({why}); recomputing frame {k}")
+                _unlink(p)
 
     # -- frames ------------------------------------------------------------------------------
     def shard(self, slot: int) -> Path:
         return self.work / f"frame-{slot:06d}.h5"
 
     def pending(self) -> list[int]:
-        """Slots not finished yet (a shard that exists was renamed into place, so it is complete)."""
+        """Slots not finished yet (a shard that exists was renamed into place after it was
+        written; shards of a resumed run were verified when it started)."""
         if self.already_complete:
             return []
         return [s for s in range(len(self.source_frames)) if not self.shard(s).exists()]
 
+    def close(self) -> None:
+        """Release the output's lock (``finish`` does it too); idempotent."""
+        self.lock.release()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        lock = getattr(self, "lock", None)
+        if lock is not None:
+            lock.release()
+
     def discard_if_empty(self) -> None:
-        """Remove OUTPUT.partial when no frame was finished (a run that failed on its first frame)."""
-        if not self.already_complete and self.work.exists() and not any(self.work.glob("frame-*.h5")):
-            shutil.rmtree(self.work, ignore_errors=True)
+        """A run that stops on an error: remove OUTPUT.partial when no frame was finished (a run
+        that failed on its first frame) and release the output's lock."""
+        try:
+            if not self.already_complete and self.work.exists() and not any(self.work.glob("frame-*.h5")):
+                shutil.rmtree(self.work, ignore_errors=True)
+        finally:
+            self.close()
 
     def write_frame(self, slot: int, fill) -> None:
-        """Write slot ``slot``: ``fill(group)`` fills an h5py group; the shard appears atomically."""
+        """Write slot ``slot``: ``fill(group)`` fills an h5py group; the shard appears atomically
+        with its source frame, settings digest and checksum recorded.
+
+        Raises:
+            OSError: the shard could not be written (errno ENOSPC: the disk is full), naming it;
+                nothing of the frame is left behind.
+        """
+        import io
+
         import h5py
 
         final = self.shard(slot)
-        tmp = self.work / f".frame-{slot:06d}.h5.tmp"
-        with h5py.File(tmp, "w") as f:
-            g = f.create_group("frame")
-            g.attrs["source_frame"] = self.source_frames[slot]
-            fill(g)
-            g.attrs["complete"] = True
-        os.replace(tmp, final)
+        tmp = self.work / f".frame-{slot:06d}.h5.tmp-{os.getpid()}"
+        # The frame is assembled in memory and written with one plain write: HDF5 itself never
+        # meets a full disk here (when it does, its failed flushes surface in destructors and can
+        # crash the process). Costs the frame's file image in memory (at most its arrays' size).
+        image = io.BytesIO()
+        try:
+            with h5py.File(image, "w") as f:
+                g = f.create_group("frame")
+                g.attrs["source_frame"] = self.source_frames[slot]
+                g.attrs["settings_sha256"] = self.settings_sha256
+                fill(g)
+                g.attrs["sha256"] = frame_digest(g)
+                g.attrs["complete"] = True
+            with image.getbuffer() as view, open(tmp, "wb") as fh:
+                fh.write(view)
+            os.replace(tmp, final)
+        except (OSError, RuntimeError) as exc:
+            _unlink(tmp)
+            raise _write_failure(exc, final) from None
+        except BaseException:
+            _unlink(tmp)
+            raise
+
+    def _check_shard_or_raise(self, slot: int, k: int, *, data: bool) -> None:
+        why = _check_shard_file(self.shard(slot), k, self.settings_sha256, data=data)
+        if why is not None:
+            _unlink(self.shard(slot))
+            raise InputError(
+                f"{str(self.shard(slot))!r} was damaged after it was written ({why}); it was removed: "
+                f"rerun with resume=True to recompute frame {k}"
+            )
 
     def finish(self, attrs: dict) -> Path:
-        """Merge the shards into OUTPUT (temporary file, then rename) and remove OUTPUT.partial."""
+        """Verify the shards, merge them into OUTPUT (temporary file, verified, then marked
+        complete and renamed) and remove OUTPUT.partial; releases the output's lock.
+
+        Raises:
+            InputError: a shard was damaged since it was written (it is removed: a resumed run
+                recomputes it), or the merged copy does not verify.
+            OSError: the merged file could not be written (errno ENOSPC: the disk is full);
+                the shards are kept.
+        """
+        try:
+            return self._finish(attrs)
+        finally:
+            self.close()
+
+    def _finish(self, attrs: dict) -> Path:
         import h5py
 
         from .._version import __version__
@@ -162,26 +612,51 @@ class ResultRun:
         missing = self.pending()
         if missing:
             raise RuntimeError(f"ResultRun.finish: slots {missing[:5]} are not written yet")
+        # Every shard is checked before copying: readable, marked complete, its slot's source frame,
+        # this run's settings. Its data are verified against its checksum in the merged copy (the
+        # chunks are copied as they are, so a damaged shard fails there; it is then named).
+        for slot, k in enumerate(self.source_frames):
+            self._check_shard_or_raise(slot, k, data=False)
         tmp = self.output.with_name(f".{self.output.name}.tmp-{os.getpid()}")
+        n = len(self.source_frames)
+        # The merged file is about the shards' size (chunks are copied as they are): refuse before
+        # HDF5 writes anything when it cannot fit (HDF5 meeting a full disk can crash the process).
+        need = sum(self.shard(s).stat().st_size for s in range(n)) * 1.01 + MERGE_SLACK
+        if shutil.disk_usage(self.output.parent).free < need:
+            raise OSError(errno.ENOSPC, "no space left writing", str(self.output))
         try:
-            with h5py.File(tmp, "w") as f:
-                f.attrs["mdhess_kind"] = self.kind
-                f.attrs["mdhess_file_version"] = FILE_VERSION
-                f.attrs["mdhess_version"] = __version__
-                f.attrs["settings"] = _json(self.settings)
-                f.attrs["complete"] = False
-                for k, v in attrs.items():
-                    f.attrs[k] = _json(v) if isinstance(v, (dict, list, tuple)) or v is None else v
-                f.create_dataset("frame_index", data=np.asarray(self.source_frames, dtype=np.int64))
-                frames = f.create_group("frames")
-                for slot in range(len(self.source_frames)):
-                    with h5py.File(self.shard(slot), "r") as s:
-                        f.copy(s["frame"], frames, name=f"{slot:06d}")
-                f.create_dataset("complete", data=np.ones(len(self.source_frames), dtype=np.uint8))
-                f.attrs["complete"] = True
-            os.replace(tmp, self.output)
+            try:
+                with h5py.File(tmp, "w") as f:
+                    f.attrs["mdhess_kind"] = self.kind
+                    f.attrs["mdhess_file_version"] = FILE_VERSION
+                    f.attrs["mdhess_version"] = __version__
+                    f.attrs["settings"] = _json(self.settings)
+                    f.attrs["complete"] = False
+                    for key, v in attrs.items():
+                        f.attrs[key] = _json(v) if isinstance(v, (dict, list, tuple)) or v is None else v
+                    f.create_dataset("frame_index", data=np.asarray(self.source_frames, dtype=np.int64))
+                    frames = f.create_group("frames")
+                    for slot in range(n):
+                        with h5py.File(self.shard(slot), "r") as s:
+                            f.copy(s["frame"], frames, name=f"{slot:06d}")
+                    f.create_dataset("complete", data=np.zeros(n, dtype=np.uint8))
+                with h5py.File(tmp, "r") as f:  # what was written, read back from the closed file
+                    for slot, k in enumerate(self.source_frames):
+                        why = check_frame_group(f.get(f"frames/{slot:06d}"), k, self.settings_sha256)
+                        if why is not None:
+                            self._check_shard_or_raise(slot, k, data=True)
+                            raise InputError(
+                                f"{str(self.output)!r}: the merged copy of frame {k} does not verify ({why}); "
+                                "nothing was written (the frames are kept: rerun with resume=True)"
+                            )
+                with h5py.File(tmp, "r+") as f:
+                    f["complete"][...] = np.ones(n, dtype=np.uint8)
+                    f.attrs["complete"] = True
+                os.replace(tmp, self.output)
+            except (OSError, RuntimeError) as exc:
+                raise _write_failure(exc, self.output) from None
         except BaseException:
-            tmp.unlink(missing_ok=True)
+            _unlink(tmp)
             raise
         shutil.rmtree(self.work, ignore_errors=True)
         return self.output
@@ -204,7 +679,12 @@ class ResultFile:
             if not bool(f.attrs.get("complete", False)) or "frame_index" not in f or "frames" not in f:
                 raise InputError(f"{self.path!r} is incomplete (the run that wrote it did not finish)")
             self.attrs = {k: attr_str(v) if isinstance(v, (bytes, str)) else v for k, v in f.attrs.items()}
-            self.settings = json.loads(attr_str(f.attrs.get("settings")) or "{}")
+            try:
+                self.settings = json.loads(attr_str(f.attrs.get("settings")) or "{}")
+            except ValueError:
+                raise InputError(f"{self.path!r}: the settings attribute is not readable JSON (damaged file)") from None
+            if not isinstance(self.settings, dict):
+                raise InputError(f"{self.path!r}: the settings attribute is not a JSON object (damaged file)")
             self.frame_index = np.asarray(read_slice(f["frame_index"], (), path=self.path, what="frame_index"))
             self.complete = np.asarray(read_slice(f["complete"], (), path=self.path, what="complete"))
             self.n_frames = int(self.frame_index.shape[0])
@@ -395,11 +875,30 @@ def read_file_kind(path, *, what: str = "input") -> str | None:
         return attr_str(f.attrs.get("mdhess_kind"))
 
 
+def file_sha256(path) -> str:
+    """SHA-256 (hex) of a file's whole content, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(HASH_BLOCK):
+            h.update(block)
+    return h.hexdigest()
+
+
 def input_identity(path) -> dict:
-    """What identifies an input file in a run's settings: absolute path, size, modification time
-    (a resumed run whose input changed has other settings and is refused)."""
-    st = os.stat(path)
-    return {"input": os.path.abspath(path), "input_size": st.st_size, "input_mtime_ns": st.st_mtime_ns}
+    """What identifies an input file in a run's settings: absolute path, size and the SHA-256 of
+    its whole content (a resumed run whose input changed, even to a same-size file with the same
+    modification time, has other settings and is refused; a copied or touched input is the same).
+    Hashing reads the file once (about 1 GB/s; docs/benchmarks.md, "Command line").
+
+    Raises:
+        InputError: the file cannot be read.
+    """
+    try:
+        st = os.stat(path)
+        digest = file_sha256(path)
+    except OSError as exc:
+        raise InputError(f"input {str(path)!r} cannot be read: {exc.strerror or exc}") from None
+    return {"input": os.path.abspath(path), "input_size": st.st_size, "input_sha256": digest}
 
 
 @dataclass(frozen=True)
@@ -438,10 +937,14 @@ def read_partial_run(path) -> PartialRun | None:
     try:
         run = json.loads(run_json.read_text())
     except (OSError, ValueError) as exc:
-        raise InputError(f"{str(run_json)!r} is not readable JSON ({exc})") from None
+        raise InputError(f"{str(run_json)!r} is not readable JSON ({_short(exc)})") from None
+    settings, frames = (run.get("settings", {}), run.get("frames", [])) if isinstance(run, dict) else (None, None)
+    if not isinstance(settings, dict) or not isinstance(frames, list):
+        raise InputError(f"{str(run_json)!r} is not an mdhess run record (expected a JSON object with settings and frames)")
+    kind = run.get("kind")
     return PartialRun(
-        kind=run.get("kind"),
-        settings=run.get("settings", {}),
-        n_frames=len(run.get("frames", [])),
+        kind=kind if isinstance(kind, str) else None,
+        settings=settings,
+        n_frames=len(frames),
         finished=len(list(folder.glob("frame-*.h5"))),
     )
