@@ -21,23 +21,16 @@ import pytest
 
 import mdhess
 from mdhess import io
-from mdhess.cli import main
 from mdhess.cli._jobs import check_declared_size, estimated_pairs
 from mdhess.io import _trajectory
 from mdhess.pair._library import load_spec
+
+from ._cli_util import run_main
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "data" / "ka500.h5"
 ARGON = mdhess.load_potential("argon")
 KA = mdhess.load_potential("kob-andersen")
-
-
-def run_main(args, capsys):
-    """``mdhess ARGS`` in-process: (exit code, stdout, stderr)."""
-    with pytest.raises(SystemExit) as info:
-        main([str(a) for a in args])
-    out = capsys.readouterr()
-    return info.value.code, out.out, out.err
 
 
 def one_error(code, err, *patterns):
