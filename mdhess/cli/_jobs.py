@@ -24,7 +24,8 @@ from .._errors import InputError, MemoryPlanError
 from .._units import UNIT_SYSTEMS
 from ..io import Frame, ResultRun, length_factor, read_trajectory
 from ..io._frames import HESSIAN_COMPRESSIONS, write_hessian_frame, write_modes_frame
-from ..io._results import HessianFrames, input_identity, read_file_kind, read_mode_spectra
+from ..io._readers import HessianFrames, read_file_kind, read_mode_spectra
+from ..io._results import input_identity
 from ..io._trajectory import format_bytes, is_reduced_unit
 from ..pair._layouts import HESSIAN_FORMATS
 from ._common import Progress, note, parse_frames

@@ -30,7 +30,7 @@ def command(
 
     import numpy as np
 
-    from ..io._results import read_mode_spectra
+    from ..io._readers import read_mode_spectra
     from ._common import bundled_data
     from ._jobs import RunOptions, run_hessian, run_modes
 

@@ -78,7 +78,7 @@ def _partial(path: Path, run):
 @handle_errors
 def command(file: Path = typer.Argument(..., help="An HDF5 trajectory, Hessian or modes file.")):
     from .._errors import InputError
-    from ..io._results import read_file_kind, read_partial_run
+    from ..io._readers import read_file_kind, read_partial_run
 
     if file.is_dir():
         run = read_partial_run(file)

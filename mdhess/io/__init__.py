@@ -4,10 +4,10 @@ light). File layouts are documented in docs/file-formats.md; every reader and wr
 lives in this package (``_trajectory``, ``_writers``: trajectories; ``_results``: result files;
 ``_frames``: one frame of a result file)."""
 
-from ._results import ResultFile as ResultFile
+from ._readers import ResultFile as ResultFile
+from ._readers import read_hessian as read_hessian
+from ._readers import read_modes as read_modes
 from ._results import ResultRun as ResultRun
-from ._results import read_hessian as read_hessian
-from ._results import read_modes as read_modes
 from ._trajectory import TRAJECTORY_LAYOUTS as TRAJECTORY_LAYOUTS
 from ._trajectory import Frame as Frame
 from ._trajectory import Trajectory as Trajectory

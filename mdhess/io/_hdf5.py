@@ -31,7 +31,7 @@ def open_hdf5(path, *, what: str = "input"):
     try:
         return h5py.File(str(p), "r")
     except OSError as exc:
-        raise InputError(f"{what} {str(p)!r} is truncated or damaged and cannot be opened as HDF5 ({_short(exc)})") from None
+        raise InputError(f"{what} {str(p)!r} is truncated or damaged and cannot be opened as HDF5 ({first_line(exc)})") from None
 
 
 def read_slice(dataset, index, *, path, what: str):
@@ -39,10 +39,11 @@ def read_slice(dataset, index, *, path, what: str):
     try:
         return dataset[index]
     except (OSError, RuntimeError, KeyError) as exc:
-        raise InputError(f"{path}: cannot read {what} from {dataset.name} (truncated or damaged file? {_short(exc)})") from None
+        raise InputError(f"{path}: cannot read {what} from {dataset.name} (truncated or damaged file? {first_line(exc)})") from None
 
 
-def _short(exc: Exception) -> str:
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name when it has none)."""
     s = str(exc).strip().splitlines()
     return s[0] if s else type(exc).__name__
 
