@@ -330,15 +330,37 @@ def test_import_mdhess_stays_light():
 
 @pytest.mark.slow
 def test_make_data_regenerates_the_bundled_trajectory(tmp_path):
-    """examples/make_data.py rebuilds data/ (about 3 minutes): same frames to 1e-9 (measured 7e-13:
-    the Newton polish converges to the same minima along slightly different rounding paths)."""
+    """examples/make_data.py rebuilds data/ (about 3 minutes) by the same recipe.
+
+    The Langevin MD is chaotic: rounding differences between numpy/scipy/jaxlib builds grow like
+    exp(lambda t). Regenerated with a newer build (2026-12), frames 0-3 agreed with the bundled
+    ones to 1.2e-3 (frame 2 to 1e-15) and frames 4-9 not at all (0.4-0.9 sigma). Bit-for-bit
+    frames are therefore not a property of the recipe; what is: the same seeds (the early frames
+    agree to 1e-2, a different seed gives O(sigma) differences from frame 0), the same box and
+    species, and every frame an inherent structure of mdhess's Kob-Andersen potential at a
+    glassy energy (-7.56 to -7.54 per atom in both builds)."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     subprocess.run([sys.executable, "examples/make_data.py", "--out", str(tmp_path)], cwd=root, check=True,
                    capture_output=True, timeout=1200)  # fmt: skip
-    for name in ("ka500.h5", "ka500_mdtraj.h5"):
-        with mdhess.read_trajectory(tmp_path / name) as new, mdhess.read_trajectory(os.path.join(root, "data", name)) as old:
-            assert (new.n_frames, new.n_atoms) == (old.n_frames, old.n_atoms) == (10, 500)
-            tol = 1e-9 if name == "ka500.h5" else 1e-5  # MDTraj stores float32
-            for k in range(10):
-                np.testing.assert_allclose(new[k].positions, old[k].positions, rtol=0, atol=tol)
-                np.testing.assert_array_equal(new[k].box, old[k].box)
+    pot = mdhess.load_potential("kob-andersen")
+    with mdhess.read_trajectory(tmp_path / "ka500.h5") as new, mdhess.read_trajectory(os.path.join(root, "data", "ka500.h5")) as old:
+        assert (new.n_frames, new.n_atoms) == (old.n_frames, old.n_atoms) == (10, 500)
+        for k in range(10):
+            a, b = new[k], old[k]
+            np.testing.assert_array_equal(a.box, b.box)
+            np.testing.assert_array_equal(a.species, b.species)
+            F = np.asarray(mdhess.forces(pot, a.positions, box=a.box, species=a.species))
+            assert np.abs(F).max() < 1e-8, (k, np.abs(F).max())  # measured 4-6e-13
+            e = float(mdhess.energy(pot, a.positions, box=a.box, species=a.species)) / 500
+            assert -7.6 < e < -7.5, (k, e)
+            if k < 4:
+                L = np.diag(np.asarray(a.box, dtype=float))  # the bundled box is orthorhombic
+                d = np.asarray(a.positions) - np.asarray(b.positions)
+                d -= L * np.round(d / L)
+                assert np.abs(d).max() < 1e-2, (k, np.abs(d).max())
+    # the MDTraj copy holds the same regenerated frames in float32
+    with mdhess.read_trajectory(tmp_path / "ka500_mdtraj.h5") as md, mdhess.read_trajectory(tmp_path / "ka500.h5") as h5:
+        assert (md.n_frames, md.n_atoms) == (10, 500)
+        for k in range(10):
+            np.testing.assert_allclose(md[k].positions, h5[k].positions, rtol=0, atol=1e-5)
+            np.testing.assert_allclose(md[k].box, h5[k].box, rtol=0, atol=1e-5)
