@@ -104,3 +104,46 @@ def species_for(n, two, seed=0):
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_kernels():
+    """Drop JAX's compiled executables after each test module: hundreds of modules' kernels
+    (every potential x shape x layout) otherwise stay resident for the whole run and the default
+    run's peak memory grows past 4 GB. Within a module the cache is kept, so shared fixtures
+    compile once."""
+    yield
+    jax.clear_caches()
+
+
+# MDHESS_CPU_DURATIONS=25 pytest ... prints the tests that used the most CPU time (all threads of
+# this process, setup + call + teardown): on a shared, loaded machine wall-clock durations say
+# little, CPU time still ranks the tests by what they cost on a quiet one.
+_CPU_TIMES: dict[str, float] = {}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    import time
+
+    t0 = time.process_time()
+    yield
+    _CPU_TIMES[item.nodeid] = time.process_time() - t0
+
+
+def pytest_terminal_summary(terminalreporter):
+    import os
+
+    n = int(os.environ.get("MDHESS_CPU_DURATIONS", "0") or 0)
+    if not n or not _CPU_TIMES:
+        return
+    total = sum(_CPU_TIMES.values())
+    terminalreporter.write_line(f"CPU time of the tests: {total:.1f} s; the {n} costliest:")
+    by_file: dict[str, float] = {}
+    for k, v in _CPU_TIMES.items():
+        by_file[k.split("::")[0]] = by_file.get(k.split("::")[0], 0.0) + v
+    for k, v in sorted(_CPU_TIMES.items(), key=lambda kv: -kv[1])[:n]:
+        terminalreporter.write_line(f"{v:8.2f} s  {k}")
+    terminalreporter.write_line("by file:")
+    for k, v in sorted(by_file.items(), key=lambda kv: -kv[1]):
+        terminalreporter.write_line(f"{v:8.2f} s  {k}")
