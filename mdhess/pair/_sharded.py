@@ -1,0 +1,428 @@
+"""The Hessian sharded across JAX devices: atoms in a space-filling-curve order, split into
+contiguous row blocks, one per device; each device computes and keeps only the 3x3 blocks of its
+own rows, and a product ``op @ v`` is one ``shard_map`` program over a 1-D mesh.
+
+Layout (what "a sharded BSR" is here). Atoms are ordered along a Morton (Z-order) curve of their
+fractional coordinates, so atoms close in space are close in the order and each device's rows
+touch few other devices' columns. Device d owns atoms ``perm[d*n_loc : (d+1)*n_loc]`` (the last
+devices may own padding rows). For every pair (i, j) the owner of row i keeps the block entry
+(i, j) and the owner of row j keeps (j, i), exactly the off-diagonal blocks of those block rows
+of a BSR matrix (a pair whose two atoms share an owner is kept twice by that device); diagonal
+blocks are their row sums, formed on the fly. Per device: (cap, 3, 3) blocks K_e, its local row,
+its global column, the pair's image shift and list position (cap: the largest device's entry
+count, bucketed, padding masked).
+
+A product gathers v to every device (``v`` is replicated, 3N numbers: small beside the 18p/n_dev
+block numbers each device holds), each device forms (H v)_row = sum_e K_e (v_row - v_col) over its
+entries, and the row blocks are gathered back (``all_gather``): the result is a JAX array
+replicated on every device of the mesh, in the ORIGINAL atom order (the permutation is applied on
+the way in and out, inside the same compiled program). Across processes (``mdhess.distributed``)
+the same program runs on every process, each holding the blocks of its own devices only.
+"""
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from .._device import jit
+from .._errors import InputError
+from ._blocks import pair_block_apply, pair_blocks
+from ._operators import HessianOperator
+from ._pairs import bucket
+from ._prepare import cast_potential, raise_nonfinite
+
+MESH_AXIS = "atoms"
+"""Name of the mesh axis when ``devices`` is a list (a given Mesh keeps its own axis name)."""
+
+MORTON_BITS = 10
+"""Bits per fractional coordinate in the Morton key (2^30 cells: ample for ordering)."""
+
+
+# -- arguments ----------------------------------------------------------------------------------
+def resolve_mesh(devices, *, call: str) -> tuple[Mesh, str]:
+    """(mesh, axis name) for ``devices``: a list/tuple of distinct JAX devices, or a 1-D
+    ``jax.sharding.Mesh``. InputError naming ``call(devices=...)`` otherwise."""
+    if isinstance(devices, Mesh):
+        if devices.devices.ndim != 1:
+            raise InputError(
+                f"{call}(devices=...) must be a 1-D jax.sharding.Mesh (one axis over which the atoms are "
+                f"split); got a mesh of rank {devices.devices.ndim} with axes {dict(devices.shape)}"
+            )
+        return devices, devices.axis_names[0]
+    if isinstance(devices, jax.Device):
+        devices = [devices]
+    if not isinstance(devices, (list, tuple)) or not devices:
+        raise InputError(
+            f"{call}(devices=...) must be a non-empty list of JAX devices (e.g. jax.devices()) or a 1-D "
+            f"jax.sharding.Mesh; got {type(devices).__name__} {_show(devices)}"
+        )
+    bad = [d for d in devices if not isinstance(d, jax.Device)]
+    if bad:
+        raise InputError(
+            f"{call}(devices=...) must hold JAX devices (from jax.devices()); got {type(bad[0]).__name__} "
+            f"{_show(bad[0])}"
+        )
+    if len({(d.process_index, d.platform, d.id) for d in devices}) != len(devices):
+        raise InputError(f"{call}(devices=...) lists a device more than once: {_show(devices)}")
+    return Mesh(np.array(devices, dtype=object), (MESH_AXIS,)), MESH_AXIS
+
+
+def _show(x, limit: int = 80) -> str:
+    s = " ".join(repr(x).split())
+    return s if len(s) <= limit else s[: limit - 3] + "..."
+
+
+# -- the spatial order ----------------------------------------------------------------------------
+def _spread_bits(x: np.ndarray) -> np.ndarray:
+    """Insert two zero bits between the low MORTON_BITS bits of each x (uint64)."""
+    x = x.astype(np.uint64) & np.uint64(0x3FF)
+    x = (x | (x << np.uint64(16))) & np.uint64(0x030000FF)
+    x = (x | (x << np.uint64(8))) & np.uint64(0x0300F00F)
+    x = (x | (x << np.uint64(4))) & np.uint64(0x030C30C3)
+    x = (x | (x << np.uint64(2))) & np.uint64(0x09249249)
+    return x
+
+
+def spatial_order(positions: np.ndarray, cell) -> np.ndarray:
+    """(N,) permutation ``perm`` (new index -> atom) listing the atoms along a Morton curve.
+
+    Periodic cells (orthorhombic or triclinic): the fractional coordinates wrapped into [0, 1);
+    free space: the positions scaled to their bounding box. Ties keep the input order.
+    """
+    R = np.asarray(positions, dtype=np.float64)
+    if cell is not None:
+        s = R @ np.linalg.inv(np.asarray(cell, dtype=np.float64))
+        s = s - np.floor(s)
+    else:
+        lo, hi = R.min(axis=0), R.max(axis=0)
+        s = (R - lo) / np.where(hi > lo, hi - lo, 1.0)
+    q = np.clip((s * (1 << MORTON_BITS)).astype(np.int64), 0, (1 << MORTON_BITS) - 1)
+    key = _spread_bits(q[:, 0]) | (_spread_bits(q[:, 1]) << np.uint64(1)) | (_spread_bits(q[:, 2]) << np.uint64(2))
+    return np.argsort(key, kind="stable")
+
+
+# -- global arrays ------------------------------------------------------------------------------
+def _fully_addressable(mesh: Mesh) -> bool:
+    return all(d.process_index == jax.process_index() for d in mesh.devices.flat)
+
+
+def replicate(x, mesh: Mesh):
+    """``x`` (host or device array) as a global array replicated on every device of ``mesh``
+    (across processes too: every process passes the same value)."""
+    sharding = NamedSharding(mesh, PartitionSpec())
+    if isinstance(x, jax.Array) and x.sharding == sharding:
+        return x
+    if _fully_addressable(mesh):
+        return jax.device_put(x, sharding)
+    host = to_host(x) if isinstance(x, jax.Array) else np.asarray(x)
+    return jax.make_array_from_callback(host.shape, sharding, lambda idx: host[idx])
+
+
+def to_host(x) -> np.ndarray:
+    """A global JAX array as one numpy array on this host (gathered across processes if needed)."""
+    if x.is_fully_addressable or x.is_fully_replicated:
+        return np.asarray(x)
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
+# -- the per-device entry lists -----------------------------------------------------------------
+ENTRY_FIELDS = {
+    "row": ((), np.int32), "col": ((), np.int32), "shift": ((3,), np.float64),
+    "pidx": ((), np.int32), "fwd": ((), np.bool_), "mask": ((), np.bool_),
+}  # fmt: skip
+"""Per-entry fields: trailing shape and host dtype."""
+
+
+class RowPartition:
+    """The spatial order, the row split and each device's block entries of one pair list.
+
+    Attributes:
+        perm: (N,) new index -> atom; inv: (N,) atom -> new index.
+        n_atoms, n_dev, n_loc: N, devices, rows per device (n_dev * n_loc >= N).
+        cap: entry slots per device. n_pairs: pairs of the list.
+    """
+
+    def __init__(self, positions, cell, pairs, n_dev: int):
+        n = pairs.n_atoms
+        self.n_atoms, self.n_dev, self.n_pairs = n, n_dev, pairs.n_pairs
+        self.perm = spatial_order(positions, cell)
+        self.inv = np.empty(n, np.int64)
+        self.inv[self.perm] = np.arange(n)
+        self.n_loc = -(-n // n_dev)
+        self._a = self.inv[pairs.i]
+        self._b = self.inv[pairs.j]
+        self._shift = np.zeros((pairs.n_pairs, 3)) if pairs.shift is None else pairs.shift
+        owners = np.concatenate([self._a, self._b]) // self.n_loc
+        self.counts = np.bincount(owners, minlength=n_dev)
+        self.cap = bucket(int(self.counts.max()) if self.counts.size else 0)
+        self._cache = {}
+
+    def entries(self, d: int) -> dict:
+        """Device d's entries, padded to ``cap``: row (local), col (new index), shift, pidx (the
+        pair's list position), fwd (the entry is (i, j) of the pair, not (j, i)), mask."""
+        if d in self._cache:
+            return self._cache[d]
+        lo = d * self.n_loc
+        fa = np.flatnonzero(self._a // self.n_loc == d)
+        fb = np.flatnonzero(self._b // self.n_loc == d)
+        row = np.concatenate([self._a[fa], self._b[fb]]) - lo
+        col = np.concatenate([self._b[fa], self._a[fb]])
+        pidx = np.concatenate([fa, fb])
+        fwd = np.concatenate([np.ones(fa.size, bool), np.zeros(fb.size, bool)])
+        order = np.lexsort((col, row))  # row-major, like a BSR's block rows
+        m, pad = row.size, self.cap - row.size
+        out = {
+            "row": np.concatenate([row[order], np.zeros(pad, np.int64)]).astype(np.int32),
+            "col": np.concatenate([col[order], np.full(pad, lo, np.int64)]).astype(np.int32),
+            "shift": np.concatenate([self._shift[pidx[order]], np.zeros((pad, 3))]),
+            "pidx": np.concatenate([pidx[order], np.zeros(pad, np.int64)]).astype(np.int32),
+            "fwd": np.concatenate([fwd[order], np.ones(pad, bool)]),
+            "mask": np.arange(self.cap) < m,
+        }
+        self._cache[d] = out  # each field of a device is asked for separately; see release()
+        return out
+
+    def release(self):
+        """Drop the host copies of the entries (once they are on the devices)."""
+        self._cache = {}
+
+    def sharded(self, name: str, mesh: Mesh, axis: str, dtype=None):
+        """The (n_dev * cap, ...) global array of entry field ``name``, sharded over ``axis``;
+        each process builds the entries of its own devices only."""
+        cap = self.cap
+        tail, dt = ENTRY_FIELDS[name]
+        shape = (self.n_dev * cap,) + tail
+        dt = np.dtype(dt if dtype is None else dtype)
+        spec = PartitionSpec(axis, *([None] * (len(shape) - 1)))
+
+        def fill(idx):
+            s = idx[0]
+            start = 0 if s.start is None else s.start
+            stop = shape[0] if s.stop is None else s.stop
+            parts = [self.entries(d)[name] for d in range(start // cap, stop // cap)]
+            return np.concatenate(parts).astype(dt)
+
+        return jax.make_array_from_callback(shape, NamedSharding(mesh, spec), fill)
+
+
+# -- device programs ------------------------------------------------------------------------------
+def _oriented(potential, R, species, row_g, col, shift, pidx, fwd):
+    """Displacements and parameters of the entries' pairs in the pair's own orientation (i, j), so
+    every block is bit for bit the single-device one."""
+    a = jnp.where(fwd, row_g, col)
+    b = jnp.where(fwd, col, row_g)
+    return R[b] - R[a] + shift, potential.pair_params(species[a], species[b], pidx)
+
+
+def _local_blocks(potential, R, species, row, col, shift, pidx, fwd, mask, *, axis, n_loc):
+    row_g = row + jax.lax.axis_index(axis) * n_loc
+    d, pp = _oriented(potential, R, species, row_g, col, shift, pidx, fwd)
+    return pair_blocks(potential.phi_eff, d, pp, mask)
+
+
+def _local_apply_stored(K, row, col, v, *, axis, n_loc):
+    w = v[row + jax.lax.axis_index(axis) * n_loc] - v[col]
+    Kw = jnp.einsum("pab,pb...->pa...", K, w)
+    return jax.ops.segment_sum(Kw, row, n_loc, indices_are_sorted=True)
+
+
+def _local_apply_recompute(potential, R, species, row, col, shift, pidx, fwd, mask, v, *, axis, n_loc):
+    row_g = row + jax.lax.axis_index(axis) * n_loc
+    d, pp = _oriented(potential, R, species, row_g, col, shift, pidx, fwd)
+    Kw = pair_block_apply(potential.phi_eff, d, pp, v[row_g] - v[col], mask)
+    return jax.ops.segment_sum(Kw, row, n_loc, indices_are_sorted=True)
+
+
+def _local_diagonal(K, row, *, axis, n_loc):
+    return jax.ops.segment_sum(K, row, n_loc, indices_are_sorted=True)
+
+
+def _specs(axis, kinds: str):
+    """in_specs from a string: 's' sharded over the axis (leading dim), 'r' replicated."""
+    return tuple(PartitionSpec(axis) if k == "s" else PartitionSpec() for k in kinds)
+
+
+@partial(jit, static_argnames=("mesh", "axis", "n_loc"))
+def _blocks_program(potential, R, species, row, col, shift, pidx, fwd, mask, *, mesh, axis, n_loc):
+    f = jax.shard_map(
+        partial(_local_blocks, axis=axis, n_loc=n_loc),
+        mesh=mesh, in_specs=_specs(axis, "rrrssssss"), out_specs=PartitionSpec(axis),
+    )  # fmt: skip
+    K = f(potential, R, species, row, col, shift, pidx, fwd, mask)
+    return K, jnp.all(jnp.isfinite(K))
+
+
+def _gathered(x, mesh):
+    """The row blocks of every device gathered onto every device (the all-gather XLA inserts)."""
+    return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, PartitionSpec()))
+
+
+def _in_new_order(v, perm_pad):
+    """(3N, ...) in atom order -> (N_pad, 3, ...) in the spatial order (padding rows zero)."""
+    x = v.reshape((-1, 3) + v.shape[1:])
+    x = jnp.concatenate([x, jnp.zeros((1,) + x.shape[1:], x.dtype)])
+    return x[perm_pad]
+
+
+@partial(jit, static_argnames=("mesh", "axis", "n_loc"))
+def _apply_stored_program(K, row, col, perm_pad, inv, v, *, mesh, axis, n_loc):
+    f = jax.shard_map(
+        partial(_local_apply_stored, axis=axis, n_loc=n_loc),
+        mesh=mesh, in_specs=_specs(axis, "sssr"), out_specs=PartitionSpec(axis),
+    )  # fmt: skip
+    return _gathered(f(K, row, col, _in_new_order(v, perm_pad)), mesh)[inv].reshape(v.shape)
+
+
+@partial(jit, static_argnames=("mesh", "axis", "n_loc"))
+def _apply_recompute_program(potential, R, species, row, col, shift, pidx, fwd, mask, perm_pad, inv, v, *,
+                             mesh, axis, n_loc):  # fmt: skip
+    f = jax.shard_map(
+        partial(_local_apply_recompute, axis=axis, n_loc=n_loc),
+        mesh=mesh, in_specs=_specs(axis, "rrrssssssr"), out_specs=PartitionSpec(axis),
+    )  # fmt: skip
+    out = f(potential, R, species, row, col, shift, pidx, fwd, mask, _in_new_order(v, perm_pad))
+    return _gathered(out, mesh)[inv].reshape(v.shape)
+
+
+@partial(jit, static_argnames=("mesh", "axis", "n_loc"))
+def _diagonal_program(K, row, inv, *, mesh, axis, n_loc):
+    f = jax.shard_map(
+        partial(_local_diagonal, axis=axis, n_loc=n_loc),
+        mesh=mesh, in_specs=_specs(axis, "ss"), out_specs=PartitionSpec(axis),
+    )  # fmt: skip
+    return _gathered(f(K, row), mesh)[inv]
+
+
+# -- the operator ---------------------------------------------------------------------------------
+class ShardedHessianOperator(HessianOperator):
+    """A (3N, 3N) Hessian whose block rows are split over the devices of a 1-D mesh.
+
+    The interface of every ``HessianOperator``, in the ORIGINAL atom order: ``op @ v`` / ``mv``
+    (a JAX array replicated on the mesh's devices), ``shape``, ``dtype``, ``blocks()`` (the pair
+    blocks gathered to the host), ``diagonal_blocks()``, ``to_bsr()`` (the canonical scipy BSR,
+    gathered to the host: equal to ``hessian(format="bsr")``), ``as_matrix()``, ``positions``,
+    so ``normal_modes(op, ...)`` runs on it unchanged.
+
+    Sharding: ``mesh``, ``perm`` (spatial order: new index -> atom), ``row_atoms`` (the atoms
+    each device owns), ``stored`` (blocks kept on the devices, else recomputed per product).
+
+    Built by ``mdhess.hvp(..., devices=...)`` and ``mdhess.hessian(..., format="bsr",
+    devices=...)``; not meant to be constructed directly.
+    """
+
+    has_blocks = True
+
+    def __init__(self, prepared, dtype, devices, *, store_blocks: bool, call: str):
+        self.mesh, self.axis = resolve_mesh(devices, call=call)
+        self.dtype = np.dtype(dtype)
+        self.stored = bool(store_blocks)
+        R, pairs = prepared.wrapped(dtype)
+        n_dev = self.mesh.devices.size
+        part = RowPartition(prepared.R, prepared.cell, pairs, n_dev)
+        self.partition, self.n_atoms = part, part.n_atoms
+        self._R_host = np.asarray(prepared.R, dtype=np.float64)
+        n_pad = n_dev * part.n_loc
+        perm_pad = np.concatenate([part.perm, np.full(n_pad - part.n_atoms, part.n_atoms)])
+        rep = partial(replicate, mesh=self.mesh)
+        self._perm_pad = rep(perm_pad.astype(np.int32))
+        self._inv = rep(part.inv.astype(np.int32))
+        R_new = np.zeros((n_pad, 3))
+        R_new[: part.n_atoms] = R[part.perm]
+        s_new = np.zeros(n_pad, np.int32)
+        s_new[: part.n_atoms] = prepared.species[part.perm]
+        pot = jax.tree.map(rep, cast_potential(prepared.potential, dtype))
+        sh = partial(part.sharded, mesh=self.mesh, axis=self.axis)
+        self._entries = (
+            sh("row"), sh("col"), sh("shift", dtype=dtype), sh("pidx"), sh("fwd"), sh("mask"),
+        )  # fmt: skip
+        part.release()
+        self._geometry = (pot, rep(R_new.astype(dtype)), rep(s_new))
+        self._static = {"mesh": self.mesh, "axis": self.axis, "n_loc": part.n_loc}
+        self.K = None
+        if self.stored:
+            K, ok = _blocks_program(*self._geometry, *self._entries, **self._static)
+            if not bool(ok):
+                raise_nonfinite(call, "pair blocks")
+            self.K = K
+
+    # -- the sharding, for users and tests
+    @property
+    def devices(self) -> list:
+        return list(self.mesh.devices.flat)
+
+    @property
+    def perm(self) -> np.ndarray:
+        """(N,) the spatial order: row block position -> atom index."""
+        return self.partition.perm
+
+    @property
+    def row_atoms(self) -> list[np.ndarray]:
+        """The atoms (original indices) whose block rows each device holds, in device order."""
+        p, n = self.partition, self.partition.n_loc
+        return [p.perm[d * n : (d + 1) * n] for d in range(p.n_dev)]
+
+    @property
+    def entries_per_device(self) -> np.ndarray:
+        """(n_dev,) off-diagonal blocks each device holds (padding excluded)."""
+        return self.partition.counts.copy()
+
+    # -- HessianOperator
+    @property
+    def positions(self) -> np.ndarray | None:
+        """The positions for a matrix-free operator (as ``MatrixFreeOperator``); None when the
+        blocks are stored (as ``StoredBlockOperator``)."""
+        return None if self.stored else self._R_host
+
+    @property
+    def n_pair_slots(self) -> int:
+        return self.partition.n_pairs
+
+    def mv(self, v):
+        n3 = 3 * self.n_atoms
+        if not isinstance(v, jax.Array):
+            v = np.asarray(v, dtype=self.dtype)
+        elif v.dtype != self.dtype:
+            v = v.astype(self.dtype)
+        if v.ndim not in (1, 2) or v.shape[0] != n3:
+            raise InputError(f"HessianOperator @ v expects v of shape ({n3},) or ({n3}, k); got {v.shape}")
+        v = replicate(v, self.mesh)
+        if self.stored:
+            return _apply_stored_program(
+                self.K, self._entries[0], self._entries[1], self._perm_pad, self._inv, v, **self._static
+            )
+        return _apply_recompute_program(*self._geometry, *self._entries, self._perm_pad, self._inv, v, **self._static)
+
+    __matmul__ = mv
+
+    def _device_blocks(self):
+        if self.K is not None:
+            return self.K
+        return _blocks_program(*self._geometry, *self._entries, **self._static)[0]
+
+    def diagonal_blocks(self):
+        """(N, 3, 3) diagonal blocks, replicated on the mesh (original atom order)."""
+        return _diagonal_program(self._device_blocks(), self._entries[0], self._inv, **self._static)
+
+    def blocks(self):
+        """(K, i, j): the pair blocks of the list, one per pair in the list's order, with their
+        atom indices, gathered to the host (transient: every block crosses to one place)."""
+        K = to_host(self._device_blocks())
+        row, col, pidx, fwd, mask = (to_host(self._entries[k]) for k in (0, 1, 3, 4, 5))
+        p = self.partition
+        row_g = row + np.repeat(np.arange(p.n_dev), p.cap) * p.n_loc
+        keep = fwd & mask
+        order = np.argsort(pidx[keep], kind="stable")
+        Kp = K[keep][order]
+        i = p.perm[row_g[keep][order]].astype(np.int32)
+        j = p.perm[col[keep][order]].astype(np.int32)
+        return jnp.asarray(Kp), jnp.asarray(i), jnp.asarray(j)
+
+
+def sharded_operator(prepared, dtype, devices, *, store_blocks: bool, call: str) -> ShardedHessianOperator:
+    """The ``ShardedHessianOperator`` of a prepared call (``_api.hvp`` / ``_api.hessian``)."""
+    return ShardedHessianOperator(prepared, dtype, devices, store_blocks=store_blocks, call=call)
