@@ -5,6 +5,13 @@ from pathlib import Path
 
 from .._errors import InputError
 
+# what the "not an HDF5 file" and "unknown format" messages list (docs/file-formats.md)
+READABLE_FORMATS = (
+    "mdhess reads trajectories as HDF5 (H5MD 1.1, MDTraj, the minimal layout), extended XYZ (.xyz, .extxyz), "
+    "LAMMPS dump text (.dump, .lammpstrj) and data (.data, .lmp) files, and DCD, XTC or TRR with a topology "
+    "file (through MDAnalysis)"
+)
+
 
 def open_hdf5(path, *, what: str = "input"):
     """Open an existing HDF5 file read-only.
@@ -27,7 +34,9 @@ def open_hdf5(path, *, what: str = "input"):
         raise InputError(f"{what} {str(p)!r} cannot be read: {exc.strerror or exc}") from None
     if not h5py.is_hdf5(str(p)):
         kind = "empty" if not head else "not an HDF5 file"
-        raise InputError(f"{what} {str(p)!r} is {kind} (expected HDF5: H5MD, MDTraj or the minimal layout)")
+        if what in ("trajectory", "input", "file"):
+            raise InputError(f"{what} {str(p)!r} is {kind}; {READABLE_FORMATS}")
+        raise InputError(f"{what} {str(p)!r} is {kind} (an mdhess {what} file is HDF5)")
     try:
         return h5py.File(str(p), "r")
     except OSError as exc:

@@ -32,6 +32,7 @@ import numpy as np
 
 from .._errors import InputError, MemoryPlanError
 from ._hdf5 import attr_str, open_hdf5, read_slice
+from ._species import parse_species_map, species_from_labels
 
 TRAJECTORY_LAYOUTS = ("h5md", "mdtraj", "minimal")
 
@@ -101,8 +102,11 @@ class Trajectory:
         declared_shape: the positions dataset's shape as declared (nothing read).
     """
 
-    def __init__(self, path, *, group: str | None = None):
+    format = "hdf5"
+
+    def __init__(self, path, *, group: str | None = None, species_map=None):
         self.path = os.fspath(path)
+        self.species_map = parse_species_map(species_map)
         self._file = open_hdf5(self.path, what="trajectory")
         try:
             self._open(group)
@@ -461,6 +465,8 @@ class Trajectory:
         s = self._species
         if s is not None and not isinstance(s, np.ndarray):  # time-dependent: validated frame by frame
             s = self._species_values(self._atoms(s, k, "species"), f"{s.name}[{k}]")
+            if self.species_map:
+                s = self._mapped_time_dependent(s, k)
         m = self._atoms(self._masses, k, "masses")
         if m is not None and not (np.all(np.isfinite(m)) and np.all(m > 0)):
             raise InputError(f"{self.path}: frame {k} masses must be finite and > 0")
@@ -471,30 +477,32 @@ class Trajectory:
         for k in range(self.n_frames):
             yield self[k]
 
+    def _mapped_time_dependent(self, s, k):
+        if any(isinstance(v, str) for v in self.species_map.values()):
+            raise InputError(
+                f"{self.path}: species change between frames; a species_map for them must map to indices, not names"
+            )
+        return species_from_labels(s.astype(str), None, self.species_map, kind="integer", where=f"{self.path} frame {k}")
+
     def species_indices(self, names=None) -> np.ndarray | None:
         """Per-atom species indices for a potential whose species are ``names`` (or None).
 
-        Integer species stored in the file win (frame 0 for time-dependent ones). Otherwise MDTraj
-        atom names are matched to ``names``; a file whose atoms all share one name gives zeros.
+        Integer species stored in the file win (frame 0 for time-dependent ones), mapped through
+        ``species_map`` when one was given. Otherwise MDTraj atom names are matched to ``names``
+        (or mapped by ``species_map``); a file whose atoms all share one name gives zeros.
         """
         if self._species is not None:
-            if isinstance(self._species, np.ndarray):
-                return self._species
-            return self._species_values(self._atoms(self._species, 0, "species"), f"{self._species.name}[0]")
+            s = self._species
+            if not isinstance(s, np.ndarray):
+                s = self._species_values(self._atoms(s, 0, "species"), f"{s.name}[0]")
+            if self.species_map:
+                return species_from_labels(s.astype(str), names, self.species_map, kind="integer", where=self.path)
+            return s
         if self.atom_names is None:
+            if self.species_map:
+                raise InputError(f"{self.path}: species_map is given but the file has no species or atom names to map")
             return None
-        uniq = list(dict.fromkeys(self.atom_names.tolist()))
-        if names is None:
-            if len(uniq) == 1:
-                return np.zeros(self.n_atoms, np.int32)
-            raise InputError(
-                f"{self.path}: atoms are named {uniq[:8]} but the potential names no species to match them to"
-            )
-        unknown = [u for u in uniq if u not in names]
-        if unknown:
-            raise InputError(f"{self.path}: atom names {unknown[:8]} are not species of the potential {list(names)}")
-        lookup = {n: i for i, n in enumerate(names)}
-        return np.array([lookup[a] for a in self.atom_names.tolist()], dtype=np.int32)
+        return species_from_labels(self.atom_names, names, self.species_map, kind="name", where=self.path)
 
     @property
     def has_time_dependent_species(self) -> bool:
@@ -545,21 +553,3 @@ def lengths_angles_from_cell(cell) -> tuple[np.ndarray, np.ndarray]:
         return np.rad2deg(np.arccos(np.clip(np.dot(x, y) / (np.linalg.norm(x) * np.linalg.norm(y)), -1, 1)))
 
     return L, np.array([ang(v[1], v[2]), ang(v[0], v[2]), ang(v[0], v[1])])
-
-
-def read_trajectory(path, *, group: str | None = None) -> Trajectory:
-    """Open an HDF5 trajectory (H5MD 1.1, MDTraj or the minimal layout, detected) for streaming.
-
-    Args:
-        path: the file.
-        group: H5MD particle group (default: the only one, or "all").
-
-    Returns:
-        A ``Trajectory``: ``len(traj)``, ``traj[k]`` -> ``Frame`` (positions, box, species,
-        masses), iteration over frames, ``with`` support. Only frame k is read by ``traj[k]``.
-
-    Raises:
-        InputError: missing, non-HDF5 or truncated file; missing datasets; shapes that disagree
-            (e.g. a species array whose atom count differs from the positions').
-    """
-    return Trajectory(path, group=group)

@@ -15,7 +15,15 @@ half the shortest perpendicular cell width (checked). ``mdhess.hessian`` has no 
 
 jax-md's own code mixes float32 boxes with float64 positions: under JAX's "strict" dtype
 promotion its neighbour lists fail inside jax-md; run them under the default ("standard") mode.
+
+jax-md's sparse neighbour lists scatter int64 indices into int32 arrays under JAX's x64 mode
+(which mdhess turns on); JAX answers with a FutureWarning. The lists made here, and the calls
+made on them here, filter exactly that warning (``quiet_index_dtype_warning``).
 """
+
+import dataclasses
+import warnings
+from contextlib import contextmanager
 
 import jax
 import jax.numpy as jnp
@@ -43,6 +51,64 @@ def _jax_md():
         import jax_md.partition
         import jax_md.space
     return jax_md
+
+
+# Upstream cause: jax_md/partition.py (0.2.x), prune_neighbor_list_sparse, builds its candidate
+# and sender indices with jnp.arange(N) -- int64 when jax_enable_x64 is on, as mdhess sets it --
+# and scatters them into int32 arrays (out_idx = N * jnp.ones(..., i32)); JAX warns "scatter inputs
+# have incompatible types: cannot safely cast value from dtype=int64 to dtype=int32" at each
+# trace. No argument of jax-md sets that index dtype (the positions' dtype does not reach it),
+# so it cannot be avoided from outside: this one message is filtered around jax-md's list calls,
+# nothing else.
+JAX_MD_INDEX_WARNING = (
+    r"scatter inputs have incompatible types: cannot safely cast value from dtype=int64 to dtype=int32"
+)
+
+
+@contextmanager
+def quiet_index_dtype_warning():
+    """Filter jax-md's int64 -> int32 index scatter FutureWarning (only that one) inside the block."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=JAX_MD_INDEX_WARNING, category=FutureWarning)
+        yield
+
+
+def _quiet(fn):
+    """``fn`` called with jax-md's index-dtype warning filtered."""
+
+    def quiet(*args, **kwargs):
+        with quiet_index_dtype_warning():
+            return fn(*args, **kwargs)
+
+    quiet.mdhess_quiet = True
+    quiet.__doc__ = fn.__doc__
+    return quiet
+
+
+def _quiet_fns(fns):
+    """jax-md ``NeighborListFns`` whose allocate / update, and the ``update`` of the lists they
+    return, run with the index-dtype warning filtered. One wrapper per jax-md builder, so that a
+    list's static ``update_fn`` stays the same object across updates (no retracing)."""
+    partition = _jax_md().partition
+    wrapped = {}
+
+    def quiet_list(nbrs):
+        inner = nbrs.update_fn
+        if getattr(inner, "mdhess_quiet", False):
+            return nbrs
+        if id(inner) not in wrapped:
+            wrapped[id(inner)] = (inner, _quiet(inner))
+        return dataclasses.replace(nbrs, update_fn=wrapped[id(inner)][1])
+
+    def allocate(position, extra_capacity: int = 0, **kwargs):
+        with quiet_index_dtype_warning():
+            return quiet_list(fns.allocate(position, extra_capacity=extra_capacity, **kwargs))
+
+    def update(position, neighbors, **kwargs):
+        with quiet_index_dtype_warning():
+            return quiet_list(fns.update(position, neighbors, **kwargs))
+
+    return partition.NeighborListFns(allocate, update)
 
 
 def _format(fmt, call: str):
@@ -104,7 +170,9 @@ def neighbor_list(
         **kwargs: passed to ``jax_md.partition.neighbor_list``.
 
     Returns:
-        ``jax_md.partition.NeighborListFns`` (``.allocate(R)``, ``.update(R, nbrs)``).
+        ``jax_md.partition.NeighborListFns`` (``.allocate(R)``, ``.update(R, nbrs)``; the
+        lists' own ``.update``), with jax-md's index-dtype FutureWarning filtered (see
+        ``JAX_MD_INDEX_WARNING``).
 
     Raises:
         InputError: no cutoff, or cutoff + dr_threshold above half the shortest cell width.
@@ -129,7 +197,7 @@ def neighbor_list(
             kwargs.setdefault("disable_cell_list", True)
             jbox = jnp.asarray(cell.T)
     with jax.numpy_dtype_promotion("standard"):  # jax-md probes the displacement with float32 shapes
-        return partition.neighbor_list(
+        fns = partition.neighbor_list(
             disp,
             jbox,
             rc,
@@ -138,6 +206,7 @@ def neighbor_list(
             format=fmt,
             **kwargs,
         )
+    return _quiet_fns(fns)
 
 
 def half_pairs(neighbor, n_atoms: int):
@@ -169,7 +238,8 @@ def _current_list(neighbor, R, call: str):
             f"{call}(neighbor=...) was built for {neighbor.reference_position.shape[0]} atoms; "
             f"positions have {n}"
         )
-    with jax.numpy_dtype_promotion("standard"):  # jax-md mixes float32 boxes and float64 positions
+    # jax-md mixes float32 boxes and float64 positions; its index-dtype warning: see JAX_MD_INDEX_WARNING
+    with jax.numpy_dtype_promotion("standard"), quiet_index_dtype_warning():
         nbrs = neighbor.update(jnp.asarray(R, neighbor.reference_position.dtype))
         if bool(nbrs.did_buffer_overflow):
             # the list's own builder, called without a previous list, allocates a larger one
