@@ -12,11 +12,11 @@ from .._checks import check_choice
 from .._device import to_device
 from .._errors import InputError
 from . import _planner
+from ._assembly import bsr_hessian
 from ._compute import blocks_and_check, energy_and_forces, hessian_ad
 from ._layouts import (
     DENSE_LAYOUTS,
     HESSIAN_FORMATS,
-    bsr_from_device_blocks,
     dense_all_pairs,
     dense_from_blocks,
     row_block_size,
@@ -71,6 +71,7 @@ def hessian(
     dtype=None,
     memory_limit=None,
     layout="interleaved",
+    devices=None,
 ):
     """Hessian d2E/dR2 of a pair energy, (3N, 3N), row/column index 3*i + a.
 
@@ -88,6 +89,10 @@ def hessian(
             symmetric permutation of the same matrix (same eigenvalues; eigenvector entries
             permuted the same way) whose rows are written with unit stride over atoms, faster to
             build for all-pair systems.
+        devices: None, or (format="bsr" only) a list of JAX devices or a 1-D
+            ``jax.sharding.Mesh``: the block rows are split over them (atoms in a space-filling
+            curve order) and a ``ShardedHessianOperator`` is returned, each device holding its
+            rows' blocks; its ``to_bsr()`` gathers the scipy BSR (docs/scaling.md).
 
     Returns:
         The Hessian in energy / length^2 units.
@@ -100,13 +105,26 @@ def hessian(
     check_choice(format, HESSIAN_FORMATS, call="hessian", name="format")
     check_choice(method, HESSIAN_METHODS, call="hessian", name="method")
     check_choice(layout, DENSE_LAYOUTS, call="hessian", name="layout")
+    if devices is not None and (format != "bsr" or method != "pair"):
+        raise InputError(
+            f"hessian(devices=...) needs format='bsr' and method='pair'; got format={format!r}, method={method!r}"
+        )
     if layout != "interleaved" and format != "dense":
         raise InputError(f"hessian(layout={layout!r}) applies to format='dense' only; got format={format!r}")
     component = layout == "component"
     dt = resolve_dtype(dtype, "hessian")
     if memory_limit is not None:
         _planner.memory_limit(memory_limit)  # a bad limit is refused before any work
-    p = Prepared(potential, positions, box, species, "hessian", memory_limit=memory_limit)
+    if devices is not None:
+        from ._sharded import resolve_mesh, sharded_operator
+
+        resolve_mesh(devices, call="hessian")  # bad devices are refused before any work
+        p = Prepared(potential, positions, box, species, "hessian", memory_limit=memory_limit)
+        return sharded_operator(p, dt, devices, store_blocks=True, call="hessian")
+    # method="pair": the whole request is planned from the pair count estimated from the
+    # density and the cutoff, and refused before any list is built (then again, exactly, after)
+    whole = None if method == "ad" else lambda n, n_pairs: _planner.estimate_memory(n, n_pairs, format=format, dtype=dt)
+    p = Prepared(potential, positions, box, species, "hessian", memory_limit=memory_limit, plan=whole)
     suggestion = (
         "Try format='bsr' (stores only interacting blocks) or mdhess.hvp(...) (products H @ v without storing H)."
     )
@@ -132,20 +150,17 @@ def hessian(
         if not bool(jnp.all(jnp.isfinite(jnp.diagonal(H)))):  # a non-finite block reaches its diagonal block
             raise_nonfinite("hessian", "pair blocks")
         return H
+    if format == "bsr":
+        return bsr_hessian(p, dt)  # streamed into the output, chunk by chunk (_assembly)
     pot, R, s, i, j, shift, mask = p.arrays(dt)
     K, ok = blocks_and_check(pot, R, s, i, j, shift, mask)
-    if format == "dense":
-        if not bool(ok):
-            raise_nonfinite("hessian", "pair blocks")
-        H = dense_from_blocks(K, i, j, p.n_atoms)
-        return to_component_major(H) if component else H
-    M = bsr_from_device_blocks(K, i, j, p.pairs.i, p.pairs.j, p.n_atoms)
     if not bool(ok):
         raise_nonfinite("hessian", "pair blocks")
-    return M
+    H = dense_from_blocks(K, i, j, p.n_atoms)
+    return to_component_major(H) if component else H
 
 
-def hvp(potential, positions, *, box=None, species=None, store_blocks=True, dtype=None):
+def hvp(potential, positions, *, box=None, species=None, store_blocks=True, dtype=None, devices=None):
     """Hessian-vector product operator, H @ v for v of shape (3N,) or (3N, k).
 
     Args:
@@ -154,6 +169,9 @@ def hvp(potential, positions, *, box=None, species=None, store_blocks=True, dtyp
             pair; cheap repeated products for iterative eigensolvers); False recomputes them on
             every product and never stores H or the blocks (memory O(N + pairs)).
         dtype: None (float64), "float64" or "float32".
+        devices: None (one device), or a list of JAX devices or a 1-D ``jax.sharding.Mesh``:
+            the block rows are split over them (docs/scaling.md, "Several devices") and a
+            ``ShardedHessianOperator`` is returned (same interface, original atom order).
 
     Returns:
         A ``HessianOperator``: ``op @ v``, ``op.shape``, ``op.as_linear_operator()`` (scipy),
@@ -162,6 +180,12 @@ def hvp(potential, positions, *, box=None, species=None, store_blocks=True, dtyp
     if not isinstance(store_blocks, (bool, np.bool_)):
         raise InputError(f"hvp(store_blocks=...) must be True or False; got {store_blocks!r}")
     dt = resolve_dtype(dtype, "hvp")
+    if devices is not None:
+        from ._sharded import resolve_mesh, sharded_operator
+
+        resolve_mesh(devices, call="hvp")
+        p = Prepared(potential, positions, box, species, "hvp")
+        return sharded_operator(p, dt, devices, store_blocks=bool(store_blocks), call="hvp")
     p = Prepared(potential, positions, box, species, "hvp")
     args = p.arrays(dt)
     if store_blocks:

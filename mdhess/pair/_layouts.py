@@ -6,6 +6,7 @@ indices (i_p, j_p) and places H_ij = H_ji = -K_p, H_ii += K_p, H_jj += K_p. The 
 writer asks ``_blocks`` for its per-pair coefficient tables; it writes no formula of its own.
 """
 
+from dataclasses import dataclass
 from functools import partial
 
 import jax
@@ -15,7 +16,6 @@ import scipy.sparse
 
 from .._device import jit, to_device
 from ._blocks import grid_elements_from_tables, row_coefficient_tables
-from ._pairs import bucket
 
 HESSIAN_FORMATS = ("dense", "bsr")
 """Layouts a Hessian is returned in: a dense (3N, 3N) array, or a scipy BSR matrix."""
@@ -133,34 +133,159 @@ def to_component_major(H):
     return H.reshape(n, 3, n, 3).transpose(1, 0, 3, 2).reshape(3 * n, 3 * n)
 
 
-def _bsr_order(i, j, n_atoms: int):
-    """Sorted block keys (row * N + col) of the entries [(i, j) pairs; (j, i) pairs; diagonal],
-    and the permutation that sorts them. Only integers are sorted; blocks are gathered once."""
-    n = n_atoms
+# -- canonical BSR, streamed -------------------------------------------------------------------
+# The matrix is built in two passes over integers and blocks, never holding more than the output
+# and a few integers per pair (memory model: docs/scaling.md, "Memory model"):
+#   1. the pattern (host, integers only): the entries [(i, j) pairs; (j, i) pairs; diagonal]
+#      sorted by block key row * N + col, giving indptr, indices and, for each entry, its place
+#      in the sorted list;
+#   2. the blocks, chunk by chunk of pairs, written straight into the preallocated data array at
+#      those places (each pair's block to its two places), the diagonal sums accumulated on the
+#      device in pair order.
+# Where several entries share a block (images of one pair in a small periodic cell, an atom's
+# own images) they are written to an unsummed buffer in sorted order and summed at the end.
+
+HOST_BSR_MAX_PAIRS = 1 << 15
+"""Below this many pairs the diagonal sums are formed on the host (``np.add.at``, ~10 ms there;
+a device accumulation compiles a kernel first: docs/benchmarks.md, "Core engine", BSR assembly).
+Both sum each atom's blocks in pair order: the same numbers bit for bit."""
+
+
+@dataclass(frozen=True)
+class BsrPattern:
+    """The canonical block pattern of a pair list and where each pair's blocks go.
+
+    Attributes:
+        n_atoms: N. i, j: (p,) the pairs (host, as given).
+        indptr: (N + 1,) int64; indices: (nnzb,) int32 block columns, sorted within each row.
+        entry: (2p + N,) place of each entry [(i, j) pairs; (j, i) pairs; diagonal] in the sorted
+            entry list (int32 while it fits).
+        starts: (nnzb,) first sorted entry of each block where entries share blocks (summed),
+            else None (then entry places are block places).
+    """
+
+    n_atoms: int
+    i: np.ndarray
+    j: np.ndarray
+    indptr: np.ndarray
+    indices: np.ndarray
+    entry: np.ndarray
+    starts: np.ndarray | None
+
+    @property
+    def n_pairs(self) -> int:
+        return int(self.i.shape[0])
+
+    @property
+    def n_blocks(self) -> int:
+        return int(self.indices.shape[0])
+
+
+def bsr_pattern(i, j, n_atoms: int) -> BsrPattern:
+    """Sort the integer block keys of pairs (i, j) (host); no block is touched."""
+    n, p = n_atoms, len(i)
+    m = 2 * p + n
     kt = np.int32 if n * n < 2**31 else np.int64  # 32-bit keys sort ~1.6x faster (N <= 46340)
-    i = np.asarray(i, dtype=kt)
-    j = np.asarray(j, dtype=kt)
-    a = np.arange(n, dtype=kt)
-    key = np.concatenate([i * n + j, j * n + i, a * n + a])
+    key = np.empty(m, kt)  # [i n + j, j n + i, a n + a], built in place (no int64 temporaries)
+    for lo, a, b in ((0, i, j), (p, j, i)):
+        k = key[lo : lo + p]
+        k[:] = a
+        k *= n
+        k += b
+    key[2 * p :] = np.arange(n, dtype=kt) * (n + 1)
     order = np.argsort(key)
-    return order, key[order]
-
-
-def _bsr_finish(data, key, n_atoms: int) -> scipy.sparse.bsr_matrix:
-    """Sum duplicate keys (several images of one (i, j) in a small periodic cell, or an atom's
-    own image) and wrap sorted (key, block) pairs as a canonical scipy BSR matrix."""
-    n = n_atoms
+    key = key[order]
+    et = np.int32 if m < 2**31 else np.int64
+    entry = np.empty(m, et)
+    entry[order] = np.arange(m, dtype=et)
+    del order
+    starts = None
     dup = key[1:] == key[:-1]
     if dup.any():
         starts = np.flatnonzero(np.concatenate([[True], ~dup]))
-        data = np.add.reduceat(data, starts, axis=0)
         key = key[starts]
-    brow, bcol = np.divmod(key, n)
-    indptr = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(np.bincount(brow, minlength=n), out=indptr[1:])
-    M = scipy.sparse.bsr_matrix((data, bcol.astype(np.int32), indptr), shape=(3 * n, 3 * n))
-    M.has_sorted_indices = True
-    return M
+    del dup
+    indptr = np.empty(n + 1, np.int64)
+    indptr[:n] = np.searchsorted(key, np.arange(n, dtype=kt) * n)
+    indptr[n] = key.shape[0]
+    indices = np.empty(key.shape[0], np.int32)
+    np.remainder(key, n, out=indices, casting="unsafe")  # < N: fits
+    return BsrPattern(n, i, j, indptr, indices, entry, starts)
+
+
+@partial(jit, donate_argnums=(0, 1))
+def _add_diagonal(di, dj, K, i, j):
+    """Continue the two scatter-adds of ``diagonal_blocks`` with the next chunk of pairs (the
+    same additions in the same order as one call over the whole list)."""
+    return di.at[i].add(K), dj.at[j].add(K)
+
+
+class BsrAssembly:
+    """A canonical scipy BSR (blocksize (3, 3); block rows sorted, duplicate blocks summed)
+    filled from chunks of pair blocks, in order, into a preallocated data array.
+
+    ``add(K, i, j)`` takes the next chunk: K (c, 3, 3) pair blocks (device or host; rows beyond
+    the real pairs are padding, zero) and their (padded) indices i, j on the same side;
+    ``to_bsr()`` puts the diagonal blocks H_ii = sum of K over the pairs containing i and
+    returns the matrix. Peak memory: the output, the pattern's integers and one chunk.
+    """
+
+    def __init__(self, i, j, n_atoms: int, dtype, pattern: BsrPattern | None = None):
+        self.pattern = bsr_pattern(i, j, n_atoms) if pattern is None else pattern
+        pt = self.pattern
+        self.dtype = np.dtype(dtype)
+        n_rows = pt.entry.shape[0] if pt.starts is not None else pt.n_blocks
+        self.buf = np.empty((n_rows, 3, 3), self.dtype)  # pages are touched as blocks arrive
+        self.done = 0
+        self.host = pt.n_pairs < HOST_BSR_MAX_PAIRS
+        self.diag = None
+
+    def add(self, K, i=None, j=None, *, sum_diagonal: bool = True):
+        pt, lo = self.pattern, self.done
+        p = pt.n_pairs
+        Kh = np.asarray(K)
+        m = min(Kh.shape[0], p - lo)
+        Kh = Kh[:m]
+        hi = lo + m
+        if not sum_diagonal:
+            pass
+        elif self.host:
+            if self.diag is None:
+                self.diag = np.zeros((2, pt.n_atoms, 3, 3), self.dtype)
+            np.add.at(self.diag[0], pt.i[lo:hi], Kh)  # the order of diagonal_blocks' two segment
+            np.add.at(self.diag[1], pt.j[lo:hi], Kh)  # sums: the same numbers, bit for bit
+        else:
+            if self.diag is None:
+                z = jnp.zeros((pt.n_atoms, 3, 3), self.dtype)
+                self.diag = (z, jnp.zeros_like(z))
+            self.diag = _add_diagonal(*self.diag, to_device(K), to_device(i), to_device(j))
+        negK = np.negative(Kh)  # off-diagonal blocks are -K
+        self.buf[pt.entry[lo:hi]] = negK
+        self.buf[pt.entry[p + lo : p + hi]] = negK
+        self.done = hi
+
+    def to_bsr(self, diag=None) -> scipy.sparse.bsr_matrix:
+        """The matrix; ``diag``: (N, 3, 3) diagonal blocks to put instead of the sums formed."""
+        pt = self.pattern
+        n, p = pt.n_atoms, pt.n_pairs
+        if self.done != p:
+            raise RuntimeError(f"BsrAssembly: {self.done} of {p} pair blocks added")
+        if diag is not None:
+            pass
+        elif self.diag is None:
+            diag = np.zeros((n, 3, 3), self.dtype)
+        elif self.host:
+            diag = self.diag[0] + self.diag[1]
+        else:
+            diag = np.asarray(self.diag[0]) + np.asarray(self.diag[1])
+        self.diag = None
+        self.buf[pt.entry[2 * p :]] = diag
+        data, self.buf = self.buf, None
+        if pt.starts is not None:
+            data = np.add.reduceat(data, pt.starts, axis=0)
+        M = scipy.sparse.bsr_matrix((data, pt.indices, pt.indptr), shape=(3 * n, 3 * n))
+        M.has_sorted_indices = True
+        return M
 
 
 def bsr_from_blocks(K, diag, i, j, n_atoms: int) -> scipy.sparse.bsr_matrix:
@@ -170,45 +295,19 @@ def bsr_from_blocks(K, diag, i, j, n_atoms: int) -> scipy.sparse.bsr_matrix:
     Args:
         K: (p, 3, 3) numpy pair blocks; diag: (N, 3, 3) numpy diagonal blocks.
     """
-    p = K.shape[0]
-    order, key = _bsr_order(i, j, n_atoms)
-    src = np.concatenate([-K, diag])  # off-diagonal blocks are -K
-    pick = np.where(order < 2 * p, order % max(p, 1), order - p)  # row of src for each sorted entry
-    return _bsr_finish(src[pick], key, n_atoms)
-
-
-# below this many pairs bsr_from_device_blocks assembles on the host: the device gather's one-off
-# XLA compile costs more than the host's sort and sums there (measured: docs/benchmarks.md,
-# "Core engine", BSR assembly)
-HOST_BSR_MAX_PAIRS = 1 << 15
-
-
-@partial(jit, static_argnames=("n_atoms",))
-def _bsr_gather(K, i, j, pick, n_atoms: int):
-    diag = diagonal_blocks(K, i, j, n_atoms)
-    return jnp.concatenate([-K, diag])[pick]
+    K = np.asarray(K)
+    asm = BsrAssembly(i, j, n_atoms, K.dtype)
+    asm.add(K, sum_diagonal=False)
+    return asm.to_bsr(np.asarray(diag))
 
 
 def bsr_from_device_blocks(K, i, j, pairs_i, pairs_j, n_atoms: int) -> scipy.sparse.bsr_matrix:
-    """Canonical BSR from padded device blocks: the host sorts the integer keys (overlapping the
-    device computing K, which JAX dispatches asynchronously) and the device gathers the blocks
-    and diagonal sums straight into sorted order, so only the final data crosses to the host.
+    """Canonical BSR from padded blocks already computed for the whole list (batched frames).
 
     Args:
         K: (capacity, 3, 3) device blocks, zero beyond the p real pairs; i, j: their padded
             device indices. pairs_i, pairs_j: the p real pairs (host).
     """
-    cap, p = K.shape[0], len(pairs_i)
-    if p < HOST_BSR_MAX_PAIRS:  # small: the host finishes in ~10 ms, the device gather would compile
-        Kh = np.asarray(K)[:p]
-        di, dj = np.zeros((2, n_atoms, 3, 3), Kh.dtype)
-        np.add.at(di, pairs_i, Kh)  # the order of diagonal_blocks' two segment sums: the same
-        np.add.at(dj, pairs_j, Kh)  # numbers as the dense layout, bit for bit
-        diag = di + dj
-        return bsr_from_blocks(Kh, diag, pairs_i, pairs_j, n_atoms)
-    order, key = _bsr_order(pairs_i, pairs_j, n_atoms)
-    pick = np.where(order < 2 * p, order % max(p, 1), cap + order - 2 * p)
-    nnz = pick.shape[0]
-    pick = np.concatenate([pick, np.zeros(bucket(nnz) - nnz, pick.dtype)])  # reuse compiled sizes
-    data = np.asarray(_bsr_gather(K, i, j, to_device(pick), n_atoms))[:nnz]
-    return _bsr_finish(data, key, n_atoms)
+    asm = BsrAssembly(pairs_i, pairs_j, n_atoms, K.dtype)
+    asm.add(K, i, j)
+    return asm.to_bsr()

@@ -15,7 +15,6 @@ import jax
 import numpy as np
 
 from .._errors import InputError, MemoryPlanError
-from ._geometry import image_counts
 
 _SUFFIX = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 
@@ -130,8 +129,7 @@ def estimate_memory(
     elif format == "dense":
         parts = {"output": n3 * n3 * b, "pair blocks": 2 * blocks, "pair list": pair_arrays}
     elif format == "bsr":
-        # device blocks, host copy, the (2p + N) block list, its sort and the summed result
-        parts = {"pair blocks": 2 * blocks, "block list": 3 * (2 * blocks + 9 * n_atoms * b), "pair list": 2 * pair_arrays}
+        parts = bsr_parts(n_atoms, n_pairs, b)
     else:
         raise InputError(f"estimate_memory(format=...) must be 'dense' or 'bsr'; got {format!r}")
     return MemoryPlan(f"hessian(format={format!r}, method={method!r}, N={n_atoms}, pairs={n_pairs})", sum(parts.values()), parts)
@@ -146,24 +144,115 @@ def check(plan: MemoryPlan, limit=None, *, suggestion: str = "") -> None:
         )
 
 
+# -- the streamed BSR (pair/_assembly, pair/_layouts.BsrAssembly); docs/scaling.md, "Memory model"
+BSR_CHUNK_SLOT_BYTES = 420
+"""Host bytes per pair slot of one chunk of the streamed BSR: two chunks in flight of kernel
+arguments (33), blocks (72) and XLA temporaries (81-105, ``compiled.memory_analysis()`` of the
+block kernel for Lennard-Jones and Kob-Andersen), plus the host's padded arrays and -K."""
+BSR_CHUNK_PAIRS = 1 << 16
+"""Pairs per chunk on a CPU (``_assembly.chunk_pairs``)."""
+BSR_FIXED_BYTES = 64 * 2**20
+"""Once per call, whatever the size: compiling the chunk kernels (~30 MB of resident memory on a
+CPU) and what the allocator keeps of the pair list's temporaries (measured: docs/scaling.md)."""
+
+
+def bsr_parts(n_atoms: int, n_pairs: int, itemsize: int) -> dict:
+    """Peak bytes of the streamed BSR by part: the larger of its two phases.
+
+    pattern: the pair list (i, j int32, (p, 3) float64 shifts: 32 bytes a pair), the (2p + N)
+    integer keys, their sort permutation (int64) and sorted copy, the entry places.
+    fill: the pair list, the entry places, the output (data 9 x itemsize and an int32 index per
+    block, nnzb <= 2p + N; indptr), one chunk in flight, the diagonal sums (device and host),
+    and a fixed part (``BSR_FIXED_BYTES``).
+    """
+    n, p = int(n_atoms), int(n_pairs)
+    m = 2 * p + n  # entries; blocks <= m (fewer only where images of a pair share a block)
+    kt = 4 if n * n < 2**31 else 8
+    et = 4 if m < 2**31 else 8
+    it = 4 if m < 2**31 and 3 * n < 2**31 else 8  # scipy's index dtype for indices and indptr
+    pair_list = 32 * p + (24 * p if itemsize == 4 else 0)  # float32 in a cell: wrapped shifts
+    pattern = pair_list + m * max(2 * kt + 8, kt + 8 + 2 * et)
+    fill = {
+        "output": m * (9 * itemsize + it) + it * (n + 1),
+        "pair list": pair_list,
+        "entry places": m * et,
+        "chunk": BSR_CHUNK_SLOT_BYTES * min(max(p, 1), BSR_CHUNK_PAIRS),
+        "diagonal sums": 5 * 9 * itemsize * n,
+        "kernels and allocator": BSR_FIXED_BYTES,
+    }
+    if pattern + BSR_FIXED_BYTES > sum(fill.values()):
+        return {"pair list": pair_list, "pattern sort": pattern - pair_list, "kernels and allocator": BSR_FIXED_BYTES}
+    return fill
+
+
 PAIR_LIST_BYTES = 160
 """Peak host bytes per listed pair while a periodic list is built, filtered and padded (indices,
 integer and Cartesian shifts, distances, the filtered and padded copies)."""
 
 
-def check_pair_list_memory(n_atoms: int, cell: np.ndarray, cutoff: float, *, call: str, limit=None) -> None:
-    """Refuse (MemoryPlanError) a periodic pair list whose estimated size alone exceeds the memory
-    limit, before anything is built: about N^2/2 x (4/3) pi rc^3 / V atom-image pairs (uniform
-    density; the self-image pairs N/2 x the same ratio included)."""
-    _, _, _, inside = image_counts(cell, cutoff)
-    est = 0.5 * n_atoms * n_atoms * inside
+def _volume(n_atoms: int, cell, positions):
+    """(volume, what): the cell's volume, or in free space that of the positions' bounding box
+    (None where it is flat: no density to estimate from)."""
+    if cell is not None:
+        return abs(float(np.linalg.det(cell))), "cell volume"
+    if positions is None or n_atoms < 2:
+        return None, ""
+    v = float(np.prod(np.ptp(positions, axis=0)))
+    return (v, "bounding-box volume") if v > 0 and np.isfinite(v) else (None, "")
+
+
+def estimated_pairs(n_atoms: int, volume: float, cutoff: float, *, species=None, pair_cutoffs=None) -> float:
+    """Pairs within the cutoff at uniform density: 1/2 sum over species pairs (a, b) of
+    N_a N_b (4/3) pi rc_ab^3 / V (self-images included), ``pair_cutoffs(si, sj)`` giving rc_ab
+    (else ``cutoff`` for every pair)."""
+    if species is not None and pair_cutoffs is not None and len(species):
+        counts = np.bincount(np.asarray(species))
+        s = np.flatnonzero(counts)
+        rc = np.asarray(pair_cutoffs(s[:, None], s[None, :]), dtype=np.float64)
+        rc3 = float(np.sum(np.outer(counts[s], counts[s]) * rc**3))
+    else:
+        rc3 = float(n_atoms) ** 2 * float(cutoff) ** 3
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        return 0.5 * 4.0 / 3.0 * np.pi * rc3 / volume
+
+
+def check_pair_list_memory(
+    n_atoms: int, cell, cutoff: float, *, call: str, limit=None, plan=None, positions=None, species=None, pair_cutoffs=None
+) -> None:
+    """Refuse (MemoryPlanError), before anything is built, a pair list whose estimated size
+    exceeds the memory limit, and with ``plan`` ((n_atoms, n_pairs) -> MemoryPlan of the whole
+    request) a request that will not fit once the list is built.
+
+    The count is estimated from the density and the cutoff (``estimated_pairs``): about
+    N^2/2 x (4/3) pi rc^3 / V atom-image pairs, V the cell's volume, or in free space the
+    positions' bounding box (at most N (N - 1) / 2; no estimate where the box is flat: the exact
+    check after the list still applies). The list itself is built at the largest cutoff; the
+    request's pairs are counted with the per-species-pair cutoffs."""
+    V, what = _volume(n_atoms, cell, positions)
+    if V is None:
+        return
+    most = float("inf") if cell is not None else n_atoms * (n_atoms - 1) / 2
+    est = min(estimated_pairs(n_atoms, V, cutoff), most)
     nbytes = est * PAIR_LIST_BYTES
     if not np.isfinite(nbytes):
         nbytes = float("inf")
-    plan = MemoryPlan(
-        f"{call}: the periodic pair list of N={n_atoms} atoms within cutoff {cutoff:g} "
-        f"(cell volume {abs(float(np.linalg.det(cell))):.4g}) would hold about {est:.3g} atom-image pairs",
+    kind = "periodic pair list" if cell is not None else "pair list"
+    lst = MemoryPlan(
+        f"{call}: the {kind} of N={n_atoms} atoms within cutoff {cutoff:g} "
+        f"({what} {V:.4g}) would hold about {est:.3g} atom-image pairs",
         nbytes if nbytes == float("inf") else int(nbytes),
         {"pair list": nbytes},
     )
-    check(plan, limit, suggestion="Use a smaller cutoff or a larger cell.")
+    check(lst, limit, suggestion="Use a smaller cutoff or a larger cell.")
+    if plan is None:
+        return
+    p_req = min(estimated_pairs(n_atoms, V, cutoff, species=species, pair_cutoffs=pair_cutoffs), most)
+    whole = plan(n_atoms, int(min(p_req, 2.0**62)))
+    whole = MemoryPlan(
+        f"{whole.request}, the pair count estimated from the density ({what} {V:.4g}) and the "
+        "cutoff before any list was built",
+        whole.total_bytes,
+        whole.parts,
+    )
+    other = "" if "format='bsr'" in whole.request else "format='bsr', "
+    check(whole, limit, suggestion=f"Try {other}mdhess.hvp(...), a smaller system, or a larger memory_limit.")

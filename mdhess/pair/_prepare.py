@@ -7,6 +7,7 @@ Value-dependent failures that come back from jitted code as data are raised here
 (``raise_nonfinite``).
 """
 
+import dataclasses
 import functools
 
 import jax
@@ -107,10 +108,11 @@ class Prepared:
         pairs: the ``PairList`` (built on first use).
     """
 
-    def __init__(self, potential, positions, box, species, call, memory_limit=None):
+    def __init__(self, potential, positions, box, species, call, memory_limit=None, plan=None):
         self.potential = check_potential(potential, call)
         self.call = call
         self.memory_limit = memory_limit
+        self.plan = plan  # (n_atoms, n_pairs) -> MemoryPlan of the whole request, checked before the list
         self.cell = as_cell(box, call=call)
         # a periodic cell may hold one atom (it interacts with its own images)
         self.R = check_positions(positions, call=call, min_atoms=1 if self.cell is not None else 2)
@@ -125,14 +127,22 @@ class Prepared:
             self._check_coincident_all()
         else:
             self._check_coincident_list()
+            # the distances served that check; the list is kept without them (8 bytes a pair)
+            self.__dict__["pairs"] = dataclasses.replace(self.pairs, distances=None)
 
     @functools.cached_property
     def pairs(self) -> PairList:
         rc = self.potential.max_cutoff
-        if self.cell is not None and rc is not None and self.potential.bonds() is None:
-            # refuse, before any list is built, a cell too skewed to scan and a list too large
-            check_cell_images(self.cell, rc, call=self.call)
-            check_pair_list_memory(self.n_atoms, self.cell, rc, call=self.call, limit=self.memory_limit)
+        if rc is not None and self.potential.bonds() is None:
+            # refuse, before any list is built, a cell too skewed to scan and a list (or, with a
+            # plan, a whole request) too large for the pair count the density and cutoff predict
+            if self.cell is not None:
+                check_cell_images(self.cell, rc, call=self.call)
+            pair_cutoffs = getattr(self.potential, "pair_cutoffs", None)  # per species pair, if any
+            check_pair_list_memory(
+                self.n_atoms, self.cell, rc, call=self.call, limit=self.memory_limit, plan=self.plan,
+                positions=self.R, species=self.species, pair_cutoffs=pair_cutoffs,
+            )
         return self.potential.pair_list(self.R, self.cell, self.species, call=self.call)
 
     def _check_resolution(self):
