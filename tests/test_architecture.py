@@ -17,7 +17,7 @@ from pathlib import Path
 
 PKG = Path(__file__).resolve().parent.parent / "mdhess"
 LAYERS = {"foundation": 0, "pair": 1, "modes": 2, "io": 3, "root": 4, "plugins": 5, "thin": 6, "cli": 7}
-THIN = {"mdhess.ase", "mdhess.phonopy"}  # user-facing re-exports of mdhess.plugins.*: root level
+THIN = {"mdhess.ase", "mdhess.phonopy", "mdhess.phono3py"}  # user-facing re-exports of mdhess.plugins.*: root level
 
 
 def _modules() -> dict[str, Path]:

@@ -10,6 +10,10 @@ Cutoff treatments (per species pair ``rc``):
   x = (r - r_on) / (rc - r_on). S, S' and S'' are 1, 0, 0 at r_on and 0, 0, 0 at rc, so the
   energy is C2 everywhere and Hessian blocks are continuous when a pair crosses the shell.
   (jax-md's multiplicative switch is a cubic: only C1, its second derivative jumps.)
+- ``switch=r_on, smoothness=4``: the degree-9 smoothstep S(x) = 1 - x^5 (126 - 420x + 540x^2
+  - 315x^3 + 70x^4), whose first four derivatives vanish at both ends: the energy is C4, so
+  third- and fourth-order force constants (``mdhess.contract3``, ``third_order``, nonlinear
+  modes) are continuous too when a pair crosses the shell.
 """
 
 import abc
@@ -28,6 +32,16 @@ from ._pairs import PairList, all_pairs, neighbor_pairs
 def smoothstep_c2(x):
     """Quintic switch S(x) = 1 - 10x^3 + 15x^4 - 6x^5 on x in [0, 1] (S(0)=1, S(1)=0, C2)."""
     return 1.0 - x**3 * (10.0 - 15.0 * x + 6.0 * x * x)
+
+
+def smoothstep_c4(x):
+    """Degree-9 switch S(x) = 1 - x^5 (126 - 420x + 540x^2 - 315x^3 + 70x^4) on [0, 1]: S(0) = 1,
+    S(1) = 0, and the first four derivatives of S vanish at both ends (C4)."""
+    return 1.0 - x**5 * (126.0 + x * (-420.0 + x * (540.0 + x * (-315.0 + 70.0 * x))))
+
+
+SMOOTHSTEPS = {2: smoothstep_c2, 4: smoothstep_c4}
+"""Switch polynomials by smoothness (the order of the last continuous derivative of the energy)."""
 
 
 def inside_cutoff(r, rc):
@@ -134,27 +148,31 @@ class PairPotential(Potential):
         cutoff: None (no cutoff, free space only), scalar or (S, S) table, length units.
         switch: None (shifted hard cut) or r_on, scalar or (S, S) table, length units.
         name: kernel name for display and file metadata ("custom" for user functions).
+        smoothness: 2 (quintic switch, C2) or 4 (degree-9 switch, C4); used only with a switch.
     """
 
-    def __init__(self, phi: Callable, params: dict, cutoff=None, switch=None, name: str = "custom"):
+    def __init__(self, phi: Callable, params: dict, cutoff=None, switch=None, name: str = "custom",
+                 smoothness: int = 2):  # fmt: skip
         self.phi = phi
         self.params = dict(params)
         self.cutoff = cutoff
         self.switch = switch
         self.name = name
+        self.smoothness = smoothness
 
     # -- pytree -----------------------------------------------------------------------------
     def tree_flatten(self):
         keys = tuple(sorted(self.params))
         children = (tuple(self.params[k] for k in keys), self.cutoff, self.switch)
-        return children, (self.phi, keys, self.name)
+        return children, (self.phi, keys, self.name, self.smoothness)
 
     @classmethod
     def tree_unflatten(cls, aux, children):
-        phi, keys, name = aux
+        phi, keys, name, smoothness = aux
         values, cutoff, switch = children
         obj = object.__new__(cls)
         obj.phi, obj.params, obj.cutoff, obj.switch, obj.name = phi, dict(zip(keys, values)), cutoff, switch, name
+        obj.smoothness = smoothness
         return obj
 
     # -- species tables ---------------------------------------------------------------------
@@ -220,7 +238,7 @@ class PairPotential(Potential):
         else:
             r_on = pp["switch"]
             x = jnp.clip((r - r_on) / (rc - r_on), 0.0, 1.0)
-            e = e * smoothstep_c2(x)
+            e = e * SMOOTHSTEPS[self.smoothness](x)
         return jnp.where(inside_cutoff(r, rc), e, 0.0)
 
     def describe(self) -> dict:
@@ -229,27 +247,34 @@ class PairPotential(Potential):
         def plain(v):
             return None if v is None else np.asarray(v).tolist()
 
-        return {
+        out = {
             "kernel": self.name,
             "params": {k: plain(v) for k, v in self.params.items()},
             "cutoff": plain(self.cutoff),
             "switch": plain(self.switch),
         }
+        if self.switch is not None:
+            out["smoothness"] = self.smoothness
+        return out
 
     def __repr__(self):
         d = self.describe()
         return f"PairPotential({d['kernel']}, params={d['params']}, cutoff={d['cutoff']}, switch={d['switch']})"
 
 
-def pair_potential(phi: Callable, *, cutoff=None, switch=None, name: str = "custom", **params) -> PairPotential:
+def pair_potential(
+    phi: Callable, *, cutoff=None, switch=None, name: str = "custom", smoothness: int = 2, **params
+) -> PairPotential:
     """Build a pair potential from any JAX scalar function ``phi(r, **params)``.
 
     Args:
         phi: JAX-traceable function of a scalar distance r (length units) returning energy.
         cutoff: None, a scalar, or a symmetric (S, S) table of per-species-pair cutoffs (> 0).
         switch: None for a hard cut with energy shift at the cutoff; r_on (scalar or (S, S)
-            table, 0 <= r_on < cutoff) for a C2 smooth switch from r_on to the cutoff.
+            table, 0 <= r_on < cutoff) for a smooth switch from r_on to the cutoff.
         name: label used in files and messages.
+        smoothness: the switch's polynomial: 2 (quintic, energy C2: continuous Hessians) or 4
+            (degree 9, energy C4: continuous third and fourth derivatives too).
         **params: scalars or symmetric (S, S) tables passed to phi by keyword.
 
     Returns:
@@ -257,9 +282,17 @@ def pair_potential(phi: Callable, *, cutoff=None, switch=None, name: str = "cust
 
     Raises:
         InputError: a non-callable phi, non-positive cutoff, switch without cutoff or outside
-            [0, cutoff), tables that are not symmetric or disagree on S.
+            [0, cutoff), smoothness not 2 or 4 (or not 2 without a switch), tables that are not
+            symmetric or disagree on S.
     """
     call = name if name != "custom" else "pair_potential"
+    if isinstance(smoothness, bool) or smoothness not in SMOOTHSTEPS:
+        raise InputError(f"{call}(smoothness=...) must be 2 (C2 switch) or 4 (C4 switch); got {smoothness!r}")
+    if smoothness != 2 and switch is None:
+        raise InputError(
+            f"{call}(smoothness={smoothness!r}) shapes the switch and needs switch=r_on; got switch=None "
+            "(the shifted hard cut is only C0)"
+        )
     if not callable(phi):
         raise InputError(f"pair_potential(phi=...) must be callable; got {phi!r}")
     tables = {k: _as_table(v, k, call) for k, v in params.items()}
@@ -283,7 +316,7 @@ def pair_potential(phi: Callable, *, cutoff=None, switch=None, name: str = "cust
     if len(set(sizes.values())) > 1:
         raise InputError(f"{call}(...) species tables disagree on the number of species S: {sizes}")
     _probe_phi(phi, tables, call)
-    return PairPotential(phi, tables, cut, sw, name)
+    return PairPotential(phi, tables, cut, sw, name, int(smoothness))
 
 
 def _probe_phi(phi, tables: dict, call: str) -> None:
@@ -315,24 +348,26 @@ def _probe_phi(phi, tables: dict, call: str) -> None:
         raise InputError(f"{what}); it returned {found} for a scalar r")
 
 
-def _named(kernel: str, cutoff, switch, **params) -> PairPotential:
-    return pair_potential(_kernels.KERNELS[kernel].fn, cutoff=cutoff, switch=switch, name=kernel, **params)
+def _named(kernel: str, cutoff, switch, smoothness=2, **params) -> PairPotential:
+    return pair_potential(
+        _kernels.KERNELS[kernel].fn, cutoff=cutoff, switch=switch, name=kernel, smoothness=smoothness, **params
+    )
 
 
-def lennard_jones(sigma=1.0, epsilon=1.0, cutoff=None, switch=None) -> PairPotential:
+def lennard_jones(sigma=1.0, epsilon=1.0, cutoff=None, switch=None, smoothness=2) -> PairPotential:
     """Lennard-Jones 12-6, 4 eps [(sigma/r)^12 - (sigma/r)^6] (Lennard-Jones 1924).
 
     sigma in length units, epsilon in energy units; scalars or (S, S) species tables.
     """
-    return _named("lennard_jones", cutoff, switch, sigma=sigma, epsilon=epsilon)
+    return _named("lennard_jones", cutoff, switch, smoothness, sigma=sigma, epsilon=epsilon)
 
 
-def morse(D=1.0, a=1.0, r0=1.0, cutoff=None, switch=None) -> PairPotential:
+def morse(D=1.0, a=1.0, r0=1.0, cutoff=None, switch=None, smoothness=2) -> PairPotential:
     """Morse, D (1 - exp(-a (r - r0)))^2 - D (Morse 1929). D energy, a inverse length, r0 length."""
-    return _named("morse", cutoff, switch, D=D, a=a, r0=r0)
+    return _named("morse", cutoff, switch, smoothness, D=D, a=a, r0=r0)
 
 
-def soft_sphere(sigma=1.0, epsilon=1.0, alpha=2.0, cutoff=None, switch=None) -> PairPotential:
+def soft_sphere(sigma=1.0, epsilon=1.0, alpha=2.0, cutoff=None, switch=None, smoothness=2) -> PairPotential:
     """Finite-range soft spheres, (eps/alpha)(1 - r/sigma)^alpha for r < sigma (O'Hern et al. 2003).
 
     alpha = 2: harmonic spheres; alpha = 5/2: Hertzian spheres. sigma is the contact distance
@@ -340,10 +375,12 @@ def soft_sphere(sigma=1.0, epsilon=1.0, alpha=2.0, cutoff=None, switch=None) -> 
     """
     if cutoff is None:
         cutoff = sigma
-    return _named("soft_sphere", cutoff, switch, sigma=sigma, epsilon=epsilon, alpha=alpha)
+    return _named("soft_sphere", cutoff, switch, smoothness, sigma=sigma, epsilon=epsilon, alpha=alpha)
 
 
-def coulomb(qq=None, *, charges=None, k_e=1.0, damping=None, cutoff=None, switch=None) -> PairPotential:
+def coulomb(
+    qq=None, *, charges=None, k_e=1.0, damping=None, cutoff=None, switch=None, smoothness=2
+) -> PairPotential:
     """Coulomb k_e q_i q_j / r, bare or damped shifted force (Fennell & Gezelter 2006).
 
     Args:
@@ -361,27 +398,27 @@ def coulomb(qq=None, *, charges=None, k_e=1.0, damping=None, cutoff=None, switch
             raise InputError(f"coulomb(charges=...) must be a (S,) vector of per-species charges; got shape {q.shape}")
         qq = np.outer(q, q)
     if damping is None:
-        return _named("coulomb", cutoff, switch, qq=qq, k_e=k_e)
+        return _named("coulomb", cutoff, switch, smoothness, qq=qq, k_e=k_e)
     if cutoff is None:
         raise InputError(f"coulomb(damping={damping!r}) (damped shifted force) needs a cutoff; got cutoff=None")
-    return _named("coulomb_dsf", cutoff, switch, qq=qq, k_e=k_e, alpha=damping, r_c=cutoff)
+    return _named("coulomb_dsf", cutoff, switch, smoothness, qq=qq, k_e=k_e, alpha=damping, r_c=cutoff)
 
 
-def buckingham(A=1.0, rho=1.0, C=0.0, cutoff=None, switch=None) -> PairPotential:
+def buckingham(A=1.0, rho=1.0, C=0.0, cutoff=None, switch=None, smoothness=2) -> PairPotential:
     """Buckingham, A exp(-r/rho) - C/r^6 (Buckingham 1938)."""
-    return _named("buckingham", cutoff, switch, A=A, rho=rho, C=C)
+    return _named("buckingham", cutoff, switch, smoothness, A=A, rho=rho, C=C)
 
 
-def yukawa(A=1.0, kappa=1.0, cutoff=None, switch=None) -> PairPotential:
+def yukawa(A=1.0, kappa=1.0, cutoff=None, switch=None, smoothness=2) -> PairPotential:
     """Yukawa, A exp(-kappa r)/r (Yukawa 1935)."""
-    return _named("yukawa", cutoff, switch, A=A, kappa=kappa)
+    return _named("yukawa", cutoff, switch, smoothness, A=A, kappa=kappa)
 
 
-def gaussian(sigma=1.0, epsilon=1.0, cutoff=None, switch=None) -> PairPotential:
+def gaussian(sigma=1.0, epsilon=1.0, cutoff=None, switch=None, smoothness=2) -> PairPotential:
     """Gaussian core, eps exp(-(r/sigma)^2) (Stillinger 1976)."""
-    return _named("gaussian", cutoff, switch, sigma=sigma, epsilon=epsilon)
+    return _named("gaussian", cutoff, switch, smoothness, sigma=sigma, epsilon=epsilon)
 
 
-def harmonic(k=1.0, r0=1.0, cutoff=None, switch=None) -> PairPotential:
+def harmonic(k=1.0, r0=1.0, cutoff=None, switch=None, smoothness=2) -> PairPotential:
     """Harmonic spring between every pair, k/2 (r - r0)^2. See elastic_network for bonded springs."""
-    return _named("harmonic", cutoff, switch, k=k, r0=r0)
+    return _named("harmonic", cutoff, switch, smoothness, k=k, r0=r0)

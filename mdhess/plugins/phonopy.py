@@ -28,7 +28,7 @@ from ..pair._api import hessian as pair_hessian
 from . import species_indices
 
 
-def _structure(cell_like, call: str):
+def structure_arrays(cell_like, call: str):
     """(positions, cell, symbols, numbers) from a PhonopyAtoms or an ase.Atoms."""
     if hasattr(cell_like, "get_chemical_symbols"):  # ase.Atoms
         if not np.all(cell_like.pbc):
@@ -53,12 +53,12 @@ def _structure(cell_like, call: str):
     )
 
 
-def _to_phonopy_atoms(cell_like, call: str):
+def to_phonopy_atoms(cell_like, call: str):
     from phonopy.structure.atoms import PhonopyAtoms
 
     if isinstance(cell_like, PhonopyAtoms):
         return cell_like
-    R, cell, symbols, _ = _structure(cell_like, call)
+    R, cell, symbols, _ = structure_arrays(cell_like, call)
     return PhonopyAtoms(symbols=symbols, positions=R, cell=cell, masses=cell_like.get_masses())
 
 
@@ -77,7 +77,7 @@ def force_constants(potential, supercell, *, species=None, atoms=None) -> np.nda
         numpy float64 array, fc[i, j, a, b] = d2E/(du_ia du_jb), energy / length^2 (eV/A^2).
     """
     call = "mdhess.phonopy.force_constants"
-    R, cell, symbols, numbers = _structure(supercell, call)
+    R, cell, symbols, numbers = structure_arrays(supercell, call)
     s = species_indices(symbols, numbers, species, n_species=potential.n_species, call=call)
     B = pair_hessian(potential, R, box=cell, species=s, format="bsr")  # canonical: one block per (i, j)
     n = R.shape[0]
@@ -135,7 +135,7 @@ def build_phonopy(
     from phonopy import Phonopy
 
     phonon = Phonopy(
-        _to_phonopy_atoms(unitcell, "build_phonopy"),
+        to_phonopy_atoms(unitcell, "build_phonopy"),
         supercell_matrix=supercell_matrix,
         primitive_matrix=primitive_matrix,
         **kwargs,
