@@ -1,0 +1,340 @@
+"""LOBPCG in JAX, device-resident: the ``solver="jax-lobpcg"`` of ``normal_modes``.
+
+The same method as mdhess/modes/_lobpcg.py (Knyazev 2001; SVQB orthonormalisation, Duersch et
+al. 2018; soft locking; hard deflation of the rigid-body directions; the same convergence test
+and warning), written so that every vector of length 3N stays on the JAX device: the iterate X,
+A X, the search directions, the preconditioner's work and the products. Only (b,) flags and
+scalars come back to the host, once per iteration, for the convergence decision.
+
+What differs from the numpy version, and why:
+- Static shapes. Soft locking there drops converged columns from the search block (its width
+  changes); here they are zeroed (masked) instead, so each jitted step compiles once. Zero
+  columns are dropped by SVQB (a zero Gram row) and kept out of the Rayleigh-Ritz by a diagonal
+  entry above the spectrum of the projected matrix (they can never be among the lowest b).
+- The products take the whole (3N, b) block (masked columns included).
+- The second Gram-Schmidt pass runs under ``lax.cond``, only when a column needs it.
+
+The operator: a matrix (dense or scipy sparse) becomes padded 3x3 block rows on the device
+(mdhess/modes/_device_ops.py); an mdhess ``HessianOperator`` (stored blocks or matrix-free) is
+used through its own jitted product. The preconditioner (block Jacobi, plus the additive
+trilinear coarse grid when positions are known) is set up on the host once and applied on the
+device.
+"""
+
+import warnings
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.sparse
+
+from .._device import jit
+from ._device_ops import (
+    apply_preconditioner,
+    coarse_inverse,
+    device_preconditioner,
+    ell_from_sparse,
+    ell_matmat,
+)
+from ._lobpcg import BUFFER_MIN, REORTH_KEEP, LobpcgInfo, blas_single_thread
+from ._precond import blocks_indefinite, coarse_spacing, shift_below_spectrum, trilinear_prolongator
+
+REFRESH_EVERY = 10  # iterations between re-orthonormalisations of X (as in _lobpcg.py)
+SVQB_DROP = 1e-10  # relative Gram eigenvalue below which SVQB drops a direction (as in _lobpcg.py)
+
+
+# -- the steps (jitted; static shapes) ------------------------------------------------------------
+def _project_out(U, Y):
+    return U if Y.shape[1] == 0 else U - Y @ (Y.T @ U)
+
+
+def _svqb(U, AU):
+    """U C, AU C with U C orthonormal (near-dependent and zero columns of U dropped: zero columns
+    of U C), and the mask of the columns kept."""
+    G = U.T @ U
+    dg = jnp.diag(G)
+    d = jnp.where(dg > 0, jnp.sqrt(jnp.where(dg > 0, dg, 1.0)), 1.0)
+    G = G / d[:, None] / d[None, :]
+    g, V = jnp.linalg.eigh((G + G.T) / 2)
+    keep = g > SVQB_DROP * g.max()
+    s = jnp.where(keep, 1.0 / jnp.sqrt(jnp.where(keep, g, 1.0)), 0.0)
+    C = V * s[None, :] / d[:, None]
+    return U @ C, AU @ C, keep
+
+
+def _residuals(X, AX, w, Y, consts, k: int):
+    """The test of mdhess/modes/_lobpcg.py's ``lobpcg`` (see there): (R, relative residuals, ok)."""
+    tol, scale, attainable = consts[0], consts[1], consts[2]
+    b = X.shape[1]
+    R = _project_out(AX - X * w[None, :], Y)
+    rn = jnp.linalg.norm(R, axis=0)
+    floor = jnp.maximum(jnp.abs(w), 1e-6 * jnp.maximum(scale, 1e-300))
+    gap = jnp.maximum(w[-1] - w, 1e-3 * floor) if b > k else 1e-3 * floor
+    ok = (rn**2 / gap <= tol * floor) & (rn <= jnp.sqrt(tol) * floor)
+    ok = ok | (rn <= attainable)
+    return R, rn / floor, ok
+
+
+@jit
+def _init(X0, Y):
+    """The start block off span(Y), orthonormal; and its rank."""
+    X, _, keep = _svqb(_project_out(X0, Y), X0)
+    return X, keep.sum()
+
+
+@jit
+def _start(X, AX):
+    """Rayleigh-Ritz on span(X) for an orthonormal X; and max |Ritz value|."""
+    H = X.T @ AX
+    w, V = jnp.linalg.eigh((H + H.T) / 2)
+    return X @ V, AX @ V, w, jnp.abs(w).max()
+
+
+@jit
+def _refresh(X, AX):
+    """Orthonormality lost to rounding restored (SVQB), then Rayleigh-Ritz; and the rank kept."""
+    X, AX, keep = _svqb(X, AX)
+    X, AX, w, _ = _start(X, AX)
+    return X, AX, w, keep.sum()
+
+
+@partial(jit, static_argnames=("k", "precondition"))
+def _prepare(X, AX, w, P, AP, Y, consts, pre, k: int, precondition: bool):
+    """The search block Q = [W, P] orthogonalised against X (A P updated alike), the convergence
+    flags and relative residuals. W: the preconditioned residuals of the active columns (zero for
+    the converged wanted ones: soft locking)."""
+    b = X.shape[1]
+    R, res, ok = _residuals(X, AX, w, Y, consts, k)
+    active = jnp.concatenate([~ok[:k], jnp.ones(b - k, dtype=bool)])
+    W = jnp.where(active[None, :], R, 0.0)
+    if precondition:
+        W = apply_preconditioner(pre, W)
+    W = _project_out(W, Y)
+    Q = jnp.concatenate([W, P], axis=1)
+    sq0 = jnp.sum(Q * Q, axis=0)
+    c = X.T @ Q
+    Q = Q - X @ c
+    AP = AP - AX @ c[:, b:]
+    redo = jnp.sum(Q * Q, axis=0) < REORTH_KEEP**2 * sq0
+
+    def second_pass(args):
+        Q, AP = args
+        c = jnp.where(redo[None, :], X.T @ Q, 0.0)
+        return Q - X @ c, AP - AX @ c[:, b:]
+
+    Q, AP = jax.lax.cond(jnp.any(redo), second_pass, lambda a: a, (Q, AP))
+    return Q, Q[:, :b], AP, ok, res
+
+
+@jit
+def _rayleigh_ritz(X, AX, w, Q, AQW, AP):
+    """Rayleigh-Ritz on [X, Q]: the new X, A X, Ritz values, P, A P and how many directions Q
+    kept."""
+    b = X.shape[1]
+    AQ = jnp.concatenate([AQW, AP], axis=1)
+    Q, AQ, keep = _svqb(Q, AQ)
+    XAQ = X.T @ AQ
+    QAQ = Q.T @ AQ
+    QAQ = (QAQ + QAQ.T) / 2
+    # dropped directions (zero columns of Q): a diagonal entry above the whole spectrum of the
+    # projected matrix (its Frobenius norm bounds it), so they are never among the lowest b
+    big = 2.0 * (jnp.sqrt(jnp.sum(QAQ**2) + 2 * jnp.sum(XAQ**2) + jnp.sum(w**2))) + 1.0
+    QAQ = QAQ + jnp.diag(jnp.where(keep, 0.0, big))
+    Hs = jnp.block([[jnp.diag(w), XAQ], [XAQ.T, QAQ]])
+    ws, C = jnp.linalg.eigh(Hs)
+    C = C[:, :b]
+    Cx, Cq = C[:b], C[b:]
+    P, AP = Q @ Cq, AQ @ Cq
+    return X @ Cx + P, AX @ Cx + AP, ws[:b], P, AP, keep.sum()
+
+
+@partial(jit, static_argnames=("k",))
+def _final(X, AX, w, Y, consts, k: int):
+    _, res, ok = _residuals(X, AX, w, Y, consts, k)
+    return res, ok
+
+
+# -- the algorithm --------------------------------------------------------------------------------
+def jax_lobpcg(
+    matmat, X0, k: int, *, Y=None, precond=None, tol: float = 1e-8, maxiter: int = 500, anorm=None
+):
+    """Lowest ``k`` eigenpairs of a symmetric A restricted to the complement of span(Y), on the
+    JAX device.
+
+    Args:
+        matmat: function (n, b) device array -> (n, b) device array, A @ X (float64).
+        X0: (n, b) initial block (host or device), b >= k.
+        k: wanted pairs.
+        Y: (n, c) orthonormal constraint vectors (host or device), or None.
+        precond: None or the parameters from ``device_preconditioner`` (applied on the device).
+        tol, maxiter, anorm: as for mdhess/modes/_lobpcg.py's ``lobpcg`` (same convergence test).
+
+    Returns:
+        (w (k,), X (n, k), LobpcgInfo) with numpy arrays.
+    """
+    # (eager JAX operations are avoided here: each compiles a small program of its own)
+    n, b = np.shape(X0)
+    if b < k:
+        raise ValueError(f"jax_lobpcg: initial block has {b} columns < k = {k}")
+    Yd = jax.device_put(np.zeros((n, 0)) if Y is None else np.asarray(Y, dtype=np.float64))
+    X, rank = _init(jax.device_put(np.asarray(X0, dtype=np.float64)), Yd)
+    if int(rank) < b:
+        raise ValueError(f"jax_lobpcg: initial block has rank {int(rank)} < its width {b}")
+    AX = matmat(X)
+    nmv = b
+    X, AX, w, wmax = _start(X, AX)
+    scale = float(wmax) if anorm is None else float(anorm)
+    attainable = 1e3 * np.finfo(np.float64).eps * max(scale, 1e-300) * np.sqrt(n)
+    consts = jax.device_put(np.array([tol, scale, attainable], dtype=np.float64))
+    P = jax.device_put(np.zeros((n, b)))
+    AP = jax.device_put(np.zeros((n, b)))
+    pre = {} if precond is None else precond
+    it = 0
+    nq = 1
+    for it in range(1, maxiter + 1):
+        if it % REFRESH_EVERY == 0:
+            X, AX, w, rank = _refresh(X, AX)
+            if int(rank) < b:
+                break
+        Q, W, AP_o, ok, _ = _prepare(X, AX, w, P, AP, Yd, consts, pre, k=k, precondition=precond is not None)
+        ok_h, nq_h = jax.device_get((ok, nq))
+        if ok_h[:k].all() or int(nq_h) == 0:
+            break
+        AQW = matmat(W)
+        nmv += b
+        X, AX, w, P, AP, nq = _rayleigh_ritz(X, AX, w, Q, AQW, AP_o)
+    res, ok = jax.device_get(_final(X, AX, w, Yd, consts, k=k))
+    info = LobpcgInfo(it, nmv, int(np.sum(ok[:k])), np.asarray(res[:k]))
+    return np.asarray(w)[:k], np.asarray(X)[:, :k], info
+
+
+# -- the operator and preconditioner of a HessianInput -------------------------------------------------
+@jit
+def _scale(s, X):
+    return s * X.astype(jnp.float64)
+
+
+def device_matmat(inp, masses, A_host=None):
+    """(matmat, description): X -> A X on the device for A = M^-1/2 H M^-1/2.
+
+    A matrix (or ``A_host``, its mass-weighted CSR when already made) becomes padded block rows;
+    an operator keeps its own product, mass-weighted around it."""
+    if inp.is_matrix or A_host is not None:
+        A = inp.mass_weighted_csr(masses) if A_host is None else A_host
+        blocks, cols, n_atoms = ell_from_sparse(A)
+
+        def matmat(X):
+            return ell_matmat(blocks, cols, X, n_atoms=n_atoms)
+
+        return matmat, f"padded 3x3 block rows ({cols.shape[-1]} per atom)"
+    s = jax.device_put(np.repeat(1.0 / np.sqrt(masses), 3)[:, None])
+    op = inp.H
+
+    def matmat(X):
+        return _scale(s, op @ _scale(s, X))
+
+    return matmat, "the operator's own product"
+
+
+def device_lowest_preconditioner(inp, masses, matmat, *, A_host, positions, cell, seed: int):
+    """(params, description): the device preconditioner of the lowest pairs of A: block Jacobi,
+    plus the additive trilinear coarse grid when positions are known; built from A - sigma I
+    (sigma below the spectrum) when A is indefinite, as in mdhess/modes/_precond.py."""
+    from ._input import csr_diagonal_blocks
+
+    n = inp.n3
+    D = csr_diagonal_blocks(A_host) if A_host is not None else inp.diagonal_blocks(masses)
+    if positions is not None:
+        sqrt_m = np.sqrt(masses)
+        P = trilinear_prolongator(
+            positions, cell, sqrt_m, coarse_spacing(positions, cell, masses.size), rotations=False
+        )
+        Ac0 = (P.T @ (A_host @ P)).toarray()
+        Ac0 = (Ac0 + Ac0.T) / 2
+        PtP = (P.T @ P).toarray()
+
+    def host_matmat(X):
+        return np.asarray(matmat(jax.device_put(np.asarray(X, dtype=np.float64))))
+
+    def below_spectrum():
+        bound = float(abs(A_host).sum(axis=1).max()) if A_host is not None else None
+        return shift_below_spectrum(host_matmat, n, seed, bound)
+
+    def build(shift, indefinite_ok):
+        Ds = D - shift * np.eye(3) if shift else D
+        if positions is None:
+            return device_preconditioner(Ds)
+        Ac = Ac0 - shift * PtP if shift else Ac0
+        return device_preconditioner(Ds, (P, coarse_inverse(Ac, indefinite_ok=indefinite_ok)))
+
+    shift = below_spectrum() if blocks_indefinite(D) else 0.0
+    try:
+        params = build(shift, indefinite_ok=bool(shift))
+    except np.linalg.LinAlgError:
+        shift = below_spectrum()
+        params = build(shift, indefinite_ok=True)
+    if positions is not None:
+        description = (
+            f"two-level on the device (block Jacobi + {P.shape[1] // 3}-node trilinear coarse grid, additive)"
+        )
+    else:
+        description = "block Jacobi on the device (pass positions= for the two-level preconditioner)"
+    if shift:
+        description += f", of A - sigma I with sigma = {shift:.6g} (indefinite matrix)"
+    return params, description
+
+
+# -- the driver ---------------------------------------------------------------------------------
+def solve_jax_lobpcg(inp, masses, Y, req, *, kv: int):
+    """(w, V, info): the ``kv`` lowest or highest pairs of Q A Q on the complement of Y by the JAX
+    LOBPCG (arguments as mdhess/modes/_lobpcg.py's ``solve_lobpcg``; the same warning)."""
+    # jaxlib's CPU eigh calls scipy's OpenBLAS LAPACK: the small Rayleigh-Ritz problems run up to
+    # 100x slower with its threads on a loaded 2-core machine (0.7 ms vs 120 ms for 81 x 81)
+    with blas_single_thread():
+        return _solve(inp, masses, Y, req, kv=kv)
+
+
+def _solve(inp, masses, Y, req, *, kv: int):
+    n = inp.n3
+    positions = req.positions if req.positions is not None else inp.positions
+    lowest = req.which == "lowest"
+    # the mass-weighted matrix on the host: given entry by entry, or (for the coarse grid)
+    # assembled transiently from an operator's blocks, as the numpy path does
+    A_host = inp.mass_weighted_csr(masses) if inp.is_matrix or (lowest and positions is not None) else None
+    if A_host is not None and not scipy.sparse.issparse(A_host):
+        A_host = scipy.sparse.csr_matrix(A_host)
+    matmat, product = device_matmat(inp, masses, A_host if inp.is_matrix else None)
+    info = {"product": product, "device": str(jax.devices()[0])}
+    precond = None
+    if lowest:
+        precond, info["preconditioner"] = device_lowest_preconditioner(
+            inp, masses, matmat, A_host=A_host, positions=positions, cell=req.cell, seed=req.seed
+        )
+        mm = matmat
+    else:
+        info["preconditioner"] = "none"
+
+        def mm(X):
+            return _scale(-1.0, matmat(X))
+
+    b = min(kv + max(BUFFER_MIN, kv // 4), n - Y.shape[1])
+    X0 = np.random.default_rng(req.seed).standard_normal((n, b))
+    w, X, li = jax_lobpcg(mm, X0, kv, Y=Y, precond=precond, tol=req.tol, maxiter=req.maxiter)
+    if not lowest:
+        w = -w[::-1]
+        X = X[:, ::-1]
+    info.update(
+        iterations=li.iterations,
+        matvecs=li.matvecs,
+        converged=li.converged,
+        max_residual=float(li.residuals.max()),
+    )
+    if li.converged < kv:
+        warnings.warn(
+            f"normal_modes: LOBPCG converged {li.converged} of {kv} modes in {li.iterations} iterations "
+            f"(largest relative residual {li.residuals.max():.2g}); raise maxiter or loosen tol",
+            RuntimeWarning,
+            stacklevel=6,  # normal_modes' caller (via solve_jax_lobpcg, solve_once, vibrational_modes)
+        )
+    return w, X, info
