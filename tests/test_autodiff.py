@@ -25,14 +25,15 @@ def rel(a, b):
 # energy_fn uses the minimum image: periodic geometries whose cutoff is <= half the box
 
 
+# default run: one case per geometry; the rest in the slow set
 AD_CASES = [
     ("lennard_jones", "free"),
-    ("lennard_jones", "orthorhombic"),
+    pytest.param("lennard_jones", "orthorhombic", marks=pytest.mark.slow),
     ("morse", "triclinic"),
     ("soft_sphere_hertz", "orthorhombic"),
     ("lennard_jones_switch", "free_cutoff"),
-    ("coulomb_dsf", "triclinic"),
-    ("buckingham", "free"),
+    pytest.param("coulomb_dsf", "triclinic", marks=pytest.mark.slow),
+    pytest.param("buckingham", "free", marks=pytest.mark.slow),
 ]
 
 
@@ -81,7 +82,8 @@ def test_reverse_over_reverse_and_elastic_network():
     assert rel(np.asarray(g).ravel(), -2 * np.asarray(H) @ np.asarray(F).ravel()) <= 1e-11
 
 
-@pytest.mark.parametrize("fmt", ["Dense", "Sparse", "OrderedSparse"])
+# default run: the Sparse format (each jax-md format compiles its own functions, ~10 s apiece)
+@pytest.mark.parametrize("fmt", [pytest.param("Dense", marks=pytest.mark.slow), "Sparse", pytest.param("OrderedSparse", marks=pytest.mark.slow)])
 def test_jax_md_neighbor_lists_drive_energy_fn(fmt, standard_promotion):
     from jax_md import partition, space
 
@@ -129,9 +131,17 @@ def _three_body(R):
 def test_hessian_of_non_pairwise_energy_matches_jax_hessian():
     R = np.random.default_rng(4).normal(size=(12, 3))
     ref = np.asarray(jax.hessian(_three_body)(jnp.asarray(R))).reshape(36, 36)
-    for b in (1, 5, 36, None):
+    for b in (5, None):  # a ragged last batch and one batch; 1 and 36 (each its own compile) are in the slow set
         H = mdhess.hessian_of(_three_body, R, batch_size=b)
         assert rel(H, ref) <= 1e-13
+
+
+@pytest.mark.slow
+def test_hessian_of_non_pairwise_energy_every_batch_size():
+    R = np.random.default_rng(4).normal(size=(12, 3))
+    ref = np.asarray(jax.hessian(_three_body)(jnp.asarray(R))).reshape(36, 36)
+    for b in (1, 36):  # one tangent at a time; all 3N at once
+        assert rel(mdhess.hessian_of(_three_body, R, batch_size=b), ref) <= 1e-13
 
 
 def test_hessian_of_memory_is_bounded_by_batch():

@@ -30,8 +30,9 @@ def case(name, geometry, two):
 
 # Which combinations each check runs (the default run must fit in minutes, issue 17):
 # - the dense-AD reference, the check every other one leans on, runs every potential on every
-#   geometry (the full product), one- and two-species tables alternating so that each potential
-#   meets both kinds of table and each geometry both kinds too;
+#   geometry (the full product) in the slow set and every potential on two geometries in the
+#   default run, one- and two-species tables alternating so that each potential meets both kinds
+#   of table and each geometry both kinds too;
 # - the layout/invariant and finite-difference checks run every potential once, on geometries
 #   taken in turn (two different offsets), so each check still sees every potential, every
 #   geometry (2-3 potentials each) and both kinds of table. The layouts are potential-independent
@@ -40,6 +41,10 @@ _NAMES = list(POTENTIALS)
 CASES = [(n, g, (a + b) % 2 == 1) for a, n in enumerate(_NAMES) for b, g in enumerate(GEOMETRIES)]
 LAYOUT_CASES = [c for c in CASES if _NAMES.index(c[0]) % len(GEOMETRIES) == GEOMETRIES.index(c[1])]
 FD_CASES = [c for c in CASES if (_NAMES.index(c[0]) + 2) % len(GEOMETRIES) == GEOMETRIES.index(c[1])]
+# the AD check in the default run: the layout and FD cases (every potential on two geometries,
+# every geometry with five or six potentials and both kinds of table); the full product in the
+# slow set
+AD_CASES = [c if c in LAYOUT_CASES or c in FD_CASES else pytest.param(*c, marks=pytest.mark.slow) for c in CASES]
 
 
 def _skip_unsupported(name, geometry):
@@ -48,7 +53,7 @@ def _skip_unsupported(name, geometry):
     return None
 
 
-@pytest.mark.parametrize("name,geometry,two", CASES)
+@pytest.mark.parametrize("name,geometry,two", AD_CASES)
 def test_pair_hessian_matches_autodiff(name, geometry, two):
     pot, R, box, s, H = case(name, geometry, two)
     assert np.abs(H).max() > 0, "an all-zero Hessian would make every comparison vacuous"

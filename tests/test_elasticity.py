@@ -15,7 +15,8 @@ import scipy.linalg
 import scipy.optimize
 
 import mdhess
-from mdhess.modes._elasticity import VOIGT, NotAtEquilibriumWarning
+from mdhess import NotAtEquilibriumWarning
+from mdhess.modes._elasticity import VOIGT
 
 FCC = np.array([[0.0, 0.0, 0.0], [0.0, 0.5, 0.5], [0.5, 0.0, 0.5], [0.5, 0.5, 0.0]])
 KA_SIG = np.array([[1.0, 0.8], [0.8, 0.88]])
@@ -199,6 +200,7 @@ def glass_result(glass):
     return mdhess.elastic_constants(ka, R, box, species=s, solver="direct")
 
 
+@pytest.mark.slow  # peer comparison, ~15 s; the autodiff check of Born, Xi and the non-affine term stays in the default run
 def test_glass_equals_matscipy_nonaffine_route(glass, glass_result):
     """matscipy's get_elastic_constants (Born + stress + non-affine by its CG on its own Hessian).
     Its CG stops at rtol 1e-9 (tighter does not converge unpreconditioned); the error of C from a

@@ -28,7 +28,9 @@ def _lattice(n_side, a, jitter, seed):
 
 # An atom count no other test uses: JAX warns when it traces jax-md's list functions, once per shape
 # and process, so a fresh shape makes this test see the trace (it would pass vacuously otherwise).
-@pytest.mark.parametrize("fmt,n_atoms", [("Sparse", 119), pytest.param("OrderedSparse", 118, marks=pytest.mark.slow)])
+# slow set: each case compiles fresh jax-md lists (~14 s); the exact filter is checked in the default run below
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt,n_atoms", [("Sparse", 119), ("OrderedSparse", 118)])
 def test_jax_md_plugin_use_emits_no_future_warning(fmt, n_atoms):
     pot = mdhess.lennard_jones(sigma=1.0, epsilon=1.0, cutoff=2.5)
     R = _lattice(5, 1.2, 0.05, 0)[:n_atoms]  # in a box of 6: brute-force candidates, sparse pruning

@@ -215,7 +215,8 @@ def test_lobpcg_periodic_crystal_matches_dense():
         assert sin_angle(ref.vectors[:, :k], nm.vectors) < 1e-6 / gap
 
 
-@pytest.mark.parametrize("units_scale", [1.0, 1e30, 1e-30])
+# default run: one extreme scale; the others in the slow set
+@pytest.mark.parametrize("units_scale", [pytest.param(1.0, marks=pytest.mark.slow), pytest.param(1e30, marks=pytest.mark.slow), 1e-30])
 def test_lobpcg_elastic_network_matches_dense(units_scale):
     """Sparse networks take the multiplicative preconditioner (float32 Chebyshev smoothing, rotating
     coarse nodes): eigenvalues still to 1e-8 and the same eigenspace, at any scale of the matrix
@@ -264,7 +265,7 @@ def jittered_simple_cubic(n_side, seed=0):
     return g + np.random.default_rng(seed).normal(0, 0.02, g.shape)
 
 
-@pytest.mark.parametrize("cutoff", [1.5, None])
+@pytest.mark.parametrize("cutoff", [pytest.param(1.5, marks=pytest.mark.slow), None])  # 1.5: 18 s, slow set
 def test_lobpcg_unstable_unrelaxed_structure_matches_dense(cutoff):
     """The lowest (most negative) modes of an indefinite Hessian at a non-stationary structure.
     LOBPCG used to stall here (0 of 20 pairs after 1000 iterations): its residual was not
@@ -289,9 +290,12 @@ def test_lobpcg_unstable_unrelaxed_structure_matches_dense(cutoff):
 
 
 FACTORS = ["superlu"] + (["cholmod"] if cholmod_available() else [])
+# the unstable-structure search is run with one factorisation in the default run (CHOLMOD when
+# installed, the test extra has it), the other in the slow set
+SEARCH_FACTORS = [pytest.param(f, marks=pytest.mark.slow) if f != FACTORS[-1] else f for f in FACTORS]
 
 
-@pytest.mark.parametrize("factor", FACTORS)
+@pytest.mark.parametrize("factor", SEARCH_FACTORS)
 def test_shift_invert_unstable_structure_finds_the_lowest(factor, monkeypatch):
     """Shift-invert returns the eigenvalues NEAREST sigma. It used to keep sigma just below zero at
     an unstable structure and return modes near zero (-0.62 for a lowest of -11.8, measured): a
@@ -391,6 +395,7 @@ def test_auto_solver_choice_is_reported():
     assert "dense" in nm.summary()
 
 
+@pytest.mark.slow  # heavy solver comparison (issue 17: default run in minutes); test_auto_solver_choice_is_reported stays
 def test_auto_solver_thresholds_and_agreement(monkeypatch):
     """Above 1200 degrees of freedom with positions "auto" runs LOBPCG (the measured crossover);
     without positions (block Jacobi only) it stays dense up to 2000; both give the same modes.
@@ -426,6 +431,7 @@ def test_auto_solver_thresholds_and_agreement(monkeypatch):
     assert mdhess.normal_modes(Hc, k=16, positions=Rc).solver == "dense"
 
 
+@pytest.mark.slow  # heavy solver comparison (issue 17: default run in minutes); shift-invert with CHOLMOD stays in test_shift_invert_unstable_structure_finds_the_lowest
 def test_auto_shift_invert_with_cholmod(monkeypatch):
     """With CHOLMOD installed, "auto" takes shift-invert for a sparse matrix in free space with
     few blocks a row (the measured 2-3x over LOBPCG); periodic boxes, dense rows, many modes, the
@@ -464,6 +470,7 @@ def test_auto_shift_invert_with_cholmod(monkeypatch):
     assert mdhess.normal_modes(Hl, k=26, positions=R, solver="auto").solver == "lobpcg"
 
 
+@pytest.mark.slow  # peer comparison, 13 s; the ANM blocks are checked in test_core (elastic network)
 def test_network_modes_match_prody():
     """Peer check of the whole path (elastic_network -> BSR -> normal_modes: "auto", and
     shift-invert and LOBPCG by name) against ProDy's ANM: the same 20 lowest non-zero eigenvalues
