@@ -17,6 +17,7 @@ if not _os.environ.get("MDHESS_NO_X64"):
 from ._errors import InputError as InputError
 from ._errors import MemoryPlanError as MemoryPlanError
 from ._errors import NonFiniteError as NonFiniteError
+from ._errors import NotAtEquilibriumWarning as NotAtEquilibriumWarning
 from ._version import __version__ as __version__
 from .pair._api import energy as energy
 from .pair._api import forces as forces
@@ -47,8 +48,14 @@ _LAZY = {
     "mdhess.pair._planner": ("estimate_memory", "MemoryPlan"),
     "mdhess.pair._stress": ("stress",),
     "mdhess.pair._batch": ("hessian_frames",),
+    "mdhess.pair._minimize": ("minimize", "Minimized"),
     "mdhess.pair._taylor": ("taylor", "contract3", "contract4", "third_order", "PairTensors"),
     "mdhess.modes._nma": ("normal_modes", "NormalModes"),
+    "mdhess.modes._nonlinear": ("nonlinear_mode", "NonlinearMode"),
+    "mdhess.pair._sharded": ("ShardedHessianOperator",),
+    "mdhess.pair._dynmat": ("dynamical_matrix", "DynamicalMatrix"),
+    "mdhess.modes._phonons": ("phonons", "Phonons", "BandStructure", "PhononDOS"),
+    "mdhess.modes._elasticity": ("elastic_constants", "ElasticConstants"),
     "mdhess._units": ("UNIT_SYSTEMS",),
     "mdhess.pair._library": ("load_potential", "list_potentials"),
     "mdhess.io": ("read_hessian", "read_modes", "read_trajectory"),
@@ -56,7 +63,14 @@ _LAZY = {
 _LAZY_NAMES = {name: mod for mod, names in _LAZY.items() for name in names}
 
 
+_SUBMODULES = ("distributed",)  # imported on first attribute access: mdhess.distributed.initialize(...)
+
+
 def __getattr__(name):
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"mdhess.{name}")
     mod = _LAZY_NAMES.get(name)
     if mod is None:
         raise AttributeError(f"module 'mdhess' has no attribute {name!r}")

@@ -11,3 +11,8 @@ class MemoryPlanError(MemoryError):
 
 class NonFiniteError(FloatingPointError):
     """A computed quantity (block, energy) came out NaN or infinite."""
+
+
+class NotAtEquilibriumWarning(UserWarning):
+    """A calculation that assumes a minimum of the energy (phonons, elastic constants) was given
+    a structure whose forces do not vanish; the message names the largest force."""

@@ -35,6 +35,7 @@ PAGES = [str(p.relative_to(ROOT)) for p in sorted(DOCS.rglob("*.md"))] + ["READM
 SUBPROCESS = {
     "docs/ase.md": "imports ASE and mdhess.ase; run as a user would",
     "docs/phonopy.md": "imports phonopy and mdhess.phonopy; run as a user would",
+    "docs/phono3py.md": "imports phono3py and mdhess.phono3py; run as a user would",
     "docs/jax-md.md": "imports jax-md and mdhess.plugins.jax_md; run as a user would",
 }
 # Measured with pytest --durations=0 on the 2-core machine, idle: all blocks of a page together.
@@ -42,6 +43,7 @@ SUBPROCESS = {
 SLOW = {
     "docs/jax-md.md": "61 s: 3 blocks compile jax-md FIRE / neighbour-list loops (28 s, 20 s, 14 s)",
     "docs/phonopy.md": "7 s (2 blocks); slow to keep the default plugin run short (test_phonopy covers it)",
+    "docs/phono3py.md": "~6 s CPU (phono3py setup, compiles); slow like phonopy.md (test_phono3py covers it)",
 }
 # Pages that must show at least one runnable example (a new page may have none, like benchmarks.md).
 CORE = [

@@ -25,6 +25,9 @@ EXAMPLES = {
     "03_ase_vibrations.py": None,
     "04_elastic_network_modes.py": None,
     "05_phonopy_argon.py": "slow",
+    "06_nonlinear_modes.py": "slow",  # ~14 s CPU; its checks are covered by test_nonlinear.py
+    "07_argon_phonons.py": "slow",  # ~7 s CPU; its checks are covered by test_phonons.py
+    "08_glass_elastic_constants.py": "slow",  # ~22 s CPU; its checks are covered by test_elasticity.py
 }
 TIMEOUT = 300  # s; a hang is a failure, not a stuck test run
 

@@ -41,7 +41,7 @@ TRI_POT = mdhess.lennard_jones(sigma=np.array([[1.0, 0.9], [0.9, 0.85]]), epsilo
 
 def tri_phonons():
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", mdhess.EquilibriumWarning)
+        warnings.simplefilter("ignore", mdhess.NotAtEquilibriumWarning)
         return mdhess.phonons(TRI_POT, TRI_R, TRI_CELL, masses=TRI_M, species=TRI_S)
 
 
@@ -156,7 +156,7 @@ def test_matches_phonopy_dynamical_matrix():
     ph = build_phonopy(pot, uc, [2, 3, 2], species={"Ar": 0, "Kr": 1}, primitive_matrix="P")
     q = np.array([[0.0, 0.0, 0.0], [0.5, 1 / 3, 0.0], [0.5, -1 / 3, 0.5], [0.0, 2 / 3, 0.5]])
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", mdhess.EquilibriumWarning)
+        warnings.simplefilter("ignore", mdhess.NotAtEquilibriumWarning)
         D = mdhess.dynamical_matrix(pot, uc.positions, uc.cell, q, masses=uc.masses, species=TRI_S)
     for k, qk in enumerate(q):
         ph.dynamical_matrix.run(qk)
@@ -267,7 +267,7 @@ def test_bad_input(lj_fcc):
     with pytest.raises(mdhess.InputError, match="mesh"):
         ph.dos(0)
     R = np.array([[0.0, 0.0, 0.0], [0.5, 0.6, 0.1]])
-    with pytest.warns(mdhess.EquilibriumWarning, match=r"largest force is [0-9.e+]+ .* on atom"):
+    with pytest.warns(mdhess.NotAtEquilibriumWarning, match=r"largest force is [0-9.e+]+ .* on atom"):
         mdhess.phonons(LJ, R, fcc_primitive(1.55) * [[2], [1], [1]])
 
 

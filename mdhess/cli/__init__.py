@@ -10,8 +10,8 @@ import sys
 
 import typer
 
-from . import demo, hessian, info, modes, potentials
-from ._common import stdout_gone
+from . import convert, demo, elastic, hessian, info, modes, phonons, potentials
+from ._common import Command, Group, stdout_gone
 
 app = typer.Typer(
     name="mdhess",
@@ -19,9 +19,29 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    cls=Group,
 )
-for _mod in (hessian, modes, potentials, info, demo):
-    app.command(_mod.NAME, help=_mod.HELP, no_args_is_help=getattr(_mod, "NO_ARGS_IS_HELP", False))(_mod.command)
+for _mod in (hessian, modes, elastic, convert, phonons, potentials, info, demo):
+    app.command(_mod.NAME, help=_mod.HELP, no_args_is_help=getattr(_mod, "NO_ARGS_IS_HELP", False), cls=Command)(
+        _mod.command
+    )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from .._version import __version__
+
+        typer.echo(f"mdhess {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _app(
+    version: bool = typer.Option(
+        False, "--version", help="Print the mdhess version and exit.", is_eager=True, callback=_print_version
+    ),
+):
+    """Exact Hessians and normal modes of pair potentials from HDF5 trajectories (H5MD, MDTraj)."""
 
 
 def main(argv: list[str] | None = None) -> int:

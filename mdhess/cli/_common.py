@@ -10,13 +10,15 @@ import time
 from pathlib import Path
 
 import typer
+import typer.core
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 
 # How library messages name the arguments that command-line flags set, and the flags' spelling
 # ("group='A'" -> "--group 'A'"): the CLI's messages name the flags.
-FLAG_OF_ARGUMENT = {"group=": "--group ", "overwrite=True": "--overwrite", "resume=True": "--resume"}
+FLAG_OF_ARGUMENT = {"group=": "--group ", "overwrite=True": "--overwrite", "resume=True": "--resume",
+                    "species_map=": "--species-map ", "topology=": "--topology "}  # fmt: skip
 _ARGUMENT = re.compile(
     r"(?<!\S)(" + "|".join(re.escape(a) + ("(?!=)" if a.endswith("=") else r"(?!\w)") for a in FLAG_OF_ARGUMENT) + ")"
 )
@@ -152,6 +154,35 @@ class Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def _with_metavars(params):
+    """Help text with real metavars: nothing after a flag (typer shows ``<bool>``), the option's
+    name in capitals where a command gave no metavar (typer shows ``<str>``)."""
+    for p in params:
+        kind = getattr(p, "param_type_name", "")
+        if p.metavar is None and kind == "option":
+            p.metavar = "" if getattr(p, "is_flag", False) else (p.name or "value").upper()
+        elif p.metavar is None and kind == "argument":
+            p.metavar = (p.name or "arg").upper()
+    return params
+
+
+class Command(typer.core.TyperCommand):
+    """A typer command whose help shows real metavars and ``INPUT`` (not ``{input}``) in the usage line."""
+
+    def get_params(self, ctx):
+        return _with_metavars(super().get_params(ctx))
+
+    def collect_usage_pieces(self, ctx):
+        return [p[1:-1] if len(p) > 2 and p[0] == "{" and p[-1] == "}" else p for p in super().collect_usage_pieces(ctx)]
+
+
+class Group(typer.core.TyperGroup):
+    """The ``mdhess`` group: real metavars as in ``Command``."""
+
+    def get_params(self, ctx):
+        return _with_metavars(super().get_params(ctx))
 
 
 def bundled_data(name: str) -> Path:

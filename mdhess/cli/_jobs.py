@@ -23,7 +23,7 @@ from .._checks import check_choice
 from .._errors import InputError, MemoryPlanError
 from .._units import UNIT_SYSTEMS
 from ..io import Frame, ResultRun, length_factor, read_trajectory
-from ..io._frames import HESSIAN_COMPRESSIONS, write_hessian_frame, write_modes_frame
+from ..io._frames import HESSIAN_COMPRESSIONS, read_quench, write_hessian_frame, write_modes_frame
 from ..io._readers import HessianFrames, read_file_kind, read_mode_spectra
 from ..io._results import input_identity
 from ..io._trajectory import format_bytes, is_reduced_unit
@@ -41,6 +41,7 @@ class JobResult:
     computed: int
     seconds: float
     summary: list = field(default_factory=list)  # per computed frame: dict
+    csv_files: list = field(default_factory=list)  # CSV files written (modes --csv)
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,10 @@ class SourceOptions:
             None: from the file's length unit to the potential's.
         ignore_species: every atom is the potential's species 0, whatever the file says
             (``--ignore-species``).
+        input_format: the input's format (``--input-format``); None: detected.
+        topology: DCD / XTC / TRR input: the topology file (``--topology``).
+        species_map: "LABEL=SPECIES,..." (``--species-map``): how the file's names, symbols
+            or types become the potential's species.
     """
 
     frames: str | None = None
@@ -62,10 +67,27 @@ class SourceOptions:
     reference_frame: int = 0
     length_scale_override: float | None = None
     ignore_species: bool = False
+    input_format: str | None = None
+    topology: str | None = None
+    species_map: str | None = None
 
     def settings(self) -> dict:
         """What these options add to a run's settings (only what changes results)."""
-        return {"ignore_species": True} if self.ignore_species else {}
+        out = {"ignore_species": True} if self.ignore_species else {}
+        if self.species_map:
+            out["species_map"] = self.species_map
+        if self.topology is not None:
+            out["topology"] = os.path.abspath(self.topology)
+        return out
+
+    def open(self, input):
+        """The input trajectory, opened for streaming as these options say (``mdhess.read_trajectory``)."""
+        if self.input_format is not None:
+            from ..io import TRAJECTORY_FORMATS
+
+            check_choice(self.input_format, TRAJECTORY_FORMATS, label="--input-format")
+        return read_trajectory(input, format=self.input_format, group=self.group, topology=self.topology,
+                               species_map=self.species_map)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -117,6 +139,67 @@ class ThermoOptions:
         if self.temperature is None:
             return None
         return modes.thermodynamics(self.temperature, quantum=not self.classical, hbar=self.hbar)
+
+
+@dataclass(frozen=True)
+class QuenchOptions:
+    """Minimise each frame before its Hessian (``--quench``): the inherent structure of an MD frame.
+
+    Attributes:
+        enabled: quench (``--quench``).
+        fmax: force tolerance, energy / length (``--fmax``).
+        method: "fire" or "lbfgs" (``mdhess.minimize``).
+        maxiter: step limit (None: ``mdhess.minimize``'s default).
+    """
+
+    enabled: bool = False
+    fmax: float = 1e-10
+    method: str = "fire"
+    maxiter: int | None = None
+
+    def check(self) -> None:
+        """Raises InputError for an fmax that is not a finite number > 0."""
+        if self.enabled and not (isinstance(self.fmax, (int, float)) and np.isfinite(self.fmax) and self.fmax > 0):
+            raise InputError(f"--fmax must be a finite number > 0; got {self.fmax}")
+
+    def settings(self) -> dict:
+        """What quenching adds to a run's settings (nothing when off: older runs resume as before)."""
+        return {"quench": {"fmax": self.fmax, "method": self.method, "maxiter": self.maxiter}} if self.enabled else {}
+
+
+LONG_FRAME_ATOMS = 4000  # from this many atoms a frame's library calls show their own progress
+
+
+def quench_frame(potential, fr: Frame, quench: QuenchOptions, *, progress: bool = False):
+    """(frame with minimised positions, ``mdhess.minimize``'s result), or (fr, None) when not quenching.
+
+    A frame that does not reach ``--fmax`` is kept with a notice (its max force is recorded)."""
+    if not quench.enabled:
+        return fr, None
+    from ..pair._minimize import minimize
+
+    try:
+        q = minimize(
+            potential, fr.positions, box=fr.box, species=fr.species, method=quench.method, fmax=quench.fmax,
+            maxiter=quench.maxiter, progress=progress, warn=False,
+        )  # fmt: skip
+    except InputError as exc:
+        raise InputError(f"frame {fr.index}: --quench: {exc}") from None
+    if not q.converged:
+        note(
+            f"frame {fr.index}: --quench did not converge: max force {q.max_force:.3g} > --fmax {quench.fmax:g} "
+            f"after {q.iterations} steps (a hard cutoff stalls minimisers: use a C2 switch, docs/quench.md)"
+        )
+    return replace(fr, positions=q.positions), q
+
+
+def hessian_with_status(source, fr: Frame, fmt: str, dtype: str, detail: bool):
+    """``source.hessian(fr, fmt, dtype)``, with its time on stderr when ``detail`` (huge frames)."""
+    from .._progress import Status
+
+    with Status(detail, f"frame {fr.index}") as st:
+        st.phase(f"{fmt} Hessian of {fr.positions.shape[0]} atoms")
+        return source.hessian(fr, fmt, dtype)
 
 
 # -- frames in -------------------------------------------------------------------------------------
@@ -306,6 +389,7 @@ class Computed(NamedTuple):
     frame: Frame  # the frame as used
     result: object  # the frame's Hessian, or (NormalModes, thermodynamics or None)
     started: float  # time.perf_counter() when its work began
+    quench: object = None  # the frame's minimisation (mdhess.minimize's result), or None
 
 
 def run_frames(
@@ -374,29 +458,31 @@ def _batching(batch_frames: int) -> bool:
     return jax.default_backend() != "cpu"  # on a CPU one frame at a time is as fast
 
 
-def _hessians(source: TrajectorySource, sel, todo, fmt, dtype, batch_frames) -> Iterator[Computed]:
+def _hessians(source: TrajectorySource, sel, todo, fmt, dtype, batch_frames, quench: QuenchOptions,
+              detail: bool) -> Iterator[Computed]:  # fmt: skip
     """The Hessian of each pending slot, in order: one frame at a time, or in batches read one
-    frame at a time (``hessian_stream``) when batching is on."""
+    frame at a time (``hessian_stream``) when batching is on; each frame minimised first with
+    ``--quench``."""
     if not _batching(batch_frames):
         for slot in todo:
             ts = time.perf_counter()
-            fr = source.frame(sel[slot])
-            yield Computed(slot, fr, source.hessian(fr, fmt, dtype), ts)
+            fr, q = quench_frame(source.potential, source.frame(sel[slot]), quench, progress=detail)
+            yield Computed(slot, fr, hessian_with_status(source, fr, fmt, dtype, detail), ts, q)
         return
     from ..pair._batch import hessian_stream
 
     def items():
         for slot in todo:
-            fr = source.frame(sel[slot])
-            yield fr.index, fr.positions, fr.box, fr.species, (slot, fr)
+            fr, q = quench_frame(source.potential, source.frame(sel[slot]), quench, progress=detail)
+            yield fr.index, fr.positions, fr.box, fr.species, (slot, fr, q)
 
     ts = time.perf_counter()
     stream = hessian_stream(
         source.potential, items(), format=fmt, dtype=dtype, batch_size=batch_frames or None, call="hessian"
     )
     try:
-        for (slot, fr), H in stream:
-            yield Computed(slot, fr, H, ts)
+        for (slot, fr, q), H in stream:
+            yield Computed(slot, fr, H, ts, q)
             ts = time.perf_counter()  # a batched frame's time: from the previous frame's write on
     except (InputError, FloatingPointError) as exc:
         raise InputError(str(exc)) from None  # already "frame K: ..."
@@ -404,7 +490,7 @@ def _hessians(source: TrajectorySource, sel, todo, fmt, dtype, batch_frames) -> 
 
 def run_hessian(
     input, potential, output, *, format="dense", dtype="float64", compression="auto", batch_frames=0,
-    source: SourceOptions | None = None, options: RunOptions | None = None,
+    source: SourceOptions | None = None, options: RunOptions | None = None, quench: QuenchOptions | None = None,
 ) -> JobResult:  # fmt: skip
     """Hessians of the selected frames of a trajectory, written to ``output``.
 
@@ -419,6 +505,8 @@ def run_hessian(
             off the CPU, where it pays; N >= 1 computes N frames per call on any backend.
         source: frames, particle group, reference frame, length scale (default: ``SourceOptions()``).
         options: resume, overwrite, quiet (default: ``RunOptions()``).
+        quench: minimise each frame first (default: no); the minimised positions and the final
+            max force are stored with the frame.
 
     Returns:
         ``JobResult``; its summary has frame, seconds and n_atoms per computed frame.
@@ -428,11 +516,12 @@ def run_hessian(
     """
     from ..pair._library import load_spec
 
-    source, options = source or SourceOptions(), options or RunOptions()
+    source, options, quench = source or SourceOptions(), options or RunOptions(), quench or QuenchOptions()
     _check_hessian_args(format, dtype, compression, batch_frames)
+    quench.check()
     spec = load_spec(potential)
     t0 = time.perf_counter()
-    with read_trajectory(input, group=source.group) as traj:
+    with source.open(input) as traj:
         sel = parse_frames(source.frames, traj.n_frames)
         tsrc = TrajectorySource(traj, spec, source, fmt=format, dtype=dtype)
         settings = {
@@ -447,6 +536,7 @@ def run_hessian(
             "compression": compression,
             "length_scale": tsrc.scale,
             "reference_frame": source.reference_frame if spec.needs_reference else None,
+            **quench.settings(),
         }
         attrs = {
             "format": format,
@@ -464,11 +554,12 @@ def run_hessian(
         }
 
         def write(group, computed: Computed):
-            write_hessian_frame(group, computed.frame, computed.result, compression=compression)
+            write_hessian_frame(group, computed.frame, computed.result, compression=compression, quench=computed.quench)
 
+        detail = not options.quiet and (len(sel) == 1 or traj.n_atoms >= LONG_FRAME_ATOMS)
         n_computed, summary = run_frames(
             output, "hessian", settings, sel, options, write=write, attrs=lambda: attrs,
-            compute=lambda todo: _hessians(tsrc, sel, todo, format, dtype, batch_frames),
+            compute=lambda todo: _hessians(tsrc, sel, todo, format, dtype, batch_frames, quench, detail),
         )  # fmt: skip
         for s in summary:
             s["n_atoms"] = traj.n_atoms
@@ -494,7 +585,7 @@ class ModesInput:
         n_frames, n_atoms: of the input.
         units: the input's unit system name (its potential's), None when unknown.
         identity: the settings that identify the input (file, source kind, potential, ...).
-        frame: ``frame(k)`` -> (Frame, Hessian) of source frame ``k``.
+        frame: ``frame(k)`` -> (Frame, Hessian, quench record or None) of source frame ``k``.
         close: closes the input.
     """
 
@@ -515,9 +606,14 @@ def _check_units(units, input_units, where: str) -> None:
         )
 
 
-def _hessian_file_input(input, potential, units) -> ModesInput:
+def _hessian_file_input(input, potential, units, quench: QuenchOptions) -> ModesInput:
     if potential is not None:
         raise InputError(f"--potential is not used with a Hessian file input ({input}); it records its potential")
+    if quench.enabled:
+        raise InputError(
+            f"--quench needs a trajectory input; {input} holds Hessians already computed (quench with "
+            "mdhess hessian --quench, or pass the trajectory and --potential)"
+        )
     src = HessianFrames(input)
     recorded = None if src.units is None else str(src.units)
     try:
@@ -528,20 +624,21 @@ def _hessian_file_input(input, potential, units) -> ModesInput:
 
     def frame(k):
         # modes files made from Hessian files have never stored species (normal modes do not use them)
-        return replace(src.frame(k), species=None), src.hessian(k)
+        # the minimisation of a quenched Hessian file's frame is carried into the modes file
+        return replace(src.frame(k), species=None), src.hessian(k), read_quench(src.file, k)
 
     identity = {**input_identity(input), "source_kind": "hessian", "potential": src.potential}
     return ModesInput(src.n_frames, src.n_atoms, recorded, identity, frame, src.close)
 
 
-def _trajectory_input(input, potential, source: SourceOptions, units) -> ModesInput:
+def _trajectory_input(input, potential, source: SourceOptions, units, quench: QuenchOptions, detail) -> ModesInput:
     from ..pair._library import load_spec
 
     if potential is None:
         raise InputError(f"--potential is required when INPUT is a trajectory ({input})")
     spec = load_spec(potential)
     _check_units(units, spec.units, f"of the potential {spec.name!r}")
-    traj = read_trajectory(input, group=source.group)
+    traj = source.open(input)
     fmt = "dense" if traj.n_atoms <= MODES_DENSE_MAX_ATOMS else "bsr"
     try:
         tsrc = TrajectorySource(traj, spec, source, fmt=fmt, dtype="float64")
@@ -551,12 +648,12 @@ def _trajectory_input(input, potential, source: SourceOptions, units) -> ModesIn
     identity = {
         **input_identity(input), **source.settings(), "source_kind": "trajectory", "group": traj.group, "potential": spec.to_dict(),
         "potential_resolved": tsrc.potential.describe(), "length_scale": tsrc.scale, "format": fmt,
-        "reference_frame": source.reference_frame if spec.needs_reference else None,
+        "reference_frame": source.reference_frame if spec.needs_reference else None, **quench.settings(),
     }  # fmt: skip
 
     def frame(k):
-        fr = tsrc.frame(k)
-        return fr, tsrc.hessian(fr, fmt, "float64")
+        fr, q = quench_frame(tsrc.potential, tsrc.frame(k), quench, progress=detail(traj.n_atoms))
+        return fr, hessian_with_status(tsrc, fr, fmt, "float64", detail(traj.n_atoms)), q
 
     return ModesInput(traj.n_frames, traj.n_atoms, spec.units, identity, frame, traj.close)
 
@@ -576,9 +673,10 @@ class ModesJob:
         thermo: thermodynamics per frame.
     """
 
-    def __init__(self, input, src: ModesInput, sel, *, k, units, solver, thermo: ThermoOptions):
+    def __init__(self, input, src: ModesInput, sel, *, k, units, solver, thermo: ThermoOptions, progress=False):
         self.input, self.src, self.sel = input, src, sel
         self.k, self.units, self.solver, self.thermo = k, units, solver, thermo
+        self.progress = progress  # the solver's own progress (single huge frames)
         self.frequency_unit = None  # of the frames computed by this process
 
     def settings(self) -> dict:
@@ -591,21 +689,21 @@ class ModesJob:
 
         for slot in todo:
             ts = time.perf_counter()
-            fr, H = self.src.frame(self.sel[slot])
+            fr, H, q = self.src.frame(self.sel[slot])
             try:
                 nm = normal_modes(
                     H, fr.masses, k=self.k, which="lowest", project="auto", units=self.units, solver=self.solver,
-                    box=fr.box, positions=fr.positions,
+                    box=fr.box, positions=fr.positions, progress=self.progress,
                 )  # fmt: skip
             except InputError as exc:
                 raise InputError(f"frame {fr.index}: {exc}") from None
             self.frequency_unit = _frequency_unit(nm)
-            yield Computed(slot, fr, (nm, self.thermo.of(nm)), ts)
+            yield Computed(slot, fr, (nm, self.thermo.of(nm)), ts, q)
 
     @staticmethod
     def write(group, computed: Computed) -> None:
         modes, thermo = computed.result
-        write_modes_frame(group, computed.frame, modes, thermo)
+        write_modes_frame(group, computed.frame, modes, thermo, quench=computed.quench)
 
     def attrs(self) -> dict:
         t = self.thermo
@@ -625,7 +723,8 @@ class ModesJob:
 
 def run_modes(
     input, output, *, k=20, potential=None, units=None, solver="auto", thermo: ThermoOptions | None = None,
-    source: SourceOptions | None = None, options: RunOptions | None = None, plot=None,
+    source: SourceOptions | None = None, options: RunOptions | None = None, plot=None, quench: QuenchOptions | None = None,
+    csv=None, width: float | None = None,
 ) -> JobResult:  # fmt: skip
     """Lowest ``k`` normal modes of each selected frame of a trajectory or Hessian file.
 
@@ -640,43 +739,97 @@ def run_modes(
         thermo: thermodynamics per frame (default: none).
         source: frames, particle group, reference frame, length scale (default: ``SourceOptions()``).
         options: resume, overwrite, quiet (default: ``RunOptions()``).
-        plot: PNG file for the density of states of the modes found, or None.
+        plot: PNG file for the Gaussian-broadened density of states of the modes found (each
+            frame and their average), or None.
+        quench: minimise each frame first (trajectory input only; default: no).
+        csv: CSV file for the frequencies and participation ratios (``write_modes_csv``), or None.
+        width: the DOS plot's Gaussian standard deviation, frequency units (None: automatic).
 
     Returns:
-        ``JobResult``.
+        ``JobResult``; ``csv_files`` lists the CSV files written.
 
     Raises:
         InputError: bad arguments or input; an existing output (see ``run_frames``).
     """
     thermo, source, options = thermo or ThermoOptions(), source or SourceOptions(), options or RunOptions()
+    quench = quench or QuenchOptions()
     _check_modes_args(k, units, thermo, plot)
+    _check_outputs(csv, width)
+    quench.check()
     kind = read_file_kind(input)
     t0 = time.perf_counter()
+    n_sel = [0]
+
+    def detail(n_atoms):  # single huge frames show their library calls' progress
+        return not options.quiet and (n_sel[0] == 1 or n_atoms >= LONG_FRAME_ATOMS)
+
     if kind == "hessian":
-        src = _hessian_file_input(input, potential, units)
+        src = _hessian_file_input(input, potential, units, quench)
     elif kind is None:
-        src = _trajectory_input(input, potential, source, units)
+        src = _trajectory_input(input, potential, source, units, quench, detail)
     else:
         raise InputError(f"{input!r} is an mdhess {kind} file; modes need a trajectory or a Hessian file")
     try:
         if k > 3 * src.n_atoms:
             raise InputError(f"-k {k} exceeds the number of modes 3N = {3 * src.n_atoms}")
         sel = parse_frames(source.frames, src.n_frames)
+        n_sel[0] = len(sel)
         units = units or src.units
         thermo.check_units(units)
-        job = ModesJob(input, src, sel, k=k, units=units, solver=solver, thermo=thermo)
+        job = ModesJob(input, src, sel, k=k, units=units, solver=solver, thermo=thermo, progress=detail(src.n_atoms))
         n_computed, summary = run_frames(
             output, "modes", job.settings(), sel, options, compute=job.compute, write=job.write, attrs=job.attrs
         )
     finally:
         src.close()
     if plot is not None:
-        plot_dos(output, plot)
-    return JobResult(str(output), len(sel), n_computed, time.perf_counter() - t0, summary)
+        plot_dos(output, plot, width=width)
+    res = JobResult(str(output), len(sel), n_computed, time.perf_counter() - t0, summary)
+    if csv is not None:
+        from ..io._export import write_modes_csv
+
+        res.csv_files = write_modes_csv(output, csv)
+    return res
 
 
-def plot_dos(modes_file, png) -> None:
-    """Histogram of the frequencies found in every frame of a modes file, written as a PNG."""
+def _check_outputs(csv, width) -> None:
+    if csv is not None and not os.path.isdir(os.path.dirname(os.path.abspath(csv))):
+        raise InputError(f"--csv folder {os.path.dirname(os.path.abspath(csv))!r} does not exist")
+    if width is not None and not (np.isfinite(width) and width > 0):
+        raise InputError(f"--width must be a finite number > 0; got {width}")
+
+
+DOS_POINTS = 400  # grid points of the plotted density of states
+
+
+def broadened_dos(spectra, width: float | None = None):
+    """(grid (g,), per-frame g(nu) (F, g), width): the Gaussian-broadened density of states of
+    each frame's modes (zero modes left out; imaginary ones as negative frequencies) on one grid.
+
+    ``width`` None: 2 % of the frequency range of all frames (at least 1e-12)."""
+    from ..modes._thermo import density_of_states
+
+    freqs = [f[f != 0] for f in spectra.frequencies]  # zero (projected) modes are exactly 0
+    pooled = np.concatenate(freqs) if freqs else np.zeros(0)
+    if pooled.size == 0:
+        raise InputError("--plot: no non-zero modes to plot (all modes found are zero modes)")
+    lo, hi = float(pooled.min()), float(pooled.max())
+    if width is None:
+        width = max(0.02 * (hi - lo), 0.02 * max(abs(hi), abs(lo)), 1e-12)
+    lo, hi = lo - 3 * width, hi + 3 * width
+    rows = []
+    for f in freqs:
+        if f.size:
+            grid, g = density_of_states(f, bins=DOS_POINTS, width=width, fmin=lo, fmax=hi)
+        else:
+            grid, g = np.linspace(lo, hi, DOS_POINTS), np.zeros(DOS_POINTS)
+        rows.append(g)
+    return grid, np.asarray(rows), width
+
+
+def plot_dos(modes_file, png, *, width: float | None = None) -> None:
+    """The Gaussian-broadened density of states of the modes found in every frame of a modes
+    file (thin lines) and their average over frames (thick), written as a PNG."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
@@ -684,15 +837,20 @@ def plot_dos(modes_file, png) -> None:
         raise InputError("--plot needs matplotlib (pip install 'mdhess[plot]')") from None
 
     spectra = read_mode_spectra(modes_file)
-    freqs = np.concatenate(spectra.frequencies)
+    grid, g, width = broadened_dos(spectra, width)
     unit, n = spectra.frequency_unit, len(spectra.frequencies)
-    keep = freqs != 0  # zero modes (projected rigid-body ones) have frequency exactly 0
-    fig = Figure(figsize=(5, 3.5), dpi=120)  # no pyplot: leaves the caller's backend alone
+    fig = Figure(figsize=(5.5, 3.8), dpi=120)  # no pyplot: leaves the caller's backend alone
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    ax.hist(freqs[keep], bins=max(10, int(np.sqrt(keep.sum()))), color="C0")
-    ax.set_xlabel(f"frequency ({unit})" if unit else "frequency")
-    ax.set_ylabel("modes")
-    ax.set_title(f"lowest modes, {n} frames (zero modes left out)", fontsize=9)
+    if n > 1:
+        for row in g:
+            ax.plot(grid, row, color="C0", lw=0.6, alpha=0.35)
+    ax.plot(grid, g.mean(axis=0), color="C3" if n > 1 else "C0", lw=1.8, label=f"average of {n} frames" if n > 1 else None)
+    if n > 1:
+        ax.legend(fontsize=8)
+    u = f" ({unit})" if unit else ""
+    ax.set_xlabel(f"frequency{u}")
+    ax.set_ylabel(f"g (modes / {unit or 'frequency unit'})")
+    ax.set_title(f"DOS of the lowest modes, Gaussian width {width:.3g}{u}; zero modes left out", fontsize=8)
     fig.tight_layout()
     fig.savefig(os.fspath(png), format="png")

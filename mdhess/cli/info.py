@@ -11,7 +11,8 @@ NO_ARGS_IS_HELP = True
 HELP = """Summarise a trajectory, Hessian or modes file (or an interrupted run's OUTPUT.partial folder).
 
 Trajectories: layout, frames, atoms, box, species, units. Hessian and modes files: the potential,
-format, frames and their completion marks, the source trajectory."""
+format, frames and their completion marks, the source trajectory; modes files also the
+thermodynamics of each frame (and how many modes they summed), quenched files the minimisation."""
 
 
 def _trajectory(path):
@@ -63,11 +64,76 @@ def _result(path):
                 typer.echo(f"  frame 0: {H.shape}, {H.data.shape[0]} stored 3x3 blocks")
             else:
                 typer.echo(f"  frame 0: {H.shape} dense")
+        elif r.kind == "elastic":
+            _elastic(r)
         else:
             typer.echo(f"  units: {r.json_attr('units')}, modes per frame: {a.get('k')}, source kind: {a.get('source_kind')}")
             f, _ = read_spectrum(r, 0)
             if f is not None:
                 typer.echo(f"  frame 0 lowest frequencies: {np.round(f[:6], 6).tolist()} ({a.get('frequency_unit', '')})")
+            _thermo(r)
+        _quench(r)
+
+
+INFO_ROWS = 12  # frames listed in the per-frame tables (then "...")
+
+
+def _elastic(r) -> None:
+    """Elastic-constants files: per frame the Hill bulk and shear moduli and the largest force."""
+    from ..io._elastic import read_elastic_frame
+
+    a = r.attrs
+    typer.echo(f"  atoms: {a.get('n_atoms')}, units: {a.get('units')}, relaxed: {bool(a.get('relax', True))}, Voigt order {a.get('voigt_order')}")
+    typer.echo(f"  {'frame':>6} {'bulk (Hill)':>12} {'shear (Hill)':>12} {'C11':>10} {'C44':>10} {'max force':>10} solver")
+    for s in range(min(r.n_frames, INFO_ROWS)):
+        e = read_elastic_frame(r, s)
+        K, G = e.moduli("hill")
+        typer.echo(f"  {int(r.frame_index[s]):6d} {K:12.6g} {G:12.6g} {e.C[0, 0]:10.5g} {e.C[3, 3]:10.5g} {e.max_force:10.3g} {e.solver}")
+    if r.n_frames > INFO_ROWS:
+        typer.echo(f"  ... ({r.n_frames - INFO_ROWS} more frames; mdhess.io.read_elastic(path, frame))")
+
+
+def _thermo(r) -> None:
+    """The thermodynamics stored with each frame, and how many modes they summed."""
+    from ..io._frames import read_thermo
+
+    rows = [(int(r.frame_index[s]), read_thermo(r, s)) for s in range(r.n_frames)]
+    rows = [(k, t) for k, t in rows if t]
+    if not rows:
+        return
+    t0 = rows[0][1]
+    n_dof = 3 * int(r.attrs.get("n_atoms", 0) or 0)
+    kind = "quantum" if t0.get("quantum", True) else "classical"
+    typer.echo(
+        f"  thermodynamics (harmonic, {kind}, T = {t0.get('temperature')}, energies in {t0.get('units') or 'the potential units'};"
+        f" sums over the modes found: {r.attrs.get('k')} per frame of {n_dof}):"
+    )
+    typer.echo(f"  {'frame':>6} {'free energy':>14} {'internal energy':>16} {'entropy':>14} {'heat capacity':>14} {'ZPE':>12} modes used")
+    for k, t in rows[:INFO_ROWS]:
+        typer.echo(
+            f"  {k:6d} {t.get('free_energy', float('nan')):14.6g} {t.get('internal_energy', float('nan')):16.6g} "
+            f"{t.get('entropy', float('nan')):14.6g} {t.get('heat_capacity', float('nan')):14.6g} {t.get('zpe', float('nan')):12.6g} "
+            f"{t.get('n_modes_used')} (skipped: {t.get('n_zero_skipped')} zero, {t.get('n_imaginary_skipped')} imaginary)"
+        )
+    if len(rows) > INFO_ROWS:
+        typer.echo(f"  ... ({len(rows) - INFO_ROWS} more frames; all: mdhess modes ... --csv FILE)")
+
+
+def _quench(r) -> None:
+    """How the frames were minimised (``--quench``)."""
+    from ..io._frames import read_quench
+
+    q = [read_quench(r, s) for s in range(r.n_frames)]
+    done = [x for x in q if x is not None]
+    if not done:
+        return
+    fm = max(x["max_force"] for x in done)
+    conv = sum(bool(x["converged"]) for x in done)
+    typer.echo(
+        f"  quenched ({done[0]['method']}, --fmax {done[0]['fmax']:g}): {len(done)} of {r.n_frames} frames, "
+        f"{conv} converged, largest final max force {fm:.3g}, "
+        f"{min(x['iterations'] for x in done)}-{max(x['iterations'] for x in done)} steps"
+    )
 
 
 def _partial(path: Path, run):
@@ -76,7 +142,7 @@ def _partial(path: Path, run):
 
 
 @handle_errors
-def command(file: Path = typer.Argument(..., help="An HDF5 trajectory, Hessian or modes file.")):
+def command(file: Path = typer.Argument(..., metavar="FILE", help="An HDF5 trajectory, Hessian or modes file.")):
     from .._errors import InputError
     from ..io._readers import read_file_kind, read_partial_run
 

@@ -6,6 +6,7 @@ from typing import Optional
 import typer
 
 from ._common import handle_errors
+from .convert import input_format_option, species_map_option, topology_option
 
 NAME = "modes"
 NO_ARGS_IS_HELP = True
@@ -16,45 +17,66 @@ INPUT is a trajectory (Hessians computed on the fly; needs --potential) or a Hes
 by `mdhess hessian`. Masses come from the input file, else the potential's per-species masses,
 else 1. Rigid-body zero modes are projected out (translations; rotations too in free space).
 
-Example: mdhess modes hessians.h5 -k 20 --temperature 0.3 --plot dos.png -o modes.h5
+With --quench (trajectory input) each frame is first minimised (FIRE) to its inherent structure;
+the minimised positions and the final max force are stored with the frame. --csv writes the
+frequencies and participation ratios as CSV (and per-frame thermodynamics beside it, FILE.frames.csv).
+
+Example: mdhess modes hessians.h5 -k 20 --temperature 0.3 --plot dos.png --csv modes.csv -o modes.h5
 """
 
 
 @handle_errors
 def command(
-    input: Path = typer.Argument(..., help="Trajectory (H5MD, MDTraj, minimal) or Hessian file."),
-    output: Path = typer.Option(..., "--output", "-o", help="Output HDF5 file."),
-    k: int = typer.Option(20, "-k", "--k", help="Number of lowest modes per frame."),
-    potential: Optional[str] = typer.Option(None, "--potential", "-p", help="Named potential or .toml (trajectory input)."),
-    units: Optional[str] = typer.Option(None, "--units", help="lj, metal or real (default: the potential's)."),
+    input: Path = typer.Argument(..., metavar="INPUT", help="Trajectory (HDF5, extended XYZ, LAMMPS dump/data, DCD/XTC/TRR) or Hessian file."),
+    output: Path = typer.Option(..., "--output", "-o", metavar="FILE", help="Output HDF5 file."),
+    k: int = typer.Option(20, "-k", "--k", metavar="K", help="Number of lowest modes per frame."),
+    potential: Optional[str] = typer.Option(
+        None, "--potential", "-p", metavar="NAME", help="Named potential or .toml (trajectory input)."
+    ),
+    units: Optional[str] = typer.Option(None, "--units", metavar="UNITS", help="lj, metal or real (default: the potential's)."),
     solver: str = typer.Option(
-        "auto", "--solver", help="auto, dense, shift-invert or lobpcg (see mdhess.normal_modes)."
+        "auto", "--solver", metavar="SOLVER", help="auto, dense, shift-invert or lobpcg (see mdhess.normal_modes)."
     ),
     temperature: Optional[float] = typer.Option(
-        None, "--temperature", "-T", help="Harmonic thermodynamics at this temperature (K; reduced units for lj)."
+        None, "--temperature", "-T", metavar="T", help="Harmonic thermodynamics at this temperature (K; reduced units for lj)."
     ),
-    hbar: Optional[float] = typer.Option(None, "--hbar", help="hbar in reduced units (lj thermodynamics only)."),
+    hbar: Optional[float] = typer.Option(None, "--hbar", metavar="HBAR", help="hbar in reduced units (lj thermodynamics only)."),
     classical: bool = typer.Option(False, "--classical", help="Classical instead of quantum oscillators."),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="Write the density of states of the modes found to this PNG."),
-    frames: Optional[str] = typer.Option(None, "--frames", help="START:STOP:STEP (Python slice) or one index K."),
-    group: Optional[str] = typer.Option(None, "--group", help="H5MD particle group."),
-    reference_frame: int = typer.Option(0, "--reference-frame", help="Elastic networks: reference input frame."),
-    length_scale: Optional[float] = typer.Option(None, "--length-scale", help="Multiply input lengths by this."),
+    plot: Optional[Path] = typer.Option(
+        None, "--plot", metavar="PNG", help="Write the Gaussian-broadened density of states (each frame and the average)."
+    ),
+    width: Optional[float] = typer.Option(
+        None, "--width", metavar="W", help="--plot: Gaussian standard deviation, frequency units (default: 2% of the range)."
+    ),
+    csv: Optional[Path] = typer.Option(
+        None, "--csv", metavar="CSV", help="Also write frame, mode, frequency, participation ratio as CSV (and CSV.frames.csv)."
+    ),
+    quench: bool = typer.Option(False, "--quench", help="Minimise each frame first (FIRE; trajectory input)."),
+    fmax: float = typer.Option(1e-10, "--fmax", metavar="F", help="--quench: force tolerance, energy/length."),
+    frames: Optional[str] = typer.Option(None, "--frames", metavar="SLICE", help="START:STOP:STEP (Python slice) or one index K."),
+    group: Optional[str] = typer.Option(None, "--group", metavar="NAME", help="H5MD particle group."),
+    reference_frame: int = typer.Option(0, "--reference-frame", metavar="K", help="Elastic networks: reference input frame."),
+    length_scale: Optional[float] = typer.Option(None, "--length-scale", metavar="X", help="Multiply input lengths by this."),
     ignore_species: bool = typer.Option(
         False, "--ignore-species", help="Every atom is the potential's species 0, whatever species the file gives."
     ),
+    input_format: Optional[str] = input_format_option(),
+    topology: Optional[Path] = topology_option(),
+    species_map: Optional[str] = species_map_option(),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run, skipping finished frames."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUTPUT if it exists."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ):
-    from ._jobs import RunOptions, SourceOptions, ThermoOptions, run_modes
+    from ._jobs import QuenchOptions, RunOptions, SourceOptions, ThermoOptions, run_modes
 
     res = run_modes(
-        str(input), output, k=k, potential=potential, units=units, solver=solver, plot=plot,
+        str(input), output, k=k, potential=potential, units=units, solver=solver, plot=plot, csv=csv, width=width,
         thermo=ThermoOptions(temperature=temperature, hbar=hbar, classical=classical),
         source=SourceOptions(frames=frames, group=group, reference_frame=reference_frame, length_scale_override=length_scale,
-                             ignore_species=ignore_species),
+                             ignore_species=ignore_species, input_format=input_format,
+                             topology=None if topology is None else str(topology), species_map=species_map),
         options=RunOptions(resume=resume, overwrite=overwrite, quiet=quiet),
+        quench=QuenchOptions(enabled=quench, fmax=fmax),
     )  # fmt: skip
     if temperature is not None:
         _partial_thermo_notice(res.output, k, temperature, hbar, classical)
@@ -62,6 +84,8 @@ def command(
         typer.echo(f"wrote {res.output}: {res.n_frames} frames ({res.computed} computed) in {res.seconds:.2f} s")
         if plot is not None:
             typer.echo(f"wrote {plot}")
+        for path in res.csv_files:
+            typer.echo(f"wrote {path}")
 
 
 def _partial_thermo_notice(output, k: int, temperature: float, hbar, classical: bool) -> None:

@@ -73,10 +73,10 @@ def command(
     if box is None:
         raise InputError(f"{where} has no periodic cell; phonons need a periodic structure")
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", mdhess.EquilibriumWarning)
+        warnings.simplefilter("always", mdhess.NotAtEquilibriumWarning)
         ph = mdhess.phonons(pot, R, box, masses=masses, species=species, units=spec.units)
     for w in caught:
-        if issubclass(w.category, mdhess.EquilibriumWarning):
+        if issubclass(w.category, mdhess.NotAtEquilibriumWarning):
             note(f"warning: {w.message}")
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)

@@ -6,7 +6,10 @@ Every frame group holds the frame as used: ``positions``, ``box`` (absent in fre
 or a BSR group (``data``, ``indices``, ``indptr``; attributes ``format``, ``shape``,
 ``blocksize``). A modes frame adds ``eigenvalues``, ``frequencies``, ``participation_ratio``,
 ``vectors``, ``displacements``, the solver's attributes and, optionally, ``thermo_*``
-attributes. ``ResultRun.write_frame`` adds ``source_frame`` and ``complete``.
+attributes. A quenched frame (minimised by ``mdhess.minimize`` before its Hessian) stores the minimised
+positions as ``positions`` and adds ``quench_*`` attributes (``max_force``, ``energy``,
+``iterations``, ``converged``, ``method``, ``fmax``); files without them were not quenched.
+``ResultRun.write_frame`` adds ``source_frame`` and ``complete``.
 
 The readers take an open ``ResultFile`` (anything with ``group(slot)``, ``array(group, name)``,
 ``frame_index`` and ``json_attr(name)``) and a slot.
@@ -84,7 +87,7 @@ def read_frame(result, slot: int) -> Frame:
 
 
 # -- Hessian frames ----------------------------------------------------------------------------------
-def write_hessian_frame(group, frame: Frame, H, *, compression: str = "auto") -> None:
+def write_hessian_frame(group, frame: Frame, H, *, compression: str = "auto", quench=None) -> None:
     """Fill one frame group of a Hessian file: the frame's arrays and its Hessian.
 
     Dense Hessians and BSR index arrays are gzip-compressed unless ``compression="none"``; BSR
@@ -96,6 +99,8 @@ def write_hessian_frame(group, frame: Frame, H, *, compression: str = "auto") ->
         frame: the frame the Hessian belongs to.
         H: (3N, 3N) array (numpy or JAX) or ``scipy.sparse.bsr_matrix``.
         compression: one of ``HESSIAN_COMPRESSIONS``.
+        quench: the frame's minimisation (``mdhess.minimize``'s result), stored as ``quench_*``
+            attributes, or None.
 
     Raises:
         InputError: unknown compression.
@@ -104,6 +109,7 @@ def write_hessian_frame(group, frame: Frame, H, *, compression: str = "auto") ->
 
     check_choice(compression, HESSIAN_COMPRESSIONS, call="write_hessian_frame", name="compression")
     write_frame_arrays(group, frame)
+    write_quench(group, quench)
     on = compression != "none"
     if scipy.sparse.issparse(H):
         h = group.create_group("hessian")
@@ -190,7 +196,7 @@ def _bsr_shape(attrs, data, indices, indptr, n3, where) -> tuple:
 
 
 # -- modes frames ------------------------------------------------------------------------------------
-def write_modes_frame(group, frame: Frame, modes, thermo=None) -> None:
+def write_modes_frame(group, frame: Frame, modes, thermo=None, *, quench=None) -> None:
     """Fill one frame group of a modes file.
 
     Args:
@@ -199,8 +205,10 @@ def write_modes_frame(group, frame: Frame, modes, thermo=None) -> None:
         modes: ``mdhess.NormalModes`` of the frame.
         thermo: ``modes.thermodynamics(...)`` result, stored as ``thermo_<field>`` attributes
             (its bool, int, float and str fields), or None.
+        quench: the frame's minimisation, stored as ``quench_*`` attributes, or None.
     """
     write_frame_arrays(group, frame)
+    write_quench(group, quench)
     for name in ("eigenvalues", "frequencies", "participation_ratio"):
         group.create_dataset(name, data=np.asarray(getattr(modes, name), dtype=np.float64))
     dataset(group, "vectors", np.asarray(modes.vectors, dtype=np.float64))
@@ -217,6 +225,56 @@ def write_modes_frame(group, frame: Frame, modes, thermo=None) -> None:
         group.create_dataset("masses", data=np.asarray(modes.masses, dtype=np.float64))
     if thermo is not None:
         group.attrs.update(_thermo_attrs(thermo))
+
+
+QUENCH_FIELDS = ("max_force", "energy", "iterations", "converged", "method", "fmax")
+
+
+def write_quench(group, quench) -> None:
+    """Store a frame's minimisation (``mdhess.minimize``'s result, or the dict ``read_quench``
+    returns) as ``quench_<field>`` attributes; nothing for None."""
+    if quench is None:
+        return
+    for name in QUENCH_FIELDS:
+        val = quench[name] if isinstance(quench, dict) else getattr(quench, name)
+        group.attrs[f"quench_{name}"] = val if isinstance(val, str) else (bool(val) if name == "converged" else val)
+
+
+def read_quench(result, slot: int) -> dict | None:
+    """The minimisation of the frame in slot ``slot``: {field: value} for ``QUENCH_FIELDS``, or
+    None for a frame that was not quenched (and every file written before quenching existed)."""
+    a = result.group(slot).attrs
+    if "quench_max_force" not in a:
+        return None
+    kinds = {"iterations": int, "converged": bool, "method": str}
+    return {n: _plain(a.get(f"quench_{n}"), kinds.get(n, float)) for n in QUENCH_FIELDS}
+
+
+def _plain(value, kind):
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        value = value.decode()
+    return kind(value)
+
+
+def read_thermo(result, slot: int) -> dict | None:
+    """The thermodynamics stored with the frame in slot ``slot`` ({field: value} of the
+    ``thermo_*`` attributes, without the prefix), or None when none were computed."""
+    a = result.group(slot).attrs
+    out = {}
+    for key, val in a.items():
+        if key.startswith("thermo_"):
+            if isinstance(val, bytes):
+                val = val.decode()
+            elif isinstance(val, np.bool_):
+                val = bool(val)
+            elif isinstance(val, np.integer):
+                val = int(val)
+            elif isinstance(val, np.floating):
+                val = float(val)
+            out[key[len("thermo_"):]] = val
+    return out or None
 
 
 def _thermo_attrs(thermo) -> dict:
@@ -266,7 +324,7 @@ def read_modes_frame(result, slot: int):
         positions=result.array(g, "positions"),
         box=result.array(g, "box"),
         which=str(a.get("which", "lowest")),
-        info={"source_frame": int(a.get("source_frame", -1))},
+        info={"source_frame": int(a.get("source_frame", -1)), "quench": read_quench(result, slot)},
     )
 
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from .._errors import InputError
-from ._frames import read_frame, read_hessian_frame, read_modes_frame, read_spectrum
+from ._frames import read_frame, read_hessian_frame, read_modes_frame, read_quench, read_spectrum
 from ._hdf5 import attr_str, first_line, open_hdf5, read_slice
-from ._results import RUN_JSON
+from ._results import RESULT_KINDS, RUN_JSON
 from ._trajectory import Frame
 
 
@@ -27,7 +27,7 @@ class ResultFile:
         try:
             f = self._file
             self.kind = attr_str(f.attrs.get("mdhess_kind"))
-            if self.kind not in ("hessian", "modes"):
+            if self.kind not in RESULT_KINDS:
                 raise InputError(f"{self.path!r} is not an mdhess Hessian or modes file (no mdhess_kind attribute)")
             if kind is not None and self.kind != kind:
                 raise InputError(f"{self.path!r} is an mdhess {self.kind} file, not a {kind} file")
@@ -128,6 +128,25 @@ def read_modes(path, frame: int = 0):
         return read_modes_frame(r, frame)
 
 
+def read_frame_quench(path, frame: int = 0) -> dict | None:
+    """How one frame of a Hessian or modes file was minimised before its Hessian (``mdhess.minimize``).
+
+    Args:
+        path: the Hessian or modes file.
+        frame: position in the file (negative counts from the end).
+
+    Returns:
+        {"max_force", "energy", "iterations", "converged", "method", "fmax"} of the frame's
+        minimisation (its positions in the file are the minimised ones), or None when the frame
+        was not quenched (files written without quenching, or before it existed).
+
+    Raises:
+        InputError: missing, non-HDF5, incomplete or non-result file; frame out of range.
+    """
+    with ResultFile(path) as r:
+        return read_quench(r, frame)
+
+
 @dataclass(frozen=True)
 class ModeSpectra:
     """Frequencies and participation ratios of some frames of a modes file.
@@ -217,15 +236,21 @@ class HessianFrames:
 
 
 def read_file_kind(path, *, what: str = "input") -> str | None:
-    """The ``mdhess_kind`` of an HDF5 file: "hessian", "modes", or None (e.g. a trajectory).
+    """The ``mdhess_kind`` of a file: "hessian", "modes", or None (a trajectory, or a file that is
+    not HDF5: ``read_trajectory`` then decides whether it is one).
 
     Args:
         path: the file.
         what: how error messages name the file ("input", "file", ...).
 
     Raises:
-        InputError: the file is missing, a directory, not HDF5, or damaged.
+        InputError: the file is missing, a directory, empty, or damaged HDF5.
     """
+    import h5py
+
+    p = Path(os.fspath(path))
+    if p.is_file() and p.stat().st_size > 0 and not h5py.is_hdf5(str(p)):
+        return None  # a text or MDAnalysis trajectory (or nothing readable: read_trajectory says which)
     with open_hdf5(path, what=what) as f:
         return attr_str(f.attrs.get("mdhess_kind"))
 

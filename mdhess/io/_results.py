@@ -48,6 +48,7 @@ from .._errors import InputError
 from ._hdf5 import attr_str, first_line
 
 FILE_VERSION = 1
+RESULT_KINDS = ("hessian", "modes", "elastic")  # the mdhess_kind of the files ResultRun writes
 RUN_JSON = "run.json"  # in OUTPUT.partial: the settings of an interrupted run
 LOCK_SUFFIX = ".lock"  # OUTPUT.lock: held (flock) by the run writing OUTPUT
 HASH_BLOCK = 1 << 20  # bytes read at a time when fingerprinting an input file
@@ -460,7 +461,7 @@ class ResultRun:
                 return "damaged", "not an HDF5 file"
             with h5py.File(self.output, "r") as f:
                 kind = attr_str(f.attrs.get("mdhess_kind"))
-                if kind not in ("hessian", "modes"):
+                if kind not in RESULT_KINDS:
                     return "foreign", "no mdhess_kind attribute"
                 if kind != self.kind:
                     return "foreign", f"an mdhess {kind} file"

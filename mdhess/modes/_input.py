@@ -30,6 +30,7 @@ class SolveRequest:
     k: the modes asked of normal_modes (projected ones included). which: "lowest" or "highest".
     solver: "dense", "shift-invert" or "lobpcg" (resolved). positions, cell: (N, 3) positions and
     the periodic cell as given (or None). tol, maxiter, sigma, seed: as for normal_modes.
+    progress: show the solver's progress on stderr.
     """
 
     k: int
@@ -41,6 +42,7 @@ class SolveRequest:
     maxiter: int
     sigma: float | None
     seed: int
+    progress: bool = False
 
 
 # -- products ---------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._progress import Status
 from ._precond import lowest_preconditioner
 from ._rigid import project_out
 
@@ -43,7 +44,8 @@ class LobpcgInfo:
     residuals: np.ndarray
 
 
-def lobpcg(matmat, X0, k: int, *, Y=None, precond=None, tol: float = 1e-8, maxiter: int = 500, anorm=None):
+def lobpcg(matmat, X0, k: int, *, Y=None, precond=None, tol: float = 1e-8, maxiter: int = 500, anorm=None,
+           callback=None):
     """Lowest ``k`` eigenpairs of a symmetric A restricted to the complement of span(Y).
 
     Args:
@@ -60,6 +62,8 @@ def lobpcg(matmat, X0, k: int, *, Y=None, precond=None, tol: float = 1e-8, maxit
             sqrt(tol) (so the vectors are good to about sqrt(tol) / relative gap as well).
         maxiter: iteration limit.
         anorm: scale of ||A|| for the near-zero guard (estimated from the Ritz values if None).
+        callback: called as ``callback(iteration, converged, largest relative residual)`` after
+            each iteration's convergence test (progress), or None.
 
     Returns:
         (w (k,), X (n, k), LobpcgInfo). Columns that did not converge are returned as they are;
@@ -101,6 +105,8 @@ def lobpcg(matmat, X0, k: int, *, Y=None, precond=None, tol: float = 1e-8, maxit
             w, V = np.linalg.eigh((H + H.T) / 2)
             X, AX = X @ V, AX @ V
         R, res, ok = residuals(X, AX, w)
+        if callback is not None:
+            callback(it, int(np.sum(ok[:k])), float(res[:k].max()))
         if ok[:k].all():
             break
         # soft locking: converged wanted columns stop receiving search directions; the extra
@@ -204,7 +210,13 @@ def solve_lobpcg(inp, masses, Y, req, *, kv: int):
 
             b = min(kv + max(BUFFER_MIN, kv // 4), n - Y.shape[1])
             X0 = np.random.default_rng(req.seed).standard_normal((n, b))
-            w, X, li = lobpcg(mm, X0, kv, Y=Y, precond=precond, tol=req.tol, maxiter=req.maxiter)
+            with Status(req.progress, f"normal_modes (lobpcg, {kv} modes)", total=req.maxiter) as st:
+
+                def callback(it, done, res):
+                    st.step(1, f"{done}/{kv} converged, residual {res:.1e}")
+
+                w, X, li = lobpcg(mm, X0, kv, Y=Y, precond=precond, tol=req.tol, maxiter=req.maxiter,
+                                  callback=callback if req.progress else None)  # fmt: skip
         finally:
             close = getattr(matmat, "close", None)
             if close is not None:

@@ -15,6 +15,7 @@ import numpy as np
 
 from .._checks import check_choice, check_positions
 from .._errors import InputError
+from .._progress import check_progress
 from .._units import unit_system
 from ..pair._geometry import as_cell
 from ._input import SolveRequest, check_masses, hessian_input
@@ -25,7 +26,7 @@ from ._solve import vibrational_modes
 
 __all__ = ["NormalModes", "normal_modes"]
 
-SOLVERS = ("auto", "dense", "shift-invert", "lobpcg")
+SOLVERS = ("auto", "dense", "shift-invert", "lobpcg", "jax-lobpcg")
 PROJECTIONS = ("auto", "none", "translations", "rigid")
 WHICH = ("lowest", "highest")
 
@@ -49,6 +50,18 @@ SI_MAX_DOF = 15000
 DENSE_K_FRACTION = 30
 SI_K_FRACTION = 10
 DENSE_K_MAX = 20000
+
+
+# LOBPCG on the host (numpy, "lobpcg") on a CPU backend, on the device (JAX, "jax-lobpcg") on an
+# accelerator: on 2 CPU cores the JAX version was slower (docs/benchmarks.md, "Device-resident
+# LOBPCG"), on a GPU it keeps every vector on the device
+
+
+def on_cpu() -> bool:
+    """True when JAX's default backend is the CPU."""
+    import jax
+
+    return jax.default_backend() == "cpu"
 
 
 # -- steps --------------------------------------------------------------------------------------
@@ -95,7 +108,7 @@ def choose_solver(solver: str, inp, *, k: int, which: str, positions, cell) -> s
         else:
             limit = DENSE_MAX if positions is not None else DENSE_MAX_NO_POSITIONS
         small = n3 <= limit or (k > n3 // DENSE_K_FRACTION and n3 <= DENSE_K_MAX)
-        solver = "dense" if small else "lobpcg"
+        solver = "dense" if small else ("lobpcg" if on_cpu() else "jax-lobpcg")
         if (
             inp.is_matrix  # a dense array of a sparse matrix is converted to CSR
             and which == "lowest"
@@ -130,6 +143,7 @@ def normal_modes(
     sigma=None,
     zero_tol: float = 1e-8,
     seed: int = 0,
+    progress: bool = False,
 ) -> NormalModes:
     """Normal modes (eigenpairs of the mass-weighted Hessian) with rigid-body modes projected out.
 
@@ -145,11 +159,14 @@ def normal_modes(
             space), or "none".
         units: None, "lj", "metal" or "real" (LAMMPS unit systems) for frequencies and thermodynamics.
         solver: "auto", "dense" (LAPACK eigh, all or an index subset), "shift-invert" (ARPACK
-            Lanczos on the sparse matrix, shift ``sigma``), or "lobpcg" (preconditioned, on a sparse
-            matrix or the operator). "auto" takes "dense" up to 1200 degrees of freedom when
-            positions are given (2000 without: LOBPCG is then preconditioned by block Jacobi
-            only; 2400 when over a quarter of the matrix is non-zero), or when more than 1/30
-            of the modes are wanted (up to 20000 degrees of freedom), and "lobpcg" above; but
+            Lanczos on the sparse matrix, shift ``sigma``), "lobpcg" (preconditioned, on a sparse
+            matrix or the operator, numpy on the host) or "jax-lobpcg" (the same method in JAX,
+            every vector on the JAX device: GPU; see docs/normal-modes.md). "auto" takes "dense"
+            up to 1200 degrees of freedom when positions are given (2000 without: LOBPCG is then
+            preconditioned by block Jacobi only; 2400 when over a quarter of the matrix is
+            non-zero), or when more than 1/30 of the modes are wanted (up to 20000 degrees of
+            freedom), and "lobpcg" above ("jax-lobpcg" when JAX's default backend is not the
+            CPU); but
             "shift-invert" for up to 1/10 of the modes of a sparse matrix (scipy sparse, or a
             dense array mostly zeros) in free space (box None) with at most 25 3x3 blocks a row
             (networks, contact models) and 600 to 15000 degrees of freedom when CHOLMOD is
@@ -169,6 +186,9 @@ def normal_modes(
             mass-weighted Hessian's units.
         zero_tol: |lambda| <= zero_tol * max diag(A) counts as a zero mode.
         seed: random initial block of LOBPCG.
+        progress: show the solve's progress on stderr (quiet by default): LOBPCG iterations or
+            shift-invert solves as a tqdm bar, the phases of a dense solve (mass weighting,
+            ``eigh``) with their times.
 
     Returns:
         NormalModes.
@@ -191,6 +211,7 @@ def normal_modes(
     cell = as_cell(box, call="normal_modes")
     k = _check_k(k, inp.n3)
     _check_numbers(tol=tol, maxiter=maxiter, zero_tol=zero_tol, seed=seed)
+    progress = check_progress(progress, "normal_modes")
     # the rigid-body basis
     rotations = rotations_wanted(project, R, cell)
     Y, projected = rigid_directions(project, m, R, rotations=rotations, n3=inp.n3)
@@ -206,6 +227,7 @@ def normal_modes(
         maxiter=maxiter,
         sigma=sigma,
         seed=seed,
+        progress=progress,
     )
     w, V, info, scale = vibrational_modes(inp, m, Y, request)
     # merge the projected zero modes and keep k

@@ -357,7 +357,7 @@ def phonons(potential, R, box, *, masses=None, species=None, units=None) -> Phon
 
     Raises:
         InputError: no periodic box, bad positions, masses, species or units. Warns
-        ``EquilibriumWarning`` (with the largest force) when the cell is not at equilibrium.
+        ``NotAtEquilibriumWarning`` (with the largest force) when the cell is not at equilibrium.
     """
     us = unit_system(units, call="phonons")
     return Phonons(DynamicalMatrix(potential, R, box, masses=masses, species=species, call="phonons"), us)

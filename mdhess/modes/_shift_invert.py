@@ -29,6 +29,7 @@ import scipy.linalg
 import scipy.sparse
 
 from .._errors import InputError
+from .._progress import Status
 from ._precond import shift_below_spectrum
 from ._rigid import project_out
 
@@ -173,13 +174,13 @@ def _projected_inverse(A_csr, Y, f: ShiftFactor):
     return apply
 
 
-def solve_shift_invert(A_csr, Y, kv, which, sigma=None, *, scale=1.0, tol=0.0, seed=0, cholmod=None):
+def solve_shift_invert(A_csr, Y, kv, which, sigma=None, *, scale=1.0, tol=0.0, seed=0, cholmod=None, progress=False):
     """(w, V, info): kv eigenpairs of Q A Q on the complement of Y, lowest (nearest sigma) or highest.
 
     The work is on A / scale (scale: the largest |diagonal entry|): ARPACK's convergence test has
     an absolute floor (eps^(2/3) on the Ritz values of the inverted operator), which a matrix in
     units of 1e30 would pass at once (large eigenvalue errors before this scaling:
-    docs/normal-modes.md)."""
+    docs/normal-modes.md). ``progress``: the factorisation's time and the Lanczos solves on stderr."""
     import scipy.sparse.linalg as sla
 
     n = A_csr.shape[0]
@@ -199,7 +200,10 @@ def solve_shift_invert(A_csr, Y, kv, which, sigma=None, *, scale=1.0, tol=0.0, s
         given = sigma is not None
         sig = float(sigma) / scale if given else -1e-6
 
+        st = Status(progress, f"normal_modes (shift-invert, {kv} modes)", unit="solve", bar=True)
+
         def factor(s):
+            st.phase(f"factorising A - sigma I (n = {n}, {A.nnz} non-zeros, sigma = {s * scale:.3g})")
             return factor_shifted(A, s, cholmod=cholmod, reported_sigma=s * scale)
 
         f = factor(sig)
@@ -220,10 +224,15 @@ def solve_shift_invert(A_csr, Y, kv, which, sigma=None, *, scale=1.0, tol=0.0, s
 
         def matvec(b):
             count[0] += 1
+            st.step(1)
             return apply(b)
 
         opinv = sla.LinearOperator((n, n), matvec=matvec, dtype=np.float64)
-        _, V = sla.eigsh(A, k=kv, sigma=sig, OPinv=opinv, which="LM", tol=tol, v0=v0)
+        st.phase("Lanczos (ARPACK)")
+        try:
+            _, V = sla.eigsh(A, k=kv, sigma=sig, OPinv=opinv, which="LM", tol=tol, v0=v0)
+        finally:
+            st.close()
         info.update(sigma=float(sigma) if given else sig * scale, factorization=f.backend, solves=count[0])
         if Y.shape[1]:
             info["projection"] = apply.projection

@@ -10,6 +10,7 @@ import numpy as np
 import scipy.linalg
 
 from .._errors import InputError
+from .._progress import Status
 from ._lobpcg import solve_lobpcg
 from ._shift_invert import solve_shift_invert
 
@@ -54,9 +55,12 @@ def solve_once(inp, masses, Y, req, *, kv: int):
     n3 = inp.n3
     c = Y.shape[1]
     if req.solver == "dense":
-        A = inp.mass_weighted_dense(masses)
-        scale = float(np.abs(np.diag(A)).max()) or 1.0
-        w, V = solve_dense(A, Y, kv, req.which)
+        with Status(req.progress, f"normal_modes (dense, {kv} modes)") as st:
+            st.phase(f"mass-weighted dense matrix ({n3} x {n3})")
+            A = inp.mass_weighted_dense(masses)
+            scale = float(np.abs(np.diag(A)).max()) or 1.0
+            st.phase(f"LAPACK eigh ({n3} x {n3})")
+            w, V = solve_dense(A, Y, kv, req.which)
         return w, V, {}, scale
     A_csr = None
     if inp.is_matrix or req.solver == "shift-invert":
@@ -73,8 +77,12 @@ def solve_once(inp, masses, Y, req, *, kv: int):
         return np.zeros(0), np.zeros((n3, 0)), {}, scale
     if req.solver == "shift-invert":
         w, V, info = solve_shift_invert(
-            A_csr, Y, kv, req.which, req.sigma, scale=scale, tol=req.tol, seed=req.seed
+            A_csr, Y, kv, req.which, req.sigma, scale=scale, tol=req.tol, seed=req.seed, progress=req.progress
         )
+    elif req.solver == "jax-lobpcg":
+        from ._jax_lobpcg import solve_jax_lobpcg  # imports JAX's linear algebra on first use
+
+        w, V, info = solve_jax_lobpcg(inp, masses, Y, req, kv=kv)
     else:
         w, V, info = solve_lobpcg(inp, masses, Y, req, kv=kv)
     return w, V, info, scale

@@ -37,7 +37,7 @@ import numpy as np
 
 from .._checks import check_real_array
 from .._device import jit, to_device
-from .._errors import InputError
+from .._errors import InputError, NotAtEquilibriumWarning
 from ._compute import blocks_and_check, energy_and_forces
 from ._prepare import Prepared, raise_nonfinite
 
@@ -50,10 +50,6 @@ Q_CHUNK = 64
 Q_SMALL = 8
 """q-points per jitted call, padded: Q_SMALL for up to Q_SMALL q-points, Q_CHUNK otherwise, so
 two compiled functions per cell serve every batch size."""
-
-
-class EquilibriumWarning(UserWarning):
-    """The structure is not at mechanical equilibrium: forces on the atoms of the cell."""
 
 
 def check_masses_of(masses, n_atoms: int, *, call: str) -> np.ndarray:
@@ -177,7 +173,7 @@ class DynamicalMatrix:
                 f"{call}: the structure is not at mechanical equilibrium: the largest force is "
                 f"{self.max_force:.3g} (energy/length) on atom {a}, above {self.force_tol:.3g}; the harmonic "
                 "phonons assume a minimum of the energy (relax the positions first)",
-                EquilibriumWarning,
+                NotAtEquilibriumWarning,
                 stacklevel=3,
             )
 
@@ -238,7 +234,7 @@ def dynamical_matrix(potential, R, box, q, *, masses=None, species=None):
 
     Raises:
         InputError: no periodic box, q of the wrong shape, bad positions, masses or species.
-        Warns ``EquilibriumWarning`` (with the largest force) when the cell is not at equilibrium.
+        Warns ``NotAtEquilibriumWarning`` (with the largest force) when the cell is not at equilibrium.
     """
     qr, single = check_qpoints(q, call="dynamical_matrix")
     dm = DynamicalMatrix(potential, R, box, masses=masses, species=species, call="dynamical_matrix")
