@@ -26,17 +26,17 @@ consistent right-hand sides Xi).
 import time
 import warnings
 from dataclasses import dataclass
-from functools import partial
 
 import jax.numpy as jnp
 import numpy as np
+import scipy.sparse
 
 from .._checks import check_choice
-from .._device import jit
-from .._errors import InputError, NonFiniteError
-from ..pair._blocks import block_coefficients, pair_blocks
-from ..pair._compute import pair_geometry, segment_pair_sum
-from ..pair._layouts import bsr_from_blocks, diagonal_blocks
+from .._device import jit, to_device
+from .._errors import InputError, NonFiniteError, NotAtEquilibriumWarning
+from ..pair._blocks import block_coefficients
+from ..pair._compute import pair_geometry
+from ..pair._layouts import bsr_from_blocks
 from ..pair._operators import StoredBlockOperator
 from ..pair._prepare import Prepared, raise_nonfinite, resolve_dtype
 from ._shift_invert import factor_shifted
@@ -48,7 +48,7 @@ VOIGT = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
 ELASTIC_SOLVERS = ("auto", "cg", "direct")
 AVERAGES = ("hill", "voigt", "reuss")
 # "auto": the sparse factorisation up to this many atoms, conjugate gradients above. At N = 2000
-# (KA glass) the factorisation is 1.6x faster than CG (docs/benchmarks.md, "Elastic constants");
+# (KA glass) the factorisation is 2.6x faster than CG (docs/benchmarks.md, "Elastic constants");
 # its fill grows faster than CG's work, the crossover above that is not measured yet
 DIRECT_MAX_ATOMS = 3000
 CG_MAXITER = 20000
@@ -56,10 +56,6 @@ CG_CHECK_EVERY = 5  # iterations between host-side convergence checks
 # A structure counts as out of mechanical equilibrium (warning) when its largest atomic force
 # exceeds this fraction of the largest pair force |phi'|: the formula assumes zero forces
 FORCE_WARN_RATIO = 1e-6
-
-
-class NotAtEquilibriumWarning(UserWarning):
-    """``elastic_constants`` was given a structure whose forces do not vanish."""
 
 
 @dataclass(frozen=True)
@@ -144,35 +140,58 @@ class ElasticConstants:
 
 
 # -- the per-pair terms (jitted) -----------------------------------------------------------------
+_VA, _VB = np.array(VOIGT).T
+
+
 def voigt_products(d):
-    """(p, 6) w_I = d_a d_b for the Voigt pairs (a, b)."""
-    return jnp.stack([d[:, a] * d[:, b] for a, b in VOIGT], axis=1)
+    """(p, 6) w_I = d_a d_b for the Voigt pairs (a, b) (numpy or JAX arrays)."""
+    return d[:, _VA] * d[:, _VB]
 
 
-@partial(jit, static_argnames=("n_atoms",))
-def _pair_terms(potential, R, species, i, j, shift, mask, n_atoms: int):
+@jit
+def _radial_terms(potential, R, species, i, j, shift, mask):
+    """The only jitted step: per-pair displacements d (p, 3) and the radial coefficients
+    a = phi'' - phi'/r, b = phi'/r (zero on padding slots). Everything else is a few array
+    operations over the pairs, done on the host in float64 (``pair_terms``): compiling them into
+    this function cost 1.7 s of CPU on a first call (N = 2000) against 0.4 s for this kernel,
+    and their host run time is ~20 ms."""
+    d, pp = pair_geometry(potential, R, species, i, j, shift)
+    r = jnp.sqrt(jnp.where(mask, jnp.sum(d * d, axis=1), 1.0))
+    a, b = block_coefficients(potential.phi_eff, r, pp)
+    return d, jnp.where(mask, a, 0.0), jnp.where(mask, b, 0.0)
+
+
+def _atom_sums(idx, x, n_atoms: int):
+    """(N, ...) sums of the per-pair rows of x (p, ...) at the atoms idx (p,)."""
+    flat = x.reshape(x.shape[0], -1)
+    out = np.stack([np.bincount(idx, weights=flat[:, k], minlength=n_atoms) for k in range(flat.shape[1])], axis=1)
+    return out.reshape((n_atoms,) + x.shape[1:])
+
+
+def pair_terms(potential, R, species, i, j, shift, mask, n_atoms: int):
     """Everything one configuration needs, from one pass over the pair list: V x born (6, 6),
     V x stress (6,), Xi (N, 3, 6), forces (N, 3), the pair blocks K (p, 3, 3) and the diagonal
-    blocks (N, 3, 3) of H, max |phi'|, and whether all of it is finite."""
-    d, pp = pair_geometry(potential, R, species, i, j, shift)
-    r2 = jnp.sum(d * d, axis=1)
-    r = jnp.sqrt(jnp.where(mask, r2, 1.0))
-    a, b = block_coefficients(potential.phi_eff, r, pp)  # a = phi'' - phi'/r, b = phi'/r
-    a, b = jnp.where(mask, a, 0.0), jnp.where(mask, b, 0.0)
+    blocks (N, 3, 3) of H, max |phi'|, and whether all of it is finite (float64 numpy)."""
+    d, a, b = (np.asarray(x, np.float64) for x in _radial_terms(potential, R, species, i, j, shift, mask))
+    i, j, mask = np.asarray(i), np.asarray(j), np.asarray(mask)
+    r = np.sqrt(np.where(mask, np.sum(d * d, axis=1), 1.0))
     c = a / (r * r)
     w = voigt_products(d)  # (p, 6)
-    born = jnp.einsum("p,pI,pJ->IJ", c, w, w)
-    sig = jnp.einsum("p,pI->I", b, w)
-    eye = jnp.eye(3, dtype=d.dtype)
+    born = (c[:, None] * w).T @ w
+    sig = b @ w
     # x_pcI = c w_I d_c + b (delta_ac d_b + delta_bc d_a): the derivative of b w_I along d
-    force = jnp.stack([eye[a_][None, :] * d[:, b_, None] + eye[b_][None, :] * d[:, a_, None] for a_, b_ in VOIGT], axis=2)
-    x = c[:, None, None] * d[:, :, None] * w[:, None, :] + b[:, None, None] * force
-    xi = -segment_pair_sum(x, i, j, n_atoms)  # + at j, - at i
-    F = segment_pair_sum(b[:, None] * d, i, j, n_atoms)  # g = phi' u = b d is dE/dr_j
-    K = pair_blocks(potential.phi_eff, d, pp, mask)
-    D = diagonal_blocks(K, i, j, n_atoms)
-    ok = jnp.all(jnp.isfinite(born)) & jnp.all(jnp.isfinite(xi)) & jnp.all(jnp.isfinite(K))
-    return born, sig, xi, F, K, D, jnp.max(jnp.abs(b * r)), ok
+    x = (c[:, None] * d)[:, :, None] * w[:, None, :]
+    for I, (a_, b_) in enumerate(VOIGT):
+        x[:, a_, I] += b * d[:, b_]
+        x[:, b_, I] += b * d[:, a_]
+    xi = _atom_sums(j, x, n_atoms) - _atom_sums(i, x, n_atoms)  # + at j, - at i
+    g = b[:, None] * d  # g = phi' u = b d is dE/dr_j
+    F = _atom_sums(i, g, n_atoms) - _atom_sums(j, g, n_atoms)
+    u = d / r[:, None]
+    K = a[:, None, None] * (u[:, :, None] * u[:, None, :]) + b[:, None, None] * np.eye(3)  # pair_blocks
+    D = _atom_sums(i, K, n_atoms) + _atom_sums(j, K, n_atoms)
+    ok = bool(np.all(np.isfinite(born)) and np.all(np.isfinite(xi)) and np.all(np.isfinite(K)))
+    return born, sig, xi, F, K, D, float(np.max(np.abs(b * r))), ok
 
 
 def voigt_to_matrix(s6) -> np.ndarray:
@@ -259,20 +278,19 @@ def solve_cg(op, B, proj: _Projector, Dinv, *, tol: float, maxiter: int = CG_MAX
     return X, it
 
 
-def solve_direct(K, D, i, j, B, proj: _Projector, call: str):
-    """X = H^+ B by a sparse factorisation of H without the rattlers and with one atom pinned
-    (its rows and columns removed): exact for right-hand sides orthogonal to the null space."""
-    import scipy.sparse
-
+def solve_direct(H, B, proj: _Projector, call: str):
+    """X = H^+ B by a sparse factorisation of H (scipy CSR, 3N x 3N) without the rattlers and with
+    one atom pinned (its rows and columns removed): exact for right-hand sides orthogonal to the
+    null space."""
     keep = proj.keep
     atoms = np.flatnonzero(keep)
     X = np.zeros_like(B)
     if atoms.size < 2:
         return X
     dof = (3 * atoms[1:, None] + np.arange(3)).ravel()  # the first kept atom is pinned
-    H = scipy.sparse.csr_matrix(bsr_from_blocks(K, D, i, j, keep.size))[dof][:, dof]
+    A = H[dof][:, dof]
     try:
-        f = factor_shifted(H.tocsr(), 0.0)
+        f = factor_shifted(A.tocsr(), 0.0)
         Y = f.solve(np.ascontiguousarray(proj(B)[dof]))
     except (InputError, RuntimeError, ArithmeticError) as exc:
         raise InputError(
@@ -342,17 +360,16 @@ def elastic_constants(potential, positions, box, *, species=None, relax=True, so
     dt = resolve_dtype(None, call)
     args = p.arrays(dt)
     N = p.n_atoms
-    born, sig, xi, F, K, D, fmax_pair, ok = _pair_terms(*args, n_atoms=N)
-    if not bool(ok):
+    born, sig, xi, F, K, D, fmax_pair, ok = pair_terms(*args, n_atoms=N)
+    if not ok:
         raise_nonfinite(call, "pair terms")
     V = abs(float(np.linalg.det(p.cell)))
-    born = np.asarray(born, np.float64) / V
-    sigma = voigt_to_matrix(np.asarray(sig, np.float64) / V)
-    Xi = np.asarray(xi, np.float64).reshape(3 * N, 6)
-    op = StoredBlockOperator(K, args[3], args[4], N)  # what mdhess.hvp builds, from the same pair list
-    D = np.asarray(D, np.float64)
+    born = born / V
+    sigma = voigt_to_matrix(sig / V)
+    Xi = xi.reshape(3 * N, 6)
+    i, j = np.asarray(args[3]), np.asarray(args[4])
     rattlers = np.flatnonzero(~np.any(D.reshape(N, 9) != 0, axis=1))
-    max_force = float(np.abs(np.asarray(F)).max())
+    max_force = float(np.abs(F).max())
     scale = float(fmax_pair)
     if scale > 0 and max_force > FORCE_WARN_RATIO * scale:
         warnings.warn(
@@ -371,11 +388,16 @@ def elastic_constants(potential, positions, box, *, species=None, relax=True, so
     kind = ("direct" if N <= DIRECT_MAX_ATOMS else "cg") if solver == "auto" else solver
     iterations = 0
     if kind == "direct":
-        X = solve_direct(np.asarray(K, np.float64), D, np.asarray(args[3]), np.asarray(args[4]), Xi, proj, call)
+        # the factorisation's scipy CSR matrix also gives the residual (no JAX product to compile)
+        H = scipy.sparse.csr_matrix(bsr_from_blocks(K, D, i, j, N))
+        X = solve_direct(H, Xi, proj, call)
+        HX = H @ X
     else:
+        op = StoredBlockOperator(to_device(K, dt), args[3], args[4], N)  # what mdhess.hvp builds, same pair list
         X, iterations = solve_cg(op, Xi, proj, _block_jacobi(D, proj.keep), tol=tol)
+        HX = np.asarray(op @ X, np.float64)
     b = proj(Xi)
-    res = proj(np.asarray(op @ X, np.float64)) - b
+    res = proj(HX) - b
     bn = np.linalg.norm(b, axis=0)
     rel = np.linalg.norm(res, axis=0) / np.where(bn > 0, bn, 1.0)
     residual = float(rel.max())
