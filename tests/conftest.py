@@ -2,9 +2,15 @@
 test structures. Every potential registered in POTENTIALS is tested automatically against dense
 AD, finite differences and the layout/invariant checks in test_core.py."""
 
-import jax
-import numpy as np
-import pytest
+import os
+
+# two pytest workers share the machine (pyproject addopts: -n 2): on a GPU neither may claim 75%
+# of its memory up front, as JAX does by default
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 import mdhess
 
