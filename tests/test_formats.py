@@ -184,9 +184,14 @@ def test_mdanalysis_formats_with_a_topology(tmp_path, capsys, ka100, ext):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # MDAnalysis's notes on PDB fields it fills with defaults
         u.atoms.write(top)
-        with mda.Writer(str(traj), n, convert_units=False) as w:  # the numbers as they are (reduced units)
+        # the numbers as they are (reduced units): convert_units=False, except for TRR, whose
+        # writer fails without conversion (MDAnalysis 2.11: UnboundLocalError 'dimensions' in
+        # TRRWriter._write_next_frame); there Angstrom numbers 10x larger are written as nm
+        scale = 10.0 if ext == "trr" else 1.0
+        u.dimensions = np.r_[np.diag(d["box"]) * scale, 90.0, 90.0, 90.0]
+        with mda.Writer(str(traj), n, convert_units=ext == "trr") as w:
             for r in d["R"][:2]:
-                u.atoms.positions = r
+                u.atoms.positions = r * scale
                 w.write(u.atoms)
         v = mda.Universe(str(top), str(traj), convert_units=False)  # the reference: MDAnalysis directly
         ts = v.trajectory[1]
