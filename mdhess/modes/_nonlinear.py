@@ -28,12 +28,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._checks import check_choice, check_positions, check_real_array
+from .._checks import check_choice, check_positions
 from .._device import jit, to_device
 from .._errors import InputError, NonFiniteError
 from ..pair._api import hvp
 from ..pair._blocks import pair_fourth_apply, pair_third_apply
 from ..pair._compute import pair_geometry, segment_pair_sum
+from ..pair._dynmat import check_masses_of
 from ..pair._operators import StoredBlockOperator
 from ..pair._prepare import Prepared
 from ._nma import normal_modes
@@ -197,21 +198,6 @@ class _Problem:
         return np.asarray(y, np.float64), int(k)
 
 
-def _check_masses(masses, n: int) -> np.ndarray:
-    if masses is None:
-        return np.ones(n)
-    m = check_real_array(masses, call=CALL, name="masses", what="real masses, one per atom (or one for all)")
-    if m.ndim == 0:
-        m = np.full(n, float(m))
-    if m.shape != (n,):
-        raise InputError(f"{CALL}(masses=...) needs one mass per atom, shape ({n},); got shape {m.shape}")
-    bad = ~np.isfinite(m) | (m <= 0)
-    if bad.any():
-        a = int(np.argmax(bad))
-        raise InputError(f"{CALL}(masses=...) must be finite and > 0; got {float(m[a])!r} at atom {a}")
-    return m
-
-
 def _check_number(value, name, *, integer=False, lo=0.0):
     ok = not isinstance(value, bool) and isinstance(value, (int, np.integer) if integer else (int, float, np.number))
     if not ok or not np.isfinite(value) or value <= lo:
@@ -280,7 +266,7 @@ def nonlinear_mode(
     maxiter = _check_number(maxiter, "maxiter", integer=True)
     cg_maxiter = _check_number(cg_maxiter, "cg_maxiter", integer=True)
     R = check_positions(positions, call=CALL)
-    m = _check_masses(masses, R.shape[0])
+    m = check_masses_of(masses, R.shape[0], call=CALL)
     if z0 is not None:
         Z0 = check_positions(z0, call=CALL, name="z0", n_atoms=R.shape[0])
     prob = _Problem(potential, R, box, species, m)

@@ -64,7 +64,7 @@ def check_masses_of(masses, n_atoms: int, *, call: str) -> np.ndarray:
     bad = ~np.isfinite(m) | (m <= 0)
     if bad.any():
         a = int(np.argmax(bad))
-        raise InputError(f"{call}(masses=...) must be finite and > 0; got {m[a]!r} at atom {a}")
+        raise InputError(f"{call}(masses=...) must be finite and > 0; got {float(m[a])!r} at atom {a}")
     return m
 
 
