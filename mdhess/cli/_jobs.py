@@ -392,6 +392,25 @@ class Computed(NamedTuple):
     quench: object = None  # the frame's minimisation (mdhess.minimize's result), or None
 
 
+def array_bytes(obj, depth: int = 0) -> int:
+    """Bytes of the arrays inside ``obj`` (numpy/JAX arrays, scipy sparse matrices, tuples, lists,
+    dicts and the attributes of plain objects, a few levels deep): a computed frame's size, which
+    the writer checks the disk has room for before writing it."""
+    if depth > 4 or obj is None or isinstance(obj, (str, bytes, int, float, bool)):
+        return 0
+    if hasattr(obj, "nbytes") and hasattr(obj, "shape"):
+        return int(obj.nbytes)
+    if hasattr(obj, "tocsr") and hasattr(obj, "data"):  # scipy sparse
+        return sum(int(getattr(obj, a).nbytes) for a in ("data", "indices", "indptr") if hasattr(obj, a))
+    if isinstance(obj, dict):
+        return sum(array_bytes(v, depth + 1) for v in obj.values())
+    if isinstance(obj, (tuple, list)):
+        return sum(array_bytes(v, depth + 1) for v in obj)
+    if hasattr(obj, "__dict__"):
+        return sum(array_bytes(v, depth + 1) for v in vars(obj).values())
+    return 0
+
+
 def run_frames(
     output, kind: str, settings: dict, source_frames: list, options: RunOptions, *,
     compute: Callable[[list], Iterator[Computed]], write: Callable, attrs: Callable[[], dict],
@@ -428,7 +447,7 @@ def run_frames(
     summary = []
     try:
         for item in compute(todo):
-            run.write_frame(item.slot, functools.partial(write, computed=item))
+            run.write_frame(item.slot, functools.partial(write, computed=item), nbytes=array_bytes(item))
             k = source_frames[item.slot]
             summary.append({"frame": k, "seconds": time.perf_counter() - item.started})
             progress.update(f"frame {k}")

@@ -14,7 +14,7 @@ import numpy as np
 from .._errors import InputError
 from ._frames import read_frame, read_hessian_frame, read_modes_frame, read_quench, read_spectrum
 from ._hdf5 import attr_str, first_line, open_hdf5, read_slice
-from ._results import RESULT_KINDS, RUN_JSON
+from ._results import RESULT_KINDS, RUN_JSON, WORK_FILE
 from ._trajectory import Frame
 
 
@@ -302,5 +302,24 @@ def read_partial_run(path) -> PartialRun | None:
         kind=kind if isinstance(kind, str) else None,
         settings=settings,
         n_frames=len(frames),
-        finished=len(list(folder.glob("frame-*.h5"))),
+        finished=_finished_frames(folder / WORK_FILE),
     )
+
+
+def _finished_frames(work_file: Path) -> int:
+    """Frames marked complete in an interrupted run's work file (0 when it is missing or unreadable;
+    a resumed run verifies each one before it keeps it)."""
+    import h5py
+
+    if not work_file.is_file():
+        return 0
+    for kw in ({"locking": False}, {}):  # no lock: the run may be going on; {}: this process has it open
+        try:
+            with h5py.File(work_file, "r", **kw) as f:
+                frames = f.get("frames")
+                if frames is None:
+                    return 0
+                return sum(1 for g in frames.values() if bool(g.attrs.get("complete", False)))
+        except (OSError, RuntimeError, KeyError, ValueError):
+            continue
+    return 0

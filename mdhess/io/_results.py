@@ -3,30 +3,32 @@
 Writing (``ResultRun``) never leaves a file that looks complete and is not:
 
 - one run at a time per output: ``ResultRun`` holds an exclusive lock (``flock``) on
-  ``OUTPUT.lock`` from its start to the end of the merge; a second run on the same output is
+  ``OUTPUT.lock`` from its start to the rename of the finished file; a second run on the same output is
   refused with the holder's PID. The kernel drops the lock of a process that dies, so the lock
   of a killed run is taken over by the next one;
-- each finished frame is written to its own shard ``OUTPUT.partial/frame-<slot>.h5``, first
-  under a temporary name unique to the process, then renamed (atomic), so a shard that exists
-  was finished; it records its source frame, the digest of the run's settings and a SHA-256
-  checksum of its contents (``frame_digest``: every dataset's stored bytes, every attribute);
+- every frame is written once, into the work file ``OUTPUT.partial/frames.h5`` (as the group
+  ``frames/<slot:06d>`` it keeps in OUTPUT); after its datasets it records its source frame, the
+  digest of the run's settings and a SHA-256 checksum of what was stored (``frame_digest``:
+  every dataset's stored bytes, every attribute), is marked complete and the file is flushed. A
+  frame that fails part-way is deleted again; one cut short by a kill is never marked complete;
 - ``OUTPUT.partial/run.json`` records the settings; ``resume=True`` continues a run with the
-  same settings. Every existing shard is verified first (readable, source frame, settings,
-  checksum); a damaged or misplaced one is named in a notice, removed and recomputed;
-- when every frame is done each shard is checked again (readable, marks, source frame, settings)
-  and copied (compressed chunks as they are) into a temporary file next to OUTPUT; the copy is
-  closed, reopened and every frame verified against its shard's checksum (a mismatch is traced
-  to the shard or the copy); only then is the file marked complete and renamed to OUTPUT;
-- temporaries a killed process left (``.OUTPUT.tmp-PID``, shard temporaries) are removed by the
-  next run when their process no longer exists;
-- a full disk (ENOSPC) while writing a frame or merging is an ``OSError(errno.ENOSPC)`` naming
-  the file; the temporary is removed and the finished frames are kept for a resumed run.
+  same settings. The interrupted work file is never appended to (a kill may have cut HDF5's
+  metadata short anywhere): every frame in it is verified (readable, marked complete, source
+  frame, settings, checksum), the good ones are copied into a fresh work file, and a damaged or
+  misplaced one is named in a notice and recomputed; an unreadable work file is recomputed whole;
+- when every frame is done, their marks are checked, the root attributes (settings, frame
+  index, ``complete``) are written, and the work file is closed and renamed to OUTPUT (atomic):
+  a file under OUTPUT's name is always complete. No frame is copied (earlier versions wrote each frame to
+  its own shard file and merged them all at the end: every byte written twice);
+- temporaries a killed process left (``.OUTPUT.tmp-PID``, ``.frames.h5.tmp-PID``) are removed by
+  the next run when their process no longer exists;
+- a full disk: each frame's room (its arrays' size plus 64 kB) is checked before anything of
+  it is written, so HDF5 itself rarely meets a full disk; either way the error is an
+  ``OSError(errno.ENOSPC)`` naming the file and frame, and the finished frames are kept.
 
-A kill -9 at any moment leaves at most a temporary shard or temporary output, which are ignored.
-(Files are closed before they are renamed, which is all a killed process needs; nothing is
-fsync'ed, so a power failure or kernel crash may lose recent frames, which a resumed run then
-detects by their checksums; the throughput an fsync per frame would cost is in
-docs/benchmarks.md, "Command line".)
+A kill -9 at any moment leaves at most an unmarked frame or a temporary, which are ignored.
+(Nothing is fsync'ed, so a power failure or kernel crash may lose recent frames, which a resumed
+run then detects by their checksums; docs/benchmarks.md, "Command line".)
 
 Layout of OUTPUT (docs/file-formats.md): root attributes (``mdhess_kind`` "hessian" or
 "modes", ``mdhess_file_version``, ``mdhess_version``, ``settings`` (JSON), ``complete``...),
@@ -40,6 +42,7 @@ import hashlib
 import json
 import os
 import shutil
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +55,8 @@ RESULT_KINDS = ("hessian", "modes", "elastic")  # the mdhess_kind of the files R
 RUN_JSON = "run.json"  # in OUTPUT.partial: the settings of an interrupted run
 LOCK_SUFFIX = ".lock"  # OUTPUT.lock: held (flock) by the run writing OUTPUT
 HASH_BLOCK = 1 << 20  # bytes read at a time when fingerprinting an input file
-MERGE_SLACK = 1 << 20  # bytes beyond the shards' total that a merged file may need (root metadata)
+WORK_FILE = "frames.h5"  # in OUTPUT.partial: the output being written, renamed to OUTPUT when complete
+FILE_SLACK = 1 << 16  # bytes beyond a frame's arrays its group may need (HDF5 metadata: a few kB)
 _UNHASHED_ATTRS = ("sha256", "complete")  # frame attributes the checksum does not cover
 
 
@@ -201,25 +205,6 @@ def check_frame_group(group, source_frame: int, settings_sha256: str | None = No
     return None
 
 
-def _check_shard_file(path, source_frame: int, settings_sha256: str, *, data=True) -> str | None:
-    """``check_frame_group`` of a shard file, with unreadable, empty or zeroed files reported."""
-    import h5py
-
-    try:
-        size = os.path.getsize(path)
-    except OSError as exc:
-        return f"unreadable: {exc.strerror or exc}"
-    if size == 0:
-        return "empty"
-    try:
-        if not h5py.is_hdf5(os.fspath(path)):
-            return "not an HDF5 file: overwritten or zeroed"
-        with h5py.File(path, "r") as f:
-            return check_frame_group(f.get("frame"), source_frame, settings_sha256, data=data)
-    except (OSError, RuntimeError, KeyError, ValueError) as exc:
-        return f"truncated or damaged: {first_line(exc)}"
-
-
 def _settings_diff(old: dict, new: dict) -> str:
     """Which settings differ, in words ("differs in input content (the input file changed), format")."""
     keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
@@ -307,8 +292,11 @@ class OutputLock:
         os.close(fd)
 
 
+_RUNS: dict = {}  # output path -> weak reference to the newest ResultRun on it in this process
+
+
 class ResultRun:
-    """Crash-safe, resumable writer of one per-frame result file.
+    """Crash-safe, resumable writer of one per-frame result file, each frame written once.
 
     Holds the output's lock (``OUTPUT.lock``) from construction until ``finish``, ``close`` or
     ``discard_if_empty`` (a run that stops on an error).
@@ -319,13 +307,15 @@ class ResultRun:
         settings: JSON-able dict that fixes the results (input, potential, frames, format, ...).
             A resumed run must have identical settings.
         source_frames: source frame index of each output slot.
-        resume: continue an interrupted run (skip finished frames that verify).
+        resume: continue an interrupted run (keep the finished frames that verify).
         overwrite: replace an existing OUTPUT.
         note: callable(str) for one-line notices (e.g. printed on stderr).
 
     Raises:
         InputError: another run holds the output; the output exists (without overwrite, or with
             resume and other settings, or damaged); a resumed run with other settings.
+        OSError: a resumed run's finished frames could not be carried over (errno ENOSPC: the
+            disk is full).
     """
 
     def __init__(self, output, kind: str, settings: dict, source_frames, *, resume=False, overwrite=False, note=None):
@@ -334,8 +324,12 @@ class ResultRun:
         self.settings = json.loads(_json(settings))
         self.source_frames = [int(k) for k in source_frames]
         self.work = self.output.with_name(self.output.name + ".partial")
+        self.work_file = self.work / WORK_FILE
         self.note = note or (lambda s: None)
         self.already_complete = False
+        self.done: set[int] = set()  # slots finished: written here, or verified and carried over
+        self._h5 = None  # the open work file
+        self._largest = 0  # bytes of the largest frame written (the next frame's room is checked against it)
         self.lock = OutputLock(self.output, self.note)
         self.run_record = {"kind": kind, "settings": self.settings, "frames": self.source_frames}
         self.settings_sha256 = hashlib.sha256(_json(self.run_record).encode()).hexdigest()
@@ -344,9 +338,14 @@ class ResultRun:
         if not self.output.parent.is_dir():
             raise InputError(f"output folder {str(self.output.parent)!r} does not exist")
         self.lock.acquire()
+        older = _RUNS.get(os.path.abspath(self.output))
+        if older is not None and older() is not None and older() is not self:
+            older()._close_file()  # an abandoned run on this output in this process: the lock was taken over
+        _RUNS[os.path.abspath(self.output)] = weakref.ref(self)
         try:
             self._start(resume, overwrite)
         except BaseException:
+            self._close_file()
             self.lock.release()
             raise
 
@@ -390,7 +389,7 @@ class ResultRun:
                         "run without resume=True to start over"
                     )
                 else:
-                    self._verify_shards()
+                    self._carry_over()
             else:
                 self.note(f"discarding the interrupted run in {self.work} (pass resume=True to continue it)")
                 shutil.rmtree(self.work)
@@ -420,7 +419,7 @@ class ResultRun:
             shutil.rmtree(self.work, ignore_errors=True)
 
     def _remove_stale_temporaries(self) -> None:
-        """Temporaries of processes that no longer exist (a kill -9 during a frame or the merge)."""
+        """Temporaries of processes that no longer exist (a kill -9 while carrying frames over)."""
         prefix = f".{self.output.name}.tmp-"
         try:
             names = os.listdir(self.output.parent)
@@ -489,30 +488,89 @@ class ResultRun:
             return "damaged", f"cannot be read: {first_line(exc)}"
         return "complete", None
 
-    def _verify_shards(self) -> None:
-        """Remove (with a notice) every shard of a resumed run that does not verify."""
-        for slot, k in enumerate(self.source_frames):
-            p = self.shard(slot)
-            if not p.exists():
-                continue
-            why = _check_shard_file(p, k, self.settings_sha256)
-            if why is not None:
-                self.note(f"{p} cannot be used ({why}); recomputing frame {k}")
-                _unlink(p)
+    def _carry_over(self) -> None:
+        """A resumed run: verify every frame of the interrupted run's work file and copy the good
+        ones into a fresh work file (the old one may have been cut short anywhere by a kill, so
+        nothing is ever appended to it). A frame that does not verify is named and recomputed."""
+        import h5py
+
+        old = self.work_file
+        if not old.exists():
+            return
+        why_unreadable = None
+        keep: list[int] = []
+        try:
+            if old.stat().st_size == 0:
+                why_unreadable = "empty"
+            elif not h5py.is_hdf5(os.fspath(old)):
+                why_unreadable = "not an HDF5 file: overwritten or zeroed"
+            else:
+                with h5py.File(old, "r", locking=False) as f:
+                    for slot, k in enumerate(self.source_frames):
+                        g = f.get(f"frames/{slot:06d}")
+                        if g is None:
+                            continue
+                        why = check_frame_group(g, k, self.settings_sha256)
+                        if why is None:
+                            keep.append(slot)
+                        elif why != "not marked complete":  # a frame cut short by the kill: silently redone
+                            self.note(f"{old}: frame {k} (slot {slot}) cannot be used ({why}); recomputing frame {k}")
+        except (OSError, RuntimeError, KeyError, ValueError, TypeError) as exc:
+            why_unreadable = f"truncated or damaged: {first_line(exc)}"
+        if why_unreadable is not None:
+            self.note(f"{old} cannot be read ({why_unreadable}); recomputing all its frames")
+            _unlink(old)
+            return
+        if not keep:
+            _unlink(old)
+            return
+        tmp = self.work / f".{WORK_FILE}.tmp-{os.getpid()}"
+        if shutil.disk_usage(self.work).free < old.stat().st_size * 1.01 + FILE_SLACK:
+            raise OSError(errno.ENOSPC, "no space left writing", str(tmp))
+        try:
+            try:
+                with h5py.File(old, "r", locking=False) as src, h5py.File(tmp, "w") as dst:
+                    frames = dst.create_group("frames")
+                    for slot in keep:
+                        src.copy(src[f"frames/{slot:06d}"], frames, name=f"{slot:06d}")
+                os.replace(tmp, old)
+            except (OSError, RuntimeError) as exc:
+                raise _write_failure(exc, tmp) from None
+        except BaseException:
+            _unlink(tmp)
+            raise
+        self.done = set(keep)
 
     # -- frames ------------------------------------------------------------------------------
-    def shard(self, slot: int) -> Path:
-        return self.work / f"frame-{slot:06d}.h5"
-
     def pending(self) -> list[int]:
-        """Slots not finished yet (a shard that exists was renamed into place after it was
-        written; shards of a resumed run were verified when it started)."""
+        """Slots not finished yet."""
         if self.already_complete:
             return []
-        return [s for s in range(len(self.source_frames)) if not self.shard(s).exists()]
+        return [s for s in range(len(self.source_frames)) if s not in self.done]
+
+    def _file(self):
+        import h5py
+
+        if self._h5 is None:
+            try:
+                self._h5 = h5py.File(self.work_file, "a")
+                self._h5.require_group("frames")
+            except (OSError, RuntimeError) as exc:
+                self._close_file()
+                raise _write_failure(exc, self.work_file) from None
+        return self._h5
+
+    def _close_file(self) -> None:
+        f, self._h5 = self._h5, None
+        if f is not None:
+            try:
+                f.close()
+            except Exception:  # a file HDF5 cannot close cleanly: the next run verifies what it holds
+                pass
 
     def close(self) -> None:
-        """Release the output's lock (``finish`` does it too); idempotent."""
+        """Close the work file and release the output's lock (``finish`` does it too); idempotent."""
+        self._close_file()
         self.lock.release()
 
     def __enter__(self):
@@ -522,73 +580,81 @@ class ResultRun:
         self.close()
 
     def __del__(self):
-        lock = getattr(self, "lock", None)
-        if lock is not None:
-            lock.release()
+        try:
+            if getattr(self, "_h5", None) is not None:
+                self._close_file()
+            lock = getattr(self, "lock", None)
+            if lock is not None:
+                lock.release()
+        except Exception:  # interpreter shutdown: modules already torn down
+            pass
 
     def discard_if_empty(self) -> None:
         """A run that stops on an error: remove OUTPUT.partial when no frame was finished (a run
         that failed on its first frame) and release the output's lock."""
         try:
-            if not self.already_complete and self.work.exists() and not any(self.work.glob("frame-*.h5")):
+            self._close_file()
+            if not self.already_complete and not self.done and self.work.exists():
                 shutil.rmtree(self.work, ignore_errors=True)
         finally:
             self.close()
 
-    def write_frame(self, slot: int, fill) -> None:
-        """Write slot ``slot``: ``fill(group)`` fills an h5py group; the shard appears atomically
-        with its source frame, settings digest and checksum recorded.
+    def write_frame(self, slot: int, fill, *, nbytes: int | None = None) -> None:
+        """Write slot ``slot`` into the work file: ``fill(group)`` fills an h5py group, then its
+        source frame, the settings digest and the checksum of what was stored are recorded, the
+        frame is marked complete and the file flushed. The frame's bytes are written once: the
+        work file becomes OUTPUT when the run finishes.
+
+        Args:
+            slot: the output slot.
+            fill: ``fill(group)`` writes the frame's datasets and attributes.
+            nbytes: about how many bytes the frame stores (its arrays' size); the disk must have
+                that much room (plus 64 kB) before anything is written. None: the largest frame
+                written so far (nothing is checked before the first).
 
         Raises:
-            OSError: the shard could not be written (errno ENOSPC: the disk is full), naming it;
-                nothing of the frame is left behind.
+            OSError: the frame could not be written (errno ENOSPC: the disk is full), naming the
+                file and the frame; nothing of the frame is left behind.
         """
-        import io
-
-        import h5py
-
-        final = self.shard(slot)
-        tmp = self.work / f".frame-{slot:06d}.h5.tmp-{os.getpid()}"
-        # The frame is assembled in memory and written with one plain write: HDF5 itself never
-        # meets a full disk here (when it does, its failed flushes surface in destructors and can
-        # crash the process). Costs the frame's file image in memory (at most its arrays' size).
-        image = io.BytesIO()
+        k = self.source_frames[slot]
+        where = f"{self.work_file} (frame {k})"
+        need = max(int(nbytes or 0), self._largest)
+        if need and shutil.disk_usage(self.work).free < need * 1.05 + FILE_SLACK:
+            raise OSError(errno.ENOSPC, "no space left writing", where)
+        f = self._file()
+        name = f"{slot:06d}"
+        frames = f["frames"]
+        self.done.discard(slot)
         try:
-            with h5py.File(image, "w") as f:
-                g = f.create_group("frame")
-                g.attrs["source_frame"] = self.source_frames[slot]
-                g.attrs["settings_sha256"] = self.settings_sha256
-                fill(g)
-                g.attrs["sha256"] = frame_digest(g)
-                g.attrs["complete"] = True
-            with image.getbuffer() as view, open(tmp, "wb") as fh:
-                fh.write(view)
-            os.replace(tmp, final)
-        except (OSError, RuntimeError) as exc:
-            _unlink(tmp)
-            raise _write_failure(exc, final) from None
-        except BaseException:
-            _unlink(tmp)
+            if name in frames:
+                del frames[name]
+            g = frames.create_group(name)
+            g.attrs["source_frame"] = k
+            g.attrs["settings_sha256"] = self.settings_sha256
+            fill(g)
+            g.attrs["sha256"] = frame_digest(g)
+            g.attrs["complete"] = True
+            f.flush()
+        except BaseException as exc:
+            try:  # what the frame wrote goes; the frames before it stay (an unflushed group is never marked complete)
+                if name in frames:
+                    del frames[name]
+                f.flush()
+            except Exception:
+                self._close_file()
+            if isinstance(exc, (OSError, RuntimeError)):
+                raise _write_failure(exc, where) from None
             raise
-
-    def _check_shard_or_raise(self, slot: int, k: int, *, data: bool) -> None:
-        why = _check_shard_file(self.shard(slot), k, self.settings_sha256, data=data)
-        if why is not None:
-            _unlink(self.shard(slot))
-            raise InputError(
-                f"{str(self.shard(slot))!r} was damaged after it was written ({why}); it was removed: "
-                f"rerun with resume=True to recompute frame {k}"
-            )
+        self.done.add(slot)
+        self._largest = max(self._largest, int(nbytes or 0))
 
     def finish(self, attrs: dict) -> Path:
-        """Verify the shards, merge them into OUTPUT (temporary file, verified, then marked
-        complete and renamed) and remove OUTPUT.partial; releases the output's lock.
+        """Check every frame's marks, write the file's root attributes, mark it complete and
+        rename it to OUTPUT; removes OUTPUT.partial and releases the output's lock.
 
         Raises:
-            InputError: a shard was damaged since it was written (it is removed: a resumed run
-                recomputes it), or the merged copy does not verify.
-            OSError: the merged file could not be written (errno ENOSPC: the disk is full);
-                the shards are kept.
+            OSError: the root attributes could not be written (errno ENOSPC: the disk is full);
+                the frames are kept for a resumed run.
         """
         try:
             return self._finish(attrs)
@@ -596,8 +662,6 @@ class ResultRun:
             self.close()
 
     def _finish(self, attrs: dict) -> Path:
-        import h5py
-
         from .._version import __version__
 
         if self.already_complete:
@@ -605,52 +669,35 @@ class ResultRun:
         missing = self.pending()
         if missing:
             raise RuntimeError(f"ResultRun.finish: slots {missing[:5]} are not written yet")
-        # Every shard is checked before copying: readable, marked complete, its slot's source frame,
-        # this run's settings. Its data are verified against its checksum in the merged copy (the
-        # chunks are copied as they are, so a damaged shard fails there; it is then named).
-        for slot, k in enumerate(self.source_frames):
-            self._check_shard_or_raise(slot, k, data=False)
-        tmp = self.output.with_name(f".{self.output.name}.tmp-{os.getpid()}")
         n = len(self.source_frames)
-        # The merged file is about the shards' size (chunks are copied as they are): refuse before
-        # HDF5 writes anything when it cannot fit (HDF5 meeting a full disk can crash the process).
-        need = sum(self.shard(s).stat().st_size for s in range(n)) * 1.01 + MERGE_SLACK
-        if shutil.disk_usage(self.output.parent).free < need:
+        if shutil.disk_usage(self.work).free < FILE_SLACK:
             raise OSError(errno.ENOSPC, "no space left writing", str(self.output))
         try:
-            try:
-                with h5py.File(tmp, "w") as f:
-                    f.attrs["mdhess_kind"] = self.kind
-                    f.attrs["mdhess_file_version"] = FILE_VERSION
-                    f.attrs["mdhess_version"] = __version__
-                    f.attrs["settings"] = _json(self.settings)
-                    f.attrs["complete"] = False
-                    for key, v in attrs.items():
-                        f.attrs[key] = _json(v) if isinstance(v, (dict, list, tuple)) or v is None else v
-                    f.create_dataset("frame_index", data=np.asarray(self.source_frames, dtype=np.int64))
-                    frames = f.create_group("frames")
-                    for slot in range(n):
-                        with h5py.File(self.shard(slot), "r") as s:
-                            f.copy(s["frame"], frames, name=f"{slot:06d}")
-                    f.create_dataset("complete", data=np.zeros(n, dtype=np.uint8))
-                with h5py.File(tmp, "r") as f:  # what was written, read back from the closed file
-                    for slot, k in enumerate(self.source_frames):
-                        why = check_frame_group(f.get(f"frames/{slot:06d}"), k, self.settings_sha256)
-                        if why is not None:
-                            self._check_shard_or_raise(slot, k, data=True)
-                            raise InputError(
-                                f"{str(self.output)!r}: the merged copy of frame {k} does not verify ({why}); "
-                                "nothing was written (the frames are kept: rerun with resume=True)"
-                            )
-                with h5py.File(tmp, "r+") as f:
-                    f["complete"][...] = np.ones(n, dtype=np.uint8)
-                    f.attrs["complete"] = True
-                os.replace(tmp, self.output)
-            except (OSError, RuntimeError) as exc:
-                raise _write_failure(exc, self.output) from None
-        except BaseException:
-            _unlink(tmp)
-            raise
+            f = self._file()
+            for slot, k in enumerate(self.source_frames):  # the marks (the data were hashed as written)
+                why = check_frame_group(f["frames"].get(f"{slot:06d}"), k, self.settings_sha256, data=False)
+                if why is not None:
+                    raise RuntimeError(f"ResultRun.finish: frame {k} (slot {slot}): {why}")
+            f.attrs["mdhess_kind"] = self.kind
+            f.attrs["mdhess_file_version"] = FILE_VERSION
+            f.attrs["mdhess_version"] = __version__
+            f.attrs["settings"] = _json(self.settings)
+            for key, v in attrs.items():
+                f.attrs[key] = _json(v) if isinstance(v, (dict, list, tuple)) or v is None else v
+            for name, data in (("frame_index", np.asarray(self.source_frames, dtype=np.int64)),
+                               ("complete", np.ones(n, dtype=np.uint8))):  # fmt: skip
+                if name in f:
+                    del f[name]
+                f.create_dataset(name, data=data)
+            f.attrs["complete"] = True
+            self._h5 = None
+            f.close()
+            os.replace(self.work_file, self.output)
+        except (OSError, RuntimeError) as exc:
+            self._close_file()
+            if isinstance(exc, RuntimeError) and str(exc).startswith("ResultRun.finish"):
+                raise
+            raise _write_failure(exc, self.output) from None
         shutil.rmtree(self.work, ignore_errors=True)
         return self.output
 

@@ -69,8 +69,17 @@ def interrupted_run(traj, out, monkeypatch, capsys, n_done=2):
     monkeypatch.undo()
     assert code == 130, err
     partial = out.with_name(out.name + ".partial")
-    assert sorted(p.name for p in partial.iterdir()) == [f"frame-{k:06d}.h5" for k in range(n_done)] + ["run.json"]
+    assert sorted(p.name for p in partial.iterdir()) == ["frames.h5", "run.json"]
+    assert finished_frames(partial) == n_done
     return partial
+
+
+def finished_frames(partial) -> int:
+    """Frames marked complete in an interrupted run's work file."""
+    from mdhess.io._readers import read_partial_run
+
+    run = read_partial_run(partial)
+    return 0 if run is None else run.finished
 
 
 # -- 1. one run at a time per output ---------------------------------------------------------------
@@ -148,10 +157,10 @@ def test_two_concurrent_runs_never_give_a_corrupt_or_mixed_file(clean, variant_r
 
 
 # -- 2. resume trusts nothing it has not verified ------------------------------------------------------
-def _flip_a_data_byte(path):
+def _flip_a_data_byte(path, slot=1):
     """Change one byte inside a frame's stored Hessian blocks (the file stays readable HDF5)."""
-    with h5py.File(path, "r") as f:
-        ds = f["frame/hessian/data"]
+    with h5py.File(path, "r", locking=False) as f:
+        ds = f[f"frames/{slot:06d}/hessian/data"]
         off = ds.id.get_offset() if ds.chunks is None else ds.id.get_chunk_info(0).byte_offset
     with open(path, "r+b") as fh:
         fh.seek(off + 1000)
@@ -161,21 +170,23 @@ def _flip_a_data_byte(path):
 
 
 def _damage(case, partial, out):
-    s0, s1 = partial / "frame-000000.h5", partial / "frame-000001.h5"
+    work = partial / "frames.h5"
     if case == "truncated":
-        data = s1.read_bytes()
-        s1.write_bytes(data[: len(data) // 2])
+        data = work.read_bytes()
+        work.write_bytes(data[: len(data) // 2])
     elif case == "zeroed":
-        s1.write_bytes(bytes(s1.stat().st_size))
+        work.write_bytes(bytes(work.stat().st_size))
     elif case == "empty":
-        s1.write_bytes(b"")
-    elif case == "copied over":
-        shutil.copy(s0, s1)
+        work.write_bytes(b"")
+    elif case == "copied over":  # frame 0's group stored in slot 1 (a misplaced frame)
+        with h5py.File(work, "a") as f:
+            del f["frames/000001"]
+            f.copy(f["frames/000000"], f["frames"], name="000001")
     elif case == "bit flip":
-        _flip_a_data_byte(s1)
+        _flip_a_data_byte(work, 1)
     elif case == "stale temporaries":
         (out.parent / f".{out.name}.tmp-99999999").write_bytes(b"merge killed")
-        (partial / ".frame-000002.h5.tmp-99999999").write_bytes(b"frame killed")
+        (partial / ".frames.h5.tmp-99999999").write_bytes(b"carry-over killed")
     else:
         raise ValueError(case)
 
@@ -190,10 +201,15 @@ def test_resume_verifies_what_it_finds(clean, tmp_path, monkeypatch, capsys, cas
     assert code == 0, err
     assert "Traceback" not in err
     if case == "stale temporaries":
-        assert f".{out.name}.tmp-99999999" in err and "killed" in err
-    else:
-        lines = [ln for ln in err.splitlines() if "frame-000001.h5" in ln]
-        assert len(lines) == 1 and "recomputing frame 1" in lines[0], err
+        assert f".{out.name}.tmp-99999999" in err and ".frames.h5.tmp-99999999" in err and "killed" in err
+    elif case in ("truncated", "zeroed", "empty"):  # the work file cannot be opened: all its frames are redone
+        lines = [ln for ln in err.splitlines() if "frames.h5" in ln]
+        assert len(lines) == 1 and "cannot be read" in lines[0] and "recomputing all its frames" in lines[0], err
+    else:  # frame 1 alone is named and redone; frame 0 is kept
+        lines = [ln for ln in err.splitlines() if "frames.h5" in ln]
+        why = "source frame 0, not 1" if case == "copied over" else "checksum mismatch"
+        assert len(lines) == 1 and "frame 1 (slot 1)" in lines[0] and why in lines[0], err
+        assert "recomputing frame 1" in lines[0]
     assert_same_hessians(out, ref)
     assert leftovers(tmp_path, "out.h5") == []
 
@@ -224,26 +240,34 @@ def test_resume_on_a_damaged_output_calls_it_damaged(clean, tmp_path, capsys, da
     assert_same_hessians(out, ref)
 
 
-def test_a_frame_damaged_before_the_merge_is_caught_and_recomputed(clean, tmp_path, monkeypatch, capsys):
-    """A frame file damaged while the run goes on (after it was written, before the merge): the
-    merge refuses to mark the file complete and names the frame; --resume recomputes it."""
+def test_each_frame_is_written_once(clean, tmp_path, monkeypatch, capsys):
+    """No frame's data is copied: the file written while the frames are computed becomes the
+    output (renamed), and the Hessian blocks are written to disk once (bytes counted through
+    the HDF5 dataset writes)."""
     traj, ref = clean
     out = tmp_path / "out.h5"
-    finish = io.ResultRun.finish
+    written, copies = [0], [0]
+    create = h5py.Group.create_dataset
+    copy = h5py.Group.copy
 
-    def damage_then_finish(run, attrs):
-        _flip_a_data_byte(run.shard(1))
-        return finish(run, attrs)
+    def counting_create(self, name, *a, **kw):
+        ds = create(self, name, *a, **kw)
+        if name == "data":
+            written[0] += ds.size * ds.dtype.itemsize
+        return ds
 
-    monkeypatch.setattr(io.ResultRun, "finish", damage_then_finish)
+    def counting_copy(self, *a, **kw):
+        copies[0] += 1
+        return copy(self, *a, **kw)
+
+    monkeypatch.setattr(h5py.Group, "create_dataset", counting_create)
+    monkeypatch.setattr(h5py.Group, "copy", counting_copy)
     code, _, err = run_main([*hessian_args(traj), "-o", out], capsys)
     monkeypatch.undo()
-    lines = err.strip().splitlines()
-    assert code == 2 and len(lines) == 1, err
-    assert "frame-000001.h5" in lines[0] and "checksum mismatch" in lines[0] and "--resume" in lines[0]
-    assert not out.exists() and leftovers(tmp_path, "out.h5") == ["out.h5.partial"]
-    code, _, err = run_main([*hessian_args(traj), "-o", out, "--resume"], capsys)
     assert code == 0, err
+    with h5py.File(out) as f:
+        stored = sum(f[f"frames/{s:06d}/hessian/data"].nbytes for s in range(len(f["frame_index"])))
+    assert written[0] == stored and copies[0] == 0, (written, stored, copies)
     assert_same_hessians(out, ref)
 
 
@@ -259,7 +283,7 @@ def test_resume_detects_a_replaced_input_of_the_same_size_and_time(tmp_path, mon
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1, err
     assert "other settings" in lines[0] and "input content" in lines[0] and "without --resume" in lines[0]
-    assert not out.exists() and len(list(partial.glob("frame-*.h5"))) == 2  # the interrupted run is kept
+    assert not out.exists() and finished_frames(partial) == 2  # the interrupted run is kept
 
 
 def test_resume_accepts_a_touched_input_with_the_same_content(clean, tmp_path, monkeypatch, capsys):
@@ -299,9 +323,11 @@ def test_a_failed_frame_write_exits_2_and_resume_completes(clean, tmp_path, monk
     monkeypatch.undo()
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1, err
-    assert words in lines[0] and "frame-000002.h5" in lines[0] and "Traceback" not in err
+    assert words in lines[0] and "frames.h5 (frame 2)" in lines[0] and "Traceback" not in err
     partial = tmp_path / "out.h5.partial"
-    assert sorted(p.name for p in partial.iterdir()) == ["frame-000000.h5", "frame-000001.h5", "run.json"]
+    assert sorted(p.name for p in partial.iterdir()) == ["frames.h5", "run.json"] and finished_frames(partial) == 2
+    with h5py.File(partial / "frames.h5", "r") as f:  # the failed frame's half-written group went
+        assert sorted(f["frames"]) == ["000000", "000001"]
     assert leftovers(tmp_path, "out.h5") == ["out.h5.partial"]  # no lock, no temporary
     code, _, err = run_main([*hessian_args(traj), "-o", out, "--resume"], capsys)
     assert code == 0, err
@@ -309,19 +335,22 @@ def test_a_failed_frame_write_exits_2_and_resume_completes(clean, tmp_path, monk
     assert leftovers(tmp_path, "out.h5") == []
 
 
-def test_a_full_disk_during_the_merge_keeps_the_frames(clean, tmp_path, monkeypatch, capsys):
+def test_a_full_disk_while_finishing_keeps_the_frames(clean, tmp_path, monkeypatch, capsys):
     traj, ref = clean
     out = tmp_path / "out.h5"
+    setitem = h5py.AttributeManager.__setitem__
 
-    def no_space(*a, **k):
-        raise OSError(errno.ENOSPC, "No space left on device")
+    def no_space_for_the_root(self, name, value):
+        if name == "mdhess_kind":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return setitem(self, name, value)
 
-    monkeypatch.setattr(h5py.Group, "copy", no_space)
+    monkeypatch.setattr(h5py.AttributeManager, "__setitem__", no_space_for_the_root)
     code, _, err = run_main([*hessian_args(traj), "-o", out], capsys)
     monkeypatch.undo()
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and "no space left writing" in lines[0] and str(out) in lines[0], err
-    assert not out.exists() and len(list((tmp_path / "out.h5.partial").glob("frame-*.h5"))) == 4
+    assert not out.exists() and finished_frames(tmp_path / "out.h5.partial") == 4
     assert leftovers(tmp_path, "out.h5") == ["out.h5.partial"]
     code, _, err = run_main([*hessian_args(traj), "-o", out, "--resume"], capsys)
     assert code == 0, err
@@ -345,9 +374,11 @@ def _private_tmpfs_works(tmp_path) -> str | None:
 
 @pytest.mark.slow
 def test_a_real_full_disk_on_a_small_tmpfs(clean, tmp_path):
-    """On a tmpfs with room for 2.5 frames: the run exits 2 ("no space left writing ...frame"),
-    the frames that fit are kept; with room for the frames but not the merged file, the resumed
-    run exits 2 at the merge; with room for everything it completes, equal to a clean run."""
+    """On a tmpfs: with room for about 2 frames the run exits 2 ("no space left writing
+    .../frames.h5 (frame k)") and the frames that fit are kept; with room for the remaining
+    frames but not for carrying the finished ones into a fresh work file, the resumed run exits
+    2 at the carry-over with the work file untouched; with room for everything it completes,
+    equal to a clean run."""
     why = _private_tmpfs_works(tmp_path)
     if why is not None:
         pytest.skip(why)
@@ -357,10 +388,13 @@ def test_a_real_full_disk_on_a_small_tmpfs(clean, tmp_path):
     disk = tmp_path / "disk"
     disk.mkdir()
     size = int(16 * shard + 2 * mib)
-    filler2 = int(size - 6 * shard - 1 * mib)  # left after filler1 goes: 6 frames' room (4 shards + 2: no merge)
-    filler1 = int(3.5 * shard)  # at first: 2.5 frames' room
+    filler2 = int(size - 6 * shard - 1 * mib)  # left after filler1 goes: 6 frames' room
+    filler1 = int(4 * shard)  # at first: 2 frames' room (plus 1 MiB)
     py = sys.executable
     args = " ".join(f"'{a}'" for a in hessian_args(traj))
+    work = f"{disk}/out.h5.partial/frames.h5"
+    # leaves room for half the work file: its carry-over into a fresh work file cannot fit
+    half_room = f"import os; v = os.statvfs('{disk}'); print(max(0, v.f_bavail * v.f_frsize - os.path.getsize('{work}') // 2))"
     script = textwrap.dedent(f"""\
         set -u
         mount -t tmpfs -o size={size} tmpfs '{disk}' || exit 99
@@ -369,10 +403,13 @@ def test_a_real_full_disk_on_a_small_tmpfs(clean, tmp_path):
         head -c {filler1} /dev/zero > '{disk}/filler1'
         '{py}' -m mdhess.cli {args} -o '{disk}/out.h5' > '{tmp_path}/out1' 2> '{tmp_path}/err1'; echo $? > '{tmp_path}/rc1'
         ls -a '{disk}' '{disk}/out.h5.partial' > '{tmp_path}/ls1' 2>&1
+        cp '{work}' '{tmp_path}/work1.h5'
         rm '{disk}/filler1'
+        head -c $('{py}' -c "{half_room}") /dev/zero > '{disk}/filler1'
         '{py}' -m mdhess.cli {args} -o '{disk}/out.h5' --resume > '{tmp_path}/out2' 2> '{tmp_path}/err2'; echo $? > '{tmp_path}/rc2'
         ls -a '{disk}' '{disk}/out.h5.partial' > '{tmp_path}/ls2' 2>&1
-        rm '{disk}/filler2'
+        cmp '{work}' '{tmp_path}/work1.h5' > '{tmp_path}/cmp2' 2>&1; echo $? >> '{tmp_path}/cmp2'
+        rm '{disk}/filler1' '{disk}/filler2'
         '{py}' -m mdhess.cli {args} -o '{disk}/out.h5' --resume > '{tmp_path}/out3' 2> '{tmp_path}/err3'; echo $? > '{tmp_path}/rc3'
         ls -a '{disk}' > '{tmp_path}/ls3' 2>&1
         cp '{disk}/out.h5' '{tmp_path}/out.h5'
@@ -386,13 +423,20 @@ def test_a_real_full_disk_on_a_small_tmpfs(clean, tmp_path):
 
     rc = [int(read(f"rc{i}")) for i in (1, 2, 3)]
     err1, err2 = read("err1").strip().splitlines(), read("err2").strip().splitlines()
-    # 1: a frame did not fit
-    assert rc[0] == 2 and len(err1) == 1 and "no space left writing" in err1[0] and "frame-0000" in err1[0], (rc, err1)
-    assert "frame-000000.h5" in read("ls1") and ".tmp" not in read("ls1")
-    # 2: the frames fit, the merged file did not
-    assert rc[1] == 2 and len(err2) == 1 and "no space left writing" in err2[0] and "out.h5" in err2[0], (rc, err2)
-    assert "frame-000003.h5" in read("ls2") and ".tmp" not in read("ls2")
+    # 1: a frame did not fit; the frames before it are kept
+    assert rc[0] == 2 and len(err1) == 1 and "no space left writing" in err1[0] and "frames.h5 (frame " in err1[0], (rc, err1)
+    assert "frames.h5" in read("ls1") and ".tmp" not in read("ls1")
+    kept = finished_frames_of(tmp_path / "work1.h5")
+    assert 1 <= kept < 4, kept
+    # 2: the finished frames could not be carried over; the work file is left as it was
+    assert rc[1] == 2 and len(err2) == 1 and "no space left writing" in err2[0] and ".frames.h5.tmp-" in err2[0], (rc, err2)
+    assert ".tmp" not in read("ls2") and read("cmp2").strip().splitlines()[-1] == "0"
     # 3: room for everything
     assert rc[2] == 0, read("err3")
     assert "out.h5.partial" not in read("ls3") and ".tmp" not in read("ls3") and "lock" not in read("ls3")
     assert_same_hessians(tmp_path / "out.h5", ref)
+
+
+def finished_frames_of(work_file) -> int:
+    with h5py.File(work_file, "r") as f:
+        return sum(1 for g in f["frames"].values() if g.attrs.get("complete", False))
