@@ -98,11 +98,27 @@ class RunOptions:
         resume: continue an interrupted run (``--resume``).
         overwrite: replace an existing output (``--overwrite``).
         quiet: no progress on stderr (``--quiet``).
+        processes: frames computed by this many worker processes (``--processes``; 1: in this
+            process; 0: one per CPU core). Results do not depend on it.
     """
 
     resume: bool = False
     overwrite: bool = False
     quiet: bool = False
+    processes: int = 1
+
+    def check(self) -> None:
+        """Raises InputError for a process count that is not an integer >= 0."""
+        p = self.processes
+        if isinstance(p, bool) or not isinstance(p, (int, np.integer)) or p < 0:
+            raise InputError(f"--processes must be an integer >= 0 (0: one per CPU core); got {p!r}")
+
+    def workers(self, n_frames: int) -> int:
+        """Processes to compute ``n_frames`` pending frames, this one included (1: this one alone)."""
+        from ._pool import cpu_count
+
+        p = cpu_count() if self.processes == 0 else int(self.processes)
+        return max(1, min(p, n_frames))
 
 
 @dataclass(frozen=True)
@@ -342,16 +358,17 @@ class TrajectorySource:
         spec: the potential's specification (``load_spec``).
         source: how the frames are read (length scale, reference frame, species).
         fmt, dtype: the Hessians to be computed (for the size check made before any frame is read).
+        announce: show the one-time notices (False in the workers of ``--processes``).
     """
 
-    def __init__(self, traj, spec, source: SourceOptions, *, fmt: str, dtype: str):
+    def __init__(self, traj, spec, source: SourceOptions, *, fmt: str, dtype: str, announce: bool = True):
         self.traj, self.spec = traj, spec
         self.scale = length_scale(traj, spec, source.length_scale_override)
         check_declared_size(traj, spec, self.scale, fmt, dtype)
         self.ignore_species = source.ignore_species
         self.species = resolve_species(traj, spec, source.ignore_species)
         notice = unit_notice(traj, spec, source.length_scale_override)
-        if notice:
+        if notice and announce:  # workers of --processes leave it to the parent
             note(notice)
         self.potential = None
         if spec.needs_reference:
@@ -507,6 +524,24 @@ def _hessians(source: TrajectorySource, sel, todo, fmt, dtype, batch_frames, que
         raise InputError(str(exc)) from None  # already "frame K: ..."
 
 
+def hessian_worker(input, potential, source: SourceOptions, fmt, dtype, quench: QuenchOptions, sel) -> Callable:
+    """In a worker process of ``--processes``: the input opened and checked, the potential built;
+    returns ``slot -> Computed`` (one frame, no batching, no progress of its own)."""
+    from ..pair._library import load_spec
+
+    spec = load_spec(potential)
+    traj = source.open(input)  # open for the worker's lifetime
+    tsrc = TrajectorySource(traj, spec, source, fmt=fmt, dtype=dtype, announce=False)
+    return functools.partial(hessian_of_slot, tsrc, sel, fmt, dtype, quench)
+
+
+def hessian_of_slot(tsrc: TrajectorySource, sel, fmt, dtype, quench: QuenchOptions, slot: int) -> Computed:
+    """One slot's frame (minimised first with ``--quench``) and its Hessian."""
+    ts = time.perf_counter()
+    fr, q = quench_frame(tsrc.potential, tsrc.frame(sel[slot]), quench)
+    return Computed(slot, fr, tsrc.hessian(fr, fmt, dtype), ts, q)
+
+
 def run_hessian(
     input, potential, output, *, format="dense", dtype="float64", compression="auto", batch_frames=0,
     source: SourceOptions | None = None, options: RunOptions | None = None, quench: QuenchOptions | None = None,
@@ -538,6 +573,12 @@ def run_hessian(
     source, options, quench = source or SourceOptions(), options or RunOptions(), quench or QuenchOptions()
     _check_hessian_args(format, dtype, compression, batch_frames)
     quench.check()
+    options.check()
+    if batch_frames >= 1 and options.processes != 1:
+        raise InputError(
+            f"--batch-frames {batch_frames} and --processes {options.processes} exclude each other: "
+            "workers compute one frame at a time"
+        )
     spec = load_spec(potential)
     t0 = time.perf_counter()
     with source.open(input) as traj:
@@ -576,10 +617,19 @@ def run_hessian(
             write_hessian_frame(group, computed.frame, computed.result, compression=compression, quench=computed.quench)
 
         detail = not options.quiet and (len(sel) == 1 or traj.n_atoms >= LONG_FRAME_ATOMS)
+
+        def compute(todo):
+            if options.workers(len(todo)) > 1:
+                from ._pool import compute_in_processes
+
+                job = functools.partial(hessian_worker, str(input), potential, source, format, dtype, quench, sel)
+                here = functools.partial(hessian_of_slot, tsrc, sel, format, dtype, quench)
+                return compute_in_processes(job, here, todo, options.workers(len(todo)))
+            return _hessians(tsrc, sel, todo, format, dtype, batch_frames, quench, detail)
+
         n_computed, summary = run_frames(
-            output, "hessian", settings, sel, options, write=write, attrs=lambda: attrs,
-            compute=lambda todo: _hessians(tsrc, sel, todo, format, dtype, batch_frames, quench, detail),
-        )  # fmt: skip
+            output, "hessian", settings, sel, options, write=write, attrs=lambda: attrs, compute=compute
+        )
         for s in summary:
             s["n_atoms"] = traj.n_atoms
     return JobResult(str(output), len(sel), n_computed, time.perf_counter() - t0, summary)
@@ -650,7 +700,8 @@ def _hessian_file_input(input, potential, units, quench: QuenchOptions) -> Modes
     return ModesInput(src.n_frames, src.n_atoms, recorded, identity, frame, src.close)
 
 
-def _trajectory_input(input, potential, source: SourceOptions, units, quench: QuenchOptions, detail) -> ModesInput:
+def _trajectory_input(input, potential, source: SourceOptions, units, quench: QuenchOptions, detail,
+                      announce: bool = True) -> ModesInput:  # fmt: skip
     from ..pair._library import load_spec
 
     if potential is None:
@@ -660,7 +711,7 @@ def _trajectory_input(input, potential, source: SourceOptions, units, quench: Qu
     traj = source.open(input)
     fmt = "dense" if traj.n_atoms <= MODES_DENSE_MAX_ATOMS else "bsr"
     try:
-        tsrc = TrajectorySource(traj, spec, source, fmt=fmt, dtype="float64")
+        tsrc = TrajectorySource(traj, spec, source, fmt=fmt, dtype="float64", announce=announce)
     except BaseException:
         traj.close()
         raise
@@ -719,9 +770,9 @@ class ModesJob:
             self.frequency_unit = _frequency_unit(nm)
             yield Computed(slot, fr, (nm, self.thermo.of(nm)), ts, q)
 
-    @staticmethod
-    def write(group, computed: Computed) -> None:
+    def write(self, group, computed: Computed) -> None:
         modes, thermo = computed.result
+        self.frequency_unit = _frequency_unit(modes)  # frames computed by workers of --processes too
         write_modes_frame(group, computed.frame, modes, thermo, quench=computed.quench)
 
     def attrs(self) -> dict:
@@ -738,6 +789,22 @@ class ModesJob:
             "source_kind": self.src.identity["source_kind"],
             "potential": self.src.identity.get("potential"),
         }
+
+
+def modes_worker(input, potential, source: SourceOptions, units, quench: QuenchOptions, k, solver, thermo, sel) -> Callable:
+    """In a worker process of ``--processes``: the input opened and checked; returns
+    ``slot -> Computed`` (one frame's modes, no progress of its own)."""
+    if read_file_kind(input) == "hessian":
+        src = _hessian_file_input(input, potential, units, quench)
+    else:
+        src = _trajectory_input(input, potential, source, units, quench, lambda n_atoms: False, announce=False)
+    job = ModesJob(input, src, sel, k=k, units=units, solver=solver, thermo=thermo)
+    return functools.partial(modes_of_slot, job)
+
+
+def modes_of_slot(job: ModesJob, slot: int) -> Computed:
+    """One slot's modes."""
+    return next(iter(job.compute([slot])))
 
 
 def run_modes(
@@ -775,6 +842,7 @@ def run_modes(
     _check_modes_args(k, units, thermo, plot)
     _check_outputs(csv, width)
     quench.check()
+    options.check()
     kind = read_file_kind(input)
     t0 = time.perf_counter()
     n_sel = [0]
@@ -796,8 +864,18 @@ def run_modes(
         units = units or src.units
         thermo.check_units(units)
         job = ModesJob(input, src, sel, k=k, units=units, solver=solver, thermo=thermo, progress=detail(src.n_atoms))
+
+        def compute(todo):
+            if options.workers(len(todo)) > 1:
+                from ._pool import compute_in_processes
+
+                factory = functools.partial(modes_worker, input, potential, source, units, quench, k, solver, thermo, sel)
+                here = functools.partial(modes_of_slot, job)
+                return compute_in_processes(factory, here, todo, options.workers(len(todo)))
+            return job.compute(todo)
+
         n_computed, summary = run_frames(
-            output, "modes", job.settings(), sel, options, compute=job.compute, write=job.write, attrs=job.attrs
+            output, "modes", job.settings(), sel, options, compute=compute, write=job.write, attrs=job.attrs
         )
     finally:
         src.close()

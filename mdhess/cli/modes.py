@@ -66,6 +66,9 @@ def command(
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run, skipping finished frames."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUTPUT if it exists."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+    processes: int = typer.Option(
+        1, "--processes", "-j", metavar="N", help="Compute frames in N worker processes (0: one per CPU core); same results."
+    ),
 ):
     from ._jobs import QuenchOptions, RunOptions, SourceOptions, ThermoOptions, run_modes
 
@@ -75,7 +78,7 @@ def command(
         source=SourceOptions(frames=frames, group=group, reference_frame=reference_frame, length_scale_override=length_scale,
                              ignore_species=ignore_species, input_format=input_format,
                              topology=None if topology is None else str(topology), species_map=species_map),
-        options=RunOptions(resume=resume, overwrite=overwrite, quiet=quiet),
+        options=RunOptions(resume=resume, overwrite=overwrite, quiet=quiet, processes=processes),
         quench=QuenchOptions(enabled=quench, fmax=fmax),
     )  # fmt: skip
     if temperature is not None:

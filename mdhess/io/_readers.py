@@ -319,7 +319,7 @@ def _finished_frames(work_file: Path) -> int:
                 frames = f.get("frames")
                 if frames is None:
                     return 0
-                return sum(1 for g in frames.values() if bool(g.attrs.get("complete", False)))
-        except (OSError, RuntimeError, KeyError, ValueError):
+                return sum(1 for name in frames if bool(getattr(frames.get(name), "attrs", {}).get("complete", False)))
+        except (OSError, RuntimeError, KeyError, ValueError, TypeError, AttributeError):  # read mid-write
             continue
     return 0

@@ -1,0 +1,104 @@
+"""``--processes N``: frames computed by this process and N - 1 spawned workers give the same file
+as one process; a bad frame in a worker is one clear error with the finished frames kept; a kill
+-9 of a multi-process run resumes to the same file."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import mdhess
+from mdhess import io
+
+from ._cli_util import REPO, assert_same_hessians, leftovers, make_traj, run_cli, run_main
+
+
+@pytest.fixture(scope="module")
+def traj6(tmp_path_factory):
+    d = tmp_path_factory.mktemp("procs")
+    return make_traj(d / "traj.h5", n_frames=6)
+
+
+def test_two_processes_write_the_same_hessians_as_one(traj6, tmp_path):
+    args = ["hessian", traj6, "-p", "kob-andersen", "--format", "bsr", "-q"]
+    one, two = tmp_path / "one.h5", tmp_path / "two.h5"
+    r1 = run_cli([*args, "-o", one])
+    r2 = run_cli([*args, "-o", two, "--processes", "2"])
+    assert r1.returncode == 0 and r2.returncode == 0, (r1.stderr, r2.stderr)
+    assert r2.stderr == "", r2.stderr  # the workers' notices are the parent's to give, once
+    assert_same_hessians(two, one)  # bit for bit: every frame, whichever process computed it
+    with io.ResultFile(one, "hessian") as a, io.ResultFile(two, "hessian") as b:
+        assert a.json_attr("settings") == b.json_attr("settings")  # --processes is not a setting
+    assert leftovers(tmp_path, "two.h5") == []
+
+
+@pytest.mark.slow
+def test_two_processes_write_the_same_modes_as_one(traj6, tmp_path):
+    args = ["modes", traj6, "-p", "kob-andersen", "-k", "8", "-q"]
+    one, two = tmp_path / "one.h5", tmp_path / "two.h5"
+    r1 = run_cli([*args, "-o", one])
+    r2 = run_cli([*args, "-o", two, "-j", "2"])
+    assert r1.returncode == 0 and r2.returncode == 0, (r1.stderr, r2.stderr)
+    for k in range(6):
+        a, b = mdhess.read_modes(one, k), mdhess.read_modes(two, k)
+        # same solver on the same matrix; the worker's BLAS may sum in another order: 1e-10 relative
+        np.testing.assert_allclose(b.eigenvalues, a.eigenvalues, rtol=1e-10, atol=1e-12)
+    with io.ResultFile(two, "modes") as r:
+        assert r.attrs["frequency_unit"] == "reduced"  # recorded from the workers' frames too
+
+
+def test_a_bad_frame_in_a_worker_is_one_error_and_keeps_the_finished_frames(tmp_path, capsys):
+    with mdhess.read_trajectory(make_traj(tmp_path / "t.h5", 5)) as t:
+        R = np.stack([t[k].positions for k in range(5)])
+        box, species = t[0].box, t[0].species
+    R[3, 7] = np.nan
+    src = tmp_path / "nan.h5"
+    io.write_minimal(src, R, box=np.diag(box), species=species)
+    out = tmp_path / "o.h5"
+    code, _, err = run_main(["hessian", src, "-p", "kob-andersen", "--format", "bsr", "-q", "-o", out, "-j", "2"], capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "frame 3" in lines[0] and "Traceback" not in err, err
+    assert not out.exists() and leftovers(tmp_path, "o.h5") == ["o.h5.partial"]
+
+
+@pytest.mark.parametrize(
+    "extra, words",
+    [(["--processes", "-1"], "--processes must be an integer >= 0"),
+     (["--processes", "2", "--batch-frames", "2"], "exclude each other")],
+)  # fmt: skip
+def test_bad_process_counts(traj6, tmp_path, capsys, extra, words):
+    code, _, err = run_main(["hessian", traj6, "-p", "kob-andersen", "-q", "-o", tmp_path / "o.h5", *extra], capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and words in lines[0], err
+
+
+@pytest.mark.slow
+def test_kill_9_of_a_two_process_run_then_resume(tmp_path):
+    src = make_traj(tmp_path / "in.h5", n_frames=10)
+    args = ["hessian", src, "-p", "kob-andersen", "--format", "bsr", "-q"]
+    ref = tmp_path / "ref.h5"
+    assert run_cli([*args, "-o", ref]).returncode == 0
+    out = tmp_path / "out.h5"
+    from mdhess.io._readers import read_partial_run
+
+    def finished():
+        p = tmp_path / "out.h5.partial"
+        run = read_partial_run(p) if p.is_dir() else None
+        return 0 if run is None else run.finished
+
+    proc = subprocess.Popen([sys.executable, "-m", "mdhess.cli", *map(str, args), "-o", str(out), "-j", "2"], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    deadline = time.time() + 120
+    while time.time() < deadline and finished() < 3 and proc.poll() is None:
+        time.sleep(0.005)
+    os.killpg(proc.pid, signal.SIGKILL)  # the parent and its workers
+    proc.wait()
+    assert not out.exists()
+    res = run_cli([*args, "-o", out, "--resume", "-j", "2"])
+    assert res.returncode == 0, res.stderr
+    assert_same_hessians(out, ref)
+    assert leftovers(tmp_path, "out.h5") == []
