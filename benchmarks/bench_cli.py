@@ -2,6 +2,7 @@
 
     python benchmarks/bench_cli.py                 # 100 frames of a 2000-atom Kob-Andersen glass
     python benchmarks/bench_cli.py --frames 20     # quicker
+    python benchmarks/bench_cli.py --processes 4   # the --processes rows with 4 processes
 
 Input: the bundled 500-atom KA glass (data/ka500.h5) tiled 2 x 2 x 1 (2000 atoms, density 1.2),
 each of its 10 frames perturbed by 10 random displacements (sd 0.01): 100 frames, written as an
@@ -9,8 +10,10 @@ H5MD file. Both sides read the frames from that file and write one compressed BS
 with the same HDF5 dataset settings, so the ratio compares like with like:
 
 - mdhess: ``mdhess hessian IN -p kob-andersen --format bsr -o OUT`` run as a subprocess
-  (interpreter start-up, JAX compilation and crash-safe output included), and the same job
-  in-process (``run_hessian``, warm) to separate start-up from steady state;
+  (interpreter start-up, JAX compilation and crash-safe output included), with one process and
+  with ``--processes 2`` (this process and one spawned worker, whose start-up and compilation
+  are inside the time), and the same job in-process (``run_hessian``, warm) to separate
+  start-up from steady state;
 - matscipy: ``PairPotential({...: LennardJonesCut}).get_hessian(atoms, format="sparse")`` per
   frame on an ASE ``Atoms``, converted to BSR (3, 3), written the same way.
 
@@ -107,6 +110,7 @@ def compute_only(src: Path):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=100)
+    ap.add_argument("--processes", type=int, default=2, help="processes of the --processes rows (default 2)")
     args = ap.parse_args(argv)
     import mdhess
     from mdhess.cli._jobs import RunOptions, SourceOptions, run_hessian
@@ -118,17 +122,25 @@ def main(argv=None):
         n = args.frames
         print(f"input: {n} frames of 2000 atoms (KA glass, density 1.2), BSR output, float64; {os.cpu_count()} CPUs")
 
-        t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "mdhess.cli", "hessian", str(src), "-p", "kob-andersen", "--format", "bsr",
-                        "-o", str(tmp / "cli.h5"), "-q"], cwd=REPO, check=True)  # fmt: skip
-        t_cli = time.perf_counter() - t0
+        def cli(out, processes):
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "mdhess.cli", "hessian", str(src), "-p", "kob-andersen", "--format", "bsr",
+                            "-o", str(out), "-q", "--overwrite", "--processes", str(processes)], cwd=REPO, check=True)  # fmt: skip
+            return time.perf_counter() - t0
 
-        run_options = RunOptions(overwrite=True, quiet=True)
-        run_hessian(str(src), "kob-andersen", tmp / "warm.h5", format="bsr", source=SourceOptions(frames="0"), options=run_options)
-        res = run_hessian(str(src), "kob-andersen", tmp / "warm.h5", format="bsr", options=run_options)
-        t_warm = res.seconds  # compiled by the one-frame call above
+        def warm(processes):
+            run_options = RunOptions(overwrite=True, quiet=True, processes=processes)
+            return run_hessian(str(src), "kob-andersen", tmp / "warm.h5", format="bsr", options=run_options).seconds
 
+        run_hessian(str(src), "kob-andersen", tmp / "warm.h5", format="bsr", source=SourceOptions(frames="0"),
+                    options=RunOptions(overwrite=True, quiet=True))  # compiles the in-process rows' kernels  # fmt: skip
+        # alternated, so that a change of load on the shared machine hits every row alike
         t_ms = matscipy_loop(src, tmp / "matscipy.h5")
+        t_cli = cli(tmp / "cli.h5", 1)
+        t_cli2 = cli(tmp / "cli2.h5", args.processes)
+        t_warm = warm(1)
+        t_warm2 = warm(args.processes)
+        t_ms = min(t_ms, matscipy_loop(src, tmp / "matscipy.h5"))  # the better of two runs for the reference
         c_md, c_ms = compute_only(src)
 
         import h5py
@@ -141,10 +153,15 @@ def main(argv=None):
         rel = scipy.sparse.linalg.norm(Hc - Hm) / scipy.sparse.linalg.norm(Hm)
         print(f"frame 0, mdhess vs matscipy: relative Frobenius difference {rel:.1e}")
         assert rel <= 1e-10, rel
+        Hc2 = mdhess.read_hessian(tmp / "cli2.h5", 0)
+        assert (Hc2 != Hc).nnz == 0  # --processes gives the same numbers
+        p = args.processes
         rows = [
             ("mdhess hessian (CLI subprocess, cold start)", t_cli),
+            (f"mdhess hessian --processes {p} (CLI, cold)", t_cli2),
             ("mdhess run_hessian (in-process, warm)", t_warm),
-            ("matscipy get_hessian loop", t_ms),
+            (f"mdhess run_hessian processes={p} (workers cold)", t_warm2),
+            ("matscipy get_hessian loop (best of 2)", t_ms),
         ]
         print(f"{'':46s} {'seconds':>9s} {'frames/s':>9s} {'speed-up vs matscipy':>21s}")
         for name, t in rows:

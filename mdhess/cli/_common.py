@@ -204,3 +204,44 @@ def file_size(path) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1000
     return f"{n} B"
+
+
+# -- --distributed ---------------------------------------------------------------------------------
+def distributed_options():
+    """The options of ``--distributed`` (hessian, modes), as typer parameter defaults."""
+    return (
+        typer.Option(
+            False, "--distributed", help="Split the frames across the processes of JAX's distributed runtime (each "
+            "runs this same command; Slurm and Open MPI are detected, or give --coordinator, --num-processes, "
+            "--process-id); process 0 writes the one output file, on a file system every process sees.",
+        ),
+        typer.Option(None, "--coordinator", metavar="HOST:PORT", help="--distributed: the coordinator's address (process 0 serves it)."),
+        typer.Option(None, "--num-processes", metavar="N", help="--distributed: how many processes take part."),
+        typer.Option(None, "--process-id", metavar="I", help="--distributed: this process's rank, 0..N-1."),
+        typer.Option(300.0, "--coordinator-timeout", metavar="S", help="--distributed: seconds to wait for the coordinator and the other processes."),
+    )  # fmt: skip
+
+
+def join_distributed(distributed: bool, coordinator, num_processes, process_id, timeout) -> tuple[int, int]:
+    """``--distributed``: join JAX's distributed runtime (``mdhess.distributed.initialize``) before
+    any JAX work; returns (rank, process count), (0, 1) without ``--distributed``.
+
+    Raises:
+        InputError: distributed options without ``--distributed``, bad values, or no coordinator
+            answering within the timeout (never a hang).
+    """
+    from .._errors import InputError
+
+    given = [name for name, v in (("--coordinator", coordinator), ("--num-processes", num_processes),
+                                  ("--process-id", process_id)) if v is not None]  # fmt: skip
+    if not distributed:
+        if given:
+            raise InputError(f"{', '.join(given)} need --distributed")
+        return 0, 1
+    from .. import distributed as dist
+
+    try:
+        info = dist.initialize(coordinator, num_processes, process_id, timeout=timeout)
+    except dist.CoordinatorError as exc:
+        raise InputError(f"--distributed: {exc}") from None
+    return info["process_index"], info["process_count"]

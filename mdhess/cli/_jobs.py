@@ -100,12 +100,16 @@ class RunOptions:
         quiet: no progress on stderr (``--quiet``).
         processes: frames computed by this many worker processes (``--processes``; 1: in this
             process; 0: one per CPU core). Results do not depend on it.
+        distributed: split the frames across the processes of JAX's distributed runtime
+            (``--distributed``; ``mdhess.distributed.initialize`` must have run). Each process
+            runs the same job; process 0 writes the one output file.
     """
 
     resume: bool = False
     overwrite: bool = False
     quiet: bool = False
     processes: int = 1
+    distributed: bool = False
 
     def check(self) -> None:
         """Raises InputError for a process count that is not an integer >= 0."""
@@ -455,6 +459,8 @@ def run_frames(
         InputError: an existing output without overwrite or resume, a resumed run with other
             settings, or bad input met while computing.
     """
+    if options.distributed:
+        return _run_frames_distributed(output, kind, settings, source_frames, options, compute=compute, write=write, attrs=attrs)
     run = ResultRun(output, kind, settings, source_frames, resume=options.resume, overwrite=options.overwrite, note=note)
     todo = run.pending()
     if run.already_complete:
@@ -475,6 +481,86 @@ def run_frames(
         progress.close()
     run.finish(attrs())
     return len(todo), summary
+
+
+def _run_frames_distributed(output, kind, settings, source_frames, options: RunOptions, *, compute, write, attrs):
+    """``run_frames`` across the processes of JAX's distributed runtime (``--distributed``).
+
+    Process 0 opens the run (lock, resume, carry-over) and tells every process which slots are
+    pending (``broadcast_one_to_all``); process r computes every P-th of them, r first, and
+    writes them once: process 0 into the work file, the others into their part files in
+    OUTPUT.partial (a file system every process sees). When all are done
+    (``process_allgather`` of their status) process 0 merges the parts, each frame verified,
+    and finishes the file: the same file a single process writes. A process that fails gives its
+    own error; the others exit with one line naming it; the finished frames are kept for
+    ``--resume`` (run by the same processes or by one).
+    """
+    import jax
+    from jax.experimental import multihost_utils
+
+    from ..io._results import ResultPart
+
+    rank, size = jax.process_index(), jax.process_count()
+    n = len(source_frames)
+    run, failure = None, None
+    flags = np.zeros(n + 1, np.int32)  # [ok, pending per slot]
+    if rank == 0:
+        try:
+            run = ResultRun(output, kind, settings, source_frames, resume=options.resume, overwrite=options.overwrite,
+                            note=note)  # fmt: skip
+            if run.already_complete:
+                note(f"{output} is already complete; nothing to do")
+            flags[0] = 1
+            flags[1 + np.asarray(run.pending(), dtype=np.int64)] = 1
+        except BaseException as exc:  # told to the others first, raised below
+            failure = exc
+    flags = np.asarray(multihost_utils.broadcast_one_to_all(flags))
+    if not flags[0]:
+        if failure is not None:
+            raise failure
+        raise InputError(f"process 0 could not start the run on {output} (see its message); nothing was computed")
+    todo = np.flatnonzero(flags[1:]).tolist()
+    mine = todo[rank::size]
+    writer = run if rank == 0 else ResultPart(output, kind, settings, source_frames, rank)
+    progress = Progress(len(mine), 0, quiet=options.quiet, label=kind if size == 1 else f"{kind} [process {rank}/{size}]")
+    summary = []
+    try:
+        for item in compute(mine):
+            writer.write_frame(item.slot, functools.partial(write, computed=item), nbytes=array_bytes(item))
+            k = source_frames[item.slot]
+            summary.append({"frame": k, "seconds": time.perf_counter() - item.started})
+            progress.update(f"frame {k}")
+    except Exception as exc:  # Ctrl-C and kills stop this process; JAX's runtime then stops the others
+        failure = exc
+    finally:
+        progress.close()
+        if rank != 0:
+            writer.close()
+    status = np.asarray(multihost_utils.process_allgather(np.array([failure is None], np.int32))).reshape(-1)
+    failed = [r for r in range(size) if not status[r]]
+    if failed:
+        if run is not None:
+            run.close()  # the frames are kept for --resume
+        if failure is not None:
+            raise failure
+        raise InputError(
+            f"process{'es' if len(failed) > 1 else ''} {', '.join(map(str, failed))} failed (see "
+            f"{'their messages' if len(failed) > 1 else 'its message'}); finished frames are kept: rerun with --resume"
+        )
+    done = 1
+    if rank == 0:
+        try:
+            run.merge_parts(range(1, size))
+            run.finish(attrs())
+        except BaseException as exc:
+            run.close()
+            failure, done = exc, 0
+    done = int(np.asarray(multihost_utils.broadcast_one_to_all(np.array([done], np.int32))).reshape(-1)[0])
+    if failure is not None:
+        raise failure
+    if not done:
+        raise InputError(f"process 0 could not finish {output} (see its message); finished frames are kept: rerun with --resume")
+    return (len(todo) if rank == 0 else len(mine)), summary  # process 0 reports the run's total
 
 
 # -- hessian ---------------------------------------------------------------------------------------
@@ -780,7 +866,7 @@ class ModesJob:
         return {
             "k": self.k,
             "units": self.units,
-            "frequency_unit": self.frequency_unit or "",
+            "frequency_unit": self.frequency_unit or ("reduced" if self.units in (None, "lj") else "THz"),
             "temperature": t.temperature if t.temperature is not None else float("nan"),
             "hbar": t.hbar if t.hbar is not None else float("nan"),
             "classical": bool(t.classical),
@@ -879,14 +965,21 @@ def run_modes(
         )
     finally:
         src.close()
-    if plot is not None:
+    lead = not options.distributed or _process_index() == 0  # --distributed: process 0 writes the extras
+    if plot is not None and lead:
         plot_dos(output, plot, width=width)
     res = JobResult(str(output), len(sel), n_computed, time.perf_counter() - t0, summary)
-    if csv is not None:
+    if csv is not None and lead:
         from ..io._export import write_modes_csv
 
         res.csv_files = write_modes_csv(output, csv)
     return res
+
+
+def _process_index() -> int:
+    import jax
+
+    return jax.process_index()
 
 
 def _check_outputs(csv, width) -> None:

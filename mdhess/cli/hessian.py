@@ -5,8 +5,10 @@ from typing import Optional
 
 import typer
 
-from ._common import handle_errors
+from ._common import distributed_options, handle_errors, join_distributed
 from .convert import input_format_option, species_map_option, topology_option
+
+DISTRIBUTED = distributed_options()
 
 NAME = "hessian"
 NO_ARGS_IS_HELP = True
@@ -60,10 +62,16 @@ def command(
     processes: int = typer.Option(
         1, "--processes", "-j", metavar="N", help="Compute frames in N worker processes (0: one per CPU core); same results."
     ),
+    distributed: bool = DISTRIBUTED[0],
+    coordinator: Optional[str] = DISTRIBUTED[1],
+    num_processes: Optional[int] = DISTRIBUTED[2],
+    process_id: Optional[int] = DISTRIBUTED[3],
+    coordinator_timeout: float = DISTRIBUTED[4],
     batch_frames: int = typer.Option(
         0, "--batch-frames", metavar="N", help="Frames per batched (vmap) call; 0: automatic, batching only off the CPU."
     ),
 ):
+    rank, _ = join_distributed(distributed, coordinator, num_processes, process_id, coordinator_timeout)
     from ._jobs import QuenchOptions, RunOptions, SourceOptions, run_hessian
 
     res = run_hessian(
@@ -71,8 +79,10 @@ def command(
         source=SourceOptions(frames=frames, group=group, reference_frame=reference_frame, length_scale_override=length_scale,
                              ignore_species=ignore_species, input_format=input_format,
                              topology=None if topology is None else str(topology), species_map=species_map),
-        options=RunOptions(resume=resume, overwrite=overwrite, quiet=quiet, processes=processes),
+        options=RunOptions(resume=resume, overwrite=overwrite, quiet=quiet, processes=processes, distributed=distributed),
         quench=QuenchOptions(enabled=quench, fmax=fmax),
     )  # fmt: skip
-    if not quiet:
+    if not quiet and rank:
+        typer.echo(f"process {rank}: {res.computed} frames computed in {res.seconds:.2f} s (process 0 wrote {res.output})")
+    elif not quiet:
         typer.echo(f"wrote {res.output}: {res.n_frames} frames ({res.computed} computed) in {res.seconds:.2f} s")

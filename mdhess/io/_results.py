@@ -56,6 +56,8 @@ RUN_JSON = "run.json"  # in OUTPUT.partial: the settings of an interrupted run
 LOCK_SUFFIX = ".lock"  # OUTPUT.lock: held (flock) by the run writing OUTPUT
 HASH_BLOCK = 1 << 20  # bytes read at a time when fingerprinting an input file
 WORK_FILE = "frames.h5"  # in OUTPUT.partial: the output being written, renamed to OUTPUT when complete
+PART_NAME = "frames-p{rank:04d}.h5"  # in OUTPUT.partial: the frames of process rank > 0 (--distributed)
+PART_GLOB = "frames-p*.h5"
 FILE_SLACK = 1 << 16  # bytes beyond a frame's arrays its group may need (HDF5 metadata: a few kB)
 _UNHASHED_ATTRS = ("sha256", "complete")  # frame attributes the checksum does not cover
 
@@ -292,10 +294,125 @@ class OutputLock:
         os.close(fd)
 
 
+class FrameFile:
+    """The frames of one run in one HDF5 file, each written once and verifiable (the base of
+    ``ResultRun``, which writes OUTPUT's work file, and ``ResultPart``, a ``--distributed``
+    process's part file). Subclasses set ``work``, ``work_file``, ``source_frames``,
+    ``settings_sha256`` and ``done``."""
+
+    _h5 = None  # the open file
+    _largest = 0  # bytes of the largest frame written (the next frame's room is checked against it)
+
+    def _file(self):
+        import h5py
+
+        if self._h5 is None:
+            try:
+                self._h5 = h5py.File(self.work_file, "a")
+                self._h5.require_group("frames")
+            except (OSError, RuntimeError) as exc:
+                self._close_file()
+                raise _write_failure(exc, self.work_file) from None
+        return self._h5
+
+    def _close_file(self) -> None:
+        f, self._h5 = self._h5, None
+        if f is not None:
+            try:
+                f.close()
+            except Exception:  # a file HDF5 cannot close cleanly: the next run verifies what it holds
+                pass
+
+    def write_frame(self, slot: int, fill, *, nbytes: int | None = None) -> None:
+        """Write slot ``slot`` into the work file: ``fill(group)`` fills an h5py group, then its
+        source frame, the settings digest and the checksum of what was stored are recorded, the
+        frame is marked complete and the file flushed. The frame's bytes are written once: the
+        work file becomes OUTPUT when the run finishes.
+
+        Args:
+            slot: the output slot.
+            fill: ``fill(group)`` writes the frame's datasets and attributes.
+            nbytes: about how many bytes the frame stores (its arrays' size); the disk must have
+                that much room (plus 64 kB) before anything is written. None: the largest frame
+                written so far (nothing is checked before the first).
+
+        Raises:
+            OSError: the frame could not be written (errno ENOSPC: the disk is full), naming the
+                file and the frame; nothing of the frame is left behind.
+        """
+        k = self.source_frames[slot]
+        where = f"{self.work_file} (frame {k})"
+        need = max(int(nbytes or 0), self._largest)
+        if need and shutil.disk_usage(self.work).free < need * 1.05 + FILE_SLACK:
+            raise OSError(errno.ENOSPC, "no space left writing", where)
+        f = self._file()
+        name = f"{slot:06d}"
+        frames = f["frames"]
+        self.done.discard(slot)
+        try:
+            if name in frames:
+                del frames[name]
+            g = frames.create_group(name)
+            g.attrs["source_frame"] = k
+            g.attrs["settings_sha256"] = self.settings_sha256
+            fill(g)
+            g.attrs["sha256"] = frame_digest(g)
+            g.attrs["complete"] = True
+            f.flush()
+        except BaseException as exc:
+            try:  # what the frame wrote goes; the frames before it stay (an unflushed group is never marked complete)
+                if name in frames:
+                    del frames[name]
+                f.flush()
+            except Exception:
+                self._close_file()
+            if isinstance(exc, (OSError, RuntimeError)):
+                raise _write_failure(exc, where) from None
+            raise
+        self.done.add(slot)
+        self._largest = max(self._largest, int(nbytes or 0))
+
+
+
+class ResultPart(FrameFile):
+    """``--distributed``: the frames process ``rank`` > 0 computes, written to its part file in
+    OUTPUT.partial (on a file system every process sees) for process 0 to merge
+    (``ResultRun.merge_parts``). Takes no lock: process 0's ``ResultRun`` holds the output's.
+
+    Args:
+        output, kind, settings, source_frames: as the ``ResultRun`` of process 0.
+        rank: this process's rank (>= 1).
+    """
+
+    def __init__(self, output, kind: str, settings: dict, source_frames, rank: int):
+        self.output = Path(os.fspath(output))
+        self.source_frames = [int(k) for k in source_frames]
+        self.settings_sha256 = run_digest(kind, settings, self.source_frames)
+        self.work = self.output.with_name(self.output.name + ".partial")
+        self.work_file = self.work / PART_NAME.format(rank=int(rank))
+        self.done = set()
+        _unlink(self.work_file)  # an earlier run's part was carried over by process 0 already
+
+    def close(self) -> None:
+        self._close_file()
+
+    def __del__(self):
+        try:
+            self._close_file()
+        except Exception:
+            pass
+
+
+def run_digest(kind: str, settings: dict, source_frames) -> str:
+    """SHA-256 of a run's record (kind, settings, source frames): every frame records it."""
+    record = {"kind": kind, "settings": json.loads(_json(settings)), "frames": [int(k) for k in source_frames]}
+    return hashlib.sha256(_json(record).encode()).hexdigest()
+
+
 _RUNS: dict = {}  # output path -> weak reference to the newest ResultRun on it in this process
 
 
-class ResultRun:
+class ResultRun(FrameFile):
     """Crash-safe, resumable writer of one per-frame result file, each frame written once.
 
     Holds the output's lock (``OUTPUT.lock``) from construction until ``finish``, ``close`` or
@@ -332,7 +449,7 @@ class ResultRun:
         self._largest = 0  # bytes of the largest frame written (the next frame's room is checked against it)
         self.lock = OutputLock(self.output, self.note)
         self.run_record = {"kind": kind, "settings": self.settings, "frames": self.source_frames}
-        self.settings_sha256 = hashlib.sha256(_json(self.run_record).encode()).hexdigest()
+        self.settings_sha256 = run_digest(kind, self.settings, self.source_frames)
         if self.output.is_dir():
             raise InputError(f"output {str(self.output)!r} is a directory")
         if not self.output.parent.is_dir():
@@ -488,25 +605,22 @@ class ResultRun:
             return "damaged", f"cannot be read: {first_line(exc)}"
         return "complete", None
 
-    def _carry_over(self) -> None:
-        """A resumed run: verify every frame of the interrupted run's work file and copy the good
-        ones into a fresh work file (the old one may have been cut short anywhere by a kill, so
-        nothing is ever appended to it). A frame that does not verify is named and recomputed."""
+    def _good_frames(self, path: Path, want) -> list[int] | None:
+        """Slots among ``want`` whose frame in ``path`` verifies (a bad one is named in a notice);
+        None when the file cannot be read at all (also named)."""
         import h5py
 
-        old = self.work_file
-        if not old.exists():
-            return
         why_unreadable = None
         keep: list[int] = []
         try:
-            if old.stat().st_size == 0:
+            if path.stat().st_size == 0:
                 why_unreadable = "empty"
-            elif not h5py.is_hdf5(os.fspath(old)):
+            elif not h5py.is_hdf5(os.fspath(path)):
                 why_unreadable = "not an HDF5 file: overwritten or zeroed"
             else:
-                with h5py.File(old, "r", locking=False) as f:
-                    for slot, k in enumerate(self.source_frames):
+                with h5py.File(path, "r", locking=False) as f:
+                    for slot in want:
+                        k = self.source_frames[slot]
                         g = f.get(f"frames/{slot:06d}")
                         if g is None:
                             continue
@@ -514,32 +628,90 @@ class ResultRun:
                         if why is None:
                             keep.append(slot)
                         elif why != "not marked complete":  # a frame cut short by the kill: silently redone
-                            self.note(f"{old}: frame {k} (slot {slot}) cannot be used ({why}); recomputing frame {k}")
+                            self.note(f"{path}: frame {k} (slot {slot}) cannot be used ({why}); recomputing frame {k}")
         except (OSError, RuntimeError, KeyError, ValueError, TypeError) as exc:
             why_unreadable = f"truncated or damaged: {first_line(exc)}"
         if why_unreadable is not None:
-            self.note(f"{old} cannot be read ({why_unreadable}); recomputing all its frames")
-            _unlink(old)
+            self.note(f"{path} cannot be read ({why_unreadable}); recomputing all its frames")
+            return None
+        return keep
+
+    def _carry_over(self) -> None:
+        """A resumed run: verify every frame of the interrupted run's work file (and of the part
+        files of other processes, ``--distributed``) and copy the good ones into a fresh work file
+        (the old one may have been cut short anywhere by a kill, so nothing is ever appended to
+        it). A frame that does not verify is named and recomputed."""
+        import h5py
+
+        sources = [p for p in [self.work_file, *sorted(self.work.glob(PART_GLOB))] if p.exists()]
+        if not sources:
             return
-        if not keep:
-            _unlink(old)
-            return
+        keep: dict[int, Path] = {}
+        for path in sources:
+            good = self._good_frames(path, [s for s in range(len(self.source_frames)) if s not in keep])
+            for slot in good or []:
+                keep[slot] = path
         tmp = self.work / f".{WORK_FILE}.tmp-{os.getpid()}"
-        if shutil.disk_usage(self.work).free < old.stat().st_size * 1.01 + FILE_SLACK:
-            raise OSError(errno.ENOSPC, "no space left writing", str(tmp))
-        try:
+        if keep:
+            if shutil.disk_usage(self.work).free < sum(p.stat().st_size for p in set(keep.values())) * 1.01 + FILE_SLACK:
+                raise OSError(errno.ENOSPC, "no space left writing", str(tmp))
             try:
-                with h5py.File(old, "r", locking=False) as src, h5py.File(tmp, "w") as dst:
-                    frames = dst.create_group("frames")
-                    for slot in keep:
-                        src.copy(src[f"frames/{slot:06d}"], frames, name=f"{slot:06d}")
-                os.replace(tmp, old)
-            except (OSError, RuntimeError) as exc:
-                raise _write_failure(exc, tmp) from None
-        except BaseException:
-            _unlink(tmp)
-            raise
+                try:
+                    with h5py.File(tmp, "w") as dst:
+                        frames = dst.create_group("frames")
+                        for path in sources:
+                            slots = [s for s, p in keep.items() if p == path]
+                            if slots:
+                                with h5py.File(path, "r", locking=False) as src:
+                                    for slot in sorted(slots):
+                                        src.copy(src[f"frames/{slot:06d}"], frames, name=f"{slot:06d}")
+                    os.replace(tmp, self.work_file)
+                except (OSError, RuntimeError) as exc:
+                    raise _write_failure(exc, tmp) from None
+            except BaseException:
+                _unlink(tmp)
+                raise
+        else:
+            _unlink(self.work_file)
+        for path in sources:
+            if path != self.work_file:
+                _unlink(path)
         self.done = set(keep)
+
+    def merge_parts(self, ranks) -> None:
+        """``--distributed``: copy the frames the other processes wrote (their part files,
+        ``part_path(rank)``, complete and closed) into the work file, each verified against its
+        checksum first (they come through a shared file system), and remove the part files.
+
+        Raises:
+            InputError: a part file or one of its frames does not verify (the good frames are
+                kept: a resumed run recomputes the rest).
+            OSError: the copy could not be written (errno ENOSPC: the disk is full).
+        """
+        f = self._file()
+        for rank in ranks:
+            path = self.part_path(rank)
+            if not path.exists():
+                continue
+            want = [s for s in self.pending()]
+            good = self._good_frames(path, want)
+            if good is None:
+                raise InputError(f"{str(path)!r} (the frames of process {rank}) cannot be read; rerun with --resume")
+            try:
+                import h5py
+
+                with h5py.File(path, "r", locking=False) as src:
+                    for slot in good:
+                        src.copy(src[f"frames/{slot:06d}"], f["frames"], name=f"{slot:06d}")
+                        self.done.add(slot)
+                f.flush()
+            except (OSError, RuntimeError) as exc:
+                raise _write_failure(exc, self.work_file) from None
+            _unlink(path)
+
+    def part_path(self, rank: int) -> Path:
+        """The work file of process ``rank`` > 0 of a ``--distributed`` run."""
+        return self.work / PART_NAME.format(rank=rank)
 
     # -- frames ------------------------------------------------------------------------------
     def pending(self) -> list[int]:
@@ -547,26 +719,6 @@ class ResultRun:
         if self.already_complete:
             return []
         return [s for s in range(len(self.source_frames)) if s not in self.done]
-
-    def _file(self):
-        import h5py
-
-        if self._h5 is None:
-            try:
-                self._h5 = h5py.File(self.work_file, "a")
-                self._h5.require_group("frames")
-            except (OSError, RuntimeError) as exc:
-                self._close_file()
-                raise _write_failure(exc, self.work_file) from None
-        return self._h5
-
-    def _close_file(self) -> None:
-        f, self._h5 = self._h5, None
-        if f is not None:
-            try:
-                f.close()
-            except Exception:  # a file HDF5 cannot close cleanly: the next run verifies what it holds
-                pass
 
     def close(self) -> None:
         """Close the work file and release the output's lock (``finish`` does it too); idempotent."""
@@ -598,55 +750,6 @@ class ResultRun:
                 shutil.rmtree(self.work, ignore_errors=True)
         finally:
             self.close()
-
-    def write_frame(self, slot: int, fill, *, nbytes: int | None = None) -> None:
-        """Write slot ``slot`` into the work file: ``fill(group)`` fills an h5py group, then its
-        source frame, the settings digest and the checksum of what was stored are recorded, the
-        frame is marked complete and the file flushed. The frame's bytes are written once: the
-        work file becomes OUTPUT when the run finishes.
-
-        Args:
-            slot: the output slot.
-            fill: ``fill(group)`` writes the frame's datasets and attributes.
-            nbytes: about how many bytes the frame stores (its arrays' size); the disk must have
-                that much room (plus 64 kB) before anything is written. None: the largest frame
-                written so far (nothing is checked before the first).
-
-        Raises:
-            OSError: the frame could not be written (errno ENOSPC: the disk is full), naming the
-                file and the frame; nothing of the frame is left behind.
-        """
-        k = self.source_frames[slot]
-        where = f"{self.work_file} (frame {k})"
-        need = max(int(nbytes or 0), self._largest)
-        if need and shutil.disk_usage(self.work).free < need * 1.05 + FILE_SLACK:
-            raise OSError(errno.ENOSPC, "no space left writing", where)
-        f = self._file()
-        name = f"{slot:06d}"
-        frames = f["frames"]
-        self.done.discard(slot)
-        try:
-            if name in frames:
-                del frames[name]
-            g = frames.create_group(name)
-            g.attrs["source_frame"] = k
-            g.attrs["settings_sha256"] = self.settings_sha256
-            fill(g)
-            g.attrs["sha256"] = frame_digest(g)
-            g.attrs["complete"] = True
-            f.flush()
-        except BaseException as exc:
-            try:  # what the frame wrote goes; the frames before it stay (an unflushed group is never marked complete)
-                if name in frames:
-                    del frames[name]
-                f.flush()
-            except Exception:
-                self._close_file()
-            if isinstance(exc, (OSError, RuntimeError)):
-                raise _write_failure(exc, where) from None
-            raise
-        self.done.add(slot)
-        self._largest = max(self._largest, int(nbytes or 0))
 
     def finish(self, attrs: dict) -> Path:
         """Check every frame's marks, write the file's root attributes, mark it complete and

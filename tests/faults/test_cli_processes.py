@@ -59,7 +59,9 @@ def test_a_bad_frame_in_a_worker_is_one_error_and_keeps_the_finished_frames(tmp_
     src = tmp_path / "nan.h5"
     io.write_minimal(src, R, box=np.diag(box), species=species)
     out = tmp_path / "o.h5"
-    code, _, err = run_main(["hessian", src, "-p", "kob-andersen", "--format", "bsr", "-q", "-o", out, "-j", "2"], capsys)
+    code, _, err = run_main(
+        ["hessian", src, "-p", "kob-andersen", "--format", "bsr", "-q", "-o", out, "-j", "2"], capsys
+    )
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and "frame 3" in lines[0] and "Traceback" not in err, err
     assert not out.exists() and leftovers(tmp_path, "o.h5") == ["o.h5.partial"]
@@ -71,7 +73,9 @@ def test_a_bad_frame_in_a_worker_is_one_error_and_keeps_the_finished_frames(tmp_
      (["--processes", "2", "--batch-frames", "2"], "exclude each other")],
 )  # fmt: skip
 def test_bad_process_counts(traj6, tmp_path, capsys, extra, words):
-    code, _, err = run_main(["hessian", traj6, "-p", "kob-andersen", "-q", "-o", tmp_path / "o.h5", *extra], capsys)
+    code, _, err = run_main(
+        ["hessian", traj6, "-p", "kob-andersen", "-q", "-o", tmp_path / "o.h5", *extra], capsys
+    )
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and words in lines[0], err
 
@@ -102,3 +106,151 @@ def test_kill_9_of_a_two_process_run_then_resume(tmp_path):
     assert res.returncode == 0, res.stderr
     assert_same_hessians(out, ref)
     assert leftovers(tmp_path, "out.h5") == []
+
+
+# -- --distributed: processes of JAX's distributed runtime -------------------------------------------
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def distributed_run(args, n=2, timeout=300):
+    """``mdhess ARGS --distributed`` as ``n`` processes on 127.0.0.1; [(returncode, stdout, stderr)]."""
+    address = f"127.0.0.1:{_free_port()}"
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    env.pop("XLA_FLAGS", None)
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "mdhess.cli",
+                *map(str, args),
+                "--distributed",
+                "--coordinator",
+                address,
+                "--num-processes",
+                str(n),
+                "--process-id",
+                str(r),
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for r in range(n)
+    ]
+    out = []
+    for p in procs:
+        so, se = p.communicate(timeout=timeout)
+        out.append((p.returncode, so, se))
+    return out
+
+
+@pytest.mark.slow  # two fresh JAX processes plus Gloo set-up per run
+def test_two_distributed_processes_write_the_same_file_as_one(traj6, tmp_path):
+    args = ["hessian", traj6, "-p", "kob-andersen", "--format", "bsr", "-q"]
+    one, two = tmp_path / "one.h5", tmp_path / "two.h5"
+    assert run_cli([*args, "-o", one]).returncode == 0
+    res = distributed_run([*args, "-o", two])
+    assert all(r[0] == 0 for r in res), res
+    assert_same_hessians(two, one)
+    with io.ResultFile(one, "hessian") as a, io.ResultFile(two, "hessian") as b:
+        assert a.json_attr("settings") == b.json_attr("settings")
+    assert leftovers(tmp_path, "two.h5") == []
+    # modes: the same eigenvalues (other processes' BLAS may sum in another order: 1e-10)
+    margs = ["modes", traj6, "-p", "kob-andersen", "-k", "6", "-q"]
+    assert run_cli([*margs, "-o", tmp_path / "m1.h5"]).returncode == 0
+    res = distributed_run([*margs, "-o", tmp_path / "m2.h5"])
+    assert all(r[0] == 0 for r in res), res
+    for k in range(6):
+        a, b = mdhess.read_modes(tmp_path / "m1.h5", k), mdhess.read_modes(tmp_path / "m2.h5", k)
+        np.testing.assert_allclose(b.eigenvalues, a.eigenvalues, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.slow
+def test_a_bad_frame_in_one_distributed_process_stops_all_and_resume_finishes(tmp_path):
+    with mdhess.read_trajectory(make_traj(tmp_path / "t.h5", 6)) as t:
+        R = np.stack([t[k].positions for k in range(6)])
+        box, species = t[0].box, t[0].species
+    src = tmp_path / "in.h5"
+    io.write_minimal(src, R, box=np.diag(box), species=species)
+    ref = tmp_path / "ref.h5"
+    args = ["hessian", src, "-p", "kob-andersen", "--format", "bsr", "-q"]
+    assert run_cli([*args, "-o", ref]).returncode == 0
+    out = tmp_path / "out.h5"
+    # process 1 computes slots 1, 3, 5: make its second frame fail once (a flaky node), via a sitecustomize hook
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(textwrap_hook(tmp_path / "failed-once"))
+    env_extra = {"PYTHONPATH": f"{hook}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    res = distributed_run_env([*args, "-o", out], env_extra)
+    assert [r[0] for r in res] == [2, 2], res
+    e0, e1 = (r[2].strip().splitlines() for r in res)
+    assert len(e0) == 1 and "process 1 failed" in e0[0] and "--resume" in e0[0], e0
+    assert len(e1) == 1 and "frame 3" in e1[0] and "injected" in e1[0], e1
+    assert not out.exists()
+    res = run_cli([*args, "-o", out, "--resume"])  # one process carries over both processes' frames
+    assert res.returncode == 0, res.stderr
+    assert_same_hessians(out, ref)
+    assert leftovers(tmp_path, "out.h5") == []
+
+
+def textwrap_hook(flag) -> str:
+    return f"""
+import os
+if os.environ.get("MDHESS_TEST_FAIL_FRAME") and not os.path.exists({str(flag)!r}):
+    import mdhess.cli._jobs as jobs
+    real = jobs.TrajectorySource.hessian
+
+    def hessian(self, fr, fmt, dtype):
+        if fr.index == int(os.environ["MDHESS_TEST_FAIL_FRAME"]) and not os.path.exists({str(flag)!r}):
+            open({str(flag)!r}, "w").close()
+            raise jobs.InputError(f"frame {{fr.index}}: injected failure")
+        return real(self, fr, fmt, dtype)
+
+    jobs.TrajectorySource.hessian = hessian
+"""
+
+
+def distributed_run_env(args, env_extra, n=2, timeout=300):
+    old = {k: os.environ.get(k) for k in env_extra}
+    os.environ.update(env_extra, MDHESS_TEST_FAIL_FRAME="3")
+    try:
+        return distributed_run(args, n, timeout)
+    finally:
+        os.environ.pop("MDHESS_TEST_FAIL_FRAME", None)
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def test_distributed_without_a_coordinator_is_a_clear_error_not_a_hang(traj6, tmp_path, capsys):
+    t0 = time.perf_counter()
+    code, _, err = run_main(
+        ["hessian", traj6, "-p", "kob-andersen", "-q", "-o", tmp_path / "o.h5", "--distributed",
+         "--coordinator", f"127.0.0.1:{_free_port()}", "--num-processes", "2", "--process-id", "1",
+         "--coordinator-timeout", "1"], capsys,
+    )  # fmt: skip
+    lines = err.strip().splitlines()
+    assert (
+        code == 2 and len(lines) == 1 and "no coordinator answered" in lines[0] and "within 1 s" in lines[0]
+    ), err
+    assert time.perf_counter() - t0 < 30
+    assert not (tmp_path / "o.h5.partial").exists()
+
+
+def test_distributed_options_need_distributed(traj6, tmp_path, capsys):
+    code, _, err = run_main(
+        ["hessian", traj6, "-p", "kob-andersen", "-q", "-o", tmp_path / "o.h5", "--num-processes", "2"],
+        capsys,
+    )
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "--num-processes need --distributed" in lines[0], err
