@@ -56,7 +56,7 @@ RUN_JSON = "run.json"  # in OUTPUT.partial: the settings of an interrupted run
 LOCK_SUFFIX = ".lock"  # OUTPUT.lock: held (flock) by the run writing OUTPUT
 HASH_BLOCK = 1 << 20  # bytes read at a time when fingerprinting an input file
 WORK_FILE = "frames.h5"  # in OUTPUT.partial: the output being written, renamed to OUTPUT when complete
-PART_NAME = "frames-p{rank:04d}.h5"  # in OUTPUT.partial: the frames of process rank > 0 (--distributed)
+PART_NAME = "frames-p{rank:04d}.h5"  # in OUTPUT.partial: the frames of process rank > 0 (distributed)
 PART_GLOB = "frames-p*.h5"
 FILE_SLACK = 1 << 16  # bytes beyond a frame's arrays its group may need (HDF5 metadata: a few kB)
 _UNHASHED_ATTRS = ("sha256", "complete")  # frame attributes the checksum does not cover
@@ -296,7 +296,7 @@ class OutputLock:
 
 class FrameFile:
     """The frames of one run in one HDF5 file, each written once and verifiable (the base of
-    ``ResultRun``, which writes OUTPUT's work file, and ``ResultPart``, a ``--distributed``
+    ``ResultRun``, which writes OUTPUT's work file, and ``ResultPart``, a distributed
     process's part file). Subclasses set ``work``, ``work_file``, ``source_frames``,
     ``settings_sha256`` and ``done``."""
 
@@ -375,7 +375,7 @@ class FrameFile:
 
 
 class ResultPart(FrameFile):
-    """``--distributed``: the frames process ``rank`` > 0 computes, written to its part file in
+    """distributed: the frames process ``rank`` > 0 computes, written to its part file in
     OUTPUT.partial (on a file system every process sees) for process 0 to merge
     (``ResultRun.merge_parts``). Takes no lock: process 0's ``ResultRun`` holds the output's.
 
@@ -638,7 +638,7 @@ class ResultRun(FrameFile):
 
     def _carry_over(self) -> None:
         """A resumed run: verify every frame of the interrupted run's work file (and of the part
-        files of other processes, ``--distributed``) and copy the good ones into a fresh work file
+        files of other processes, distributed) and copy the good ones into a fresh work file
         (the old one may have been cut short anywhere by a kill, so nothing is ever appended to
         it). A frame that does not verify is named and recomputed."""
         import h5py
@@ -679,7 +679,7 @@ class ResultRun(FrameFile):
         self.done = set(keep)
 
     def merge_parts(self, ranks) -> None:
-        """``--distributed``: copy the frames the other processes wrote (their part files,
+        """distributed: copy the frames the other processes wrote (their part files,
         ``part_path(rank)``, complete and closed) into the work file, each verified against its
         checksum first (they come through a shared file system), and remove the part files.
 
@@ -696,7 +696,7 @@ class ResultRun(FrameFile):
             want = [s for s in self.pending()]
             good = self._good_frames(path, want)
             if good is None:
-                raise InputError(f"{str(path)!r} (the frames of process {rank}) cannot be read; rerun with --resume")
+                raise InputError(f"{str(path)!r} (the frames of process {rank}) cannot be read; rerun with resume=True")
             try:
                 import h5py
 
@@ -710,7 +710,7 @@ class ResultRun(FrameFile):
             _unlink(path)
 
     def part_path(self, rank: int) -> Path:
-        """The work file of process ``rank`` > 0 of a ``--distributed`` run."""
+        """The work file of process ``rank`` > 0 of a distributed run."""
         return self.work / PART_NAME.format(rank=rank)
 
     # -- frames ------------------------------------------------------------------------------
