@@ -25,13 +25,25 @@ def chunk_pairs() -> int:
     return 1 << 16 if jax.default_backend() == "cpu" else 1 << 20
 
 
-def release_freed_memory() -> None:
+TRIM_MIN_PAIRS = 1 << 20
+"""``bsr_hessian`` trims the C heap (``release_freed_memory``) only for lists of at least this
+many pairs. Below it what the heap keeps is a few tens of MB at most, and a trim costs more than
+it saves: ~2 ms each, and the pages it hands back are faulted in again by the next arrays
+(measured: 64 -> 44 ms a frame of 2000 atoms, 64,000 pairs, peak RSS unchanged at 4,000 and
+13,500 atoms: docs/benchmarks.md, "Per-frame BSR Hessian of small frames")."""
+
+
+def release_freed_memory(n_pairs: int | None = None) -> None:
     """Hand the C heap's free pages back to the OS (glibc ``malloc_trim``; elsewhere nothing).
 
     Arrays between ~128 kB and 32 MB (the pair list's temporaries below about 4 M pairs) come
     from the heap once glibc has raised its mmap threshold, and free heap below a live array is
     not returned by itself: measured, 50 MB kept after the list of a 50,000-atom glass, on top of
-    which the output would be allocated."""
+    which the output would be allocated. That matters only for large lists: given ``n_pairs``
+    below ``TRIM_MIN_PAIRS`` (~1 M pairs) nothing is done (what the heap keeps is small, and a
+    trim costs more than it saves, its pages faulted in again at once)."""
+    if n_pairs is not None and n_pairs < TRIM_MIN_PAIRS:
+        return
     try:
         import ctypes
 
@@ -52,11 +64,9 @@ def bsr_hessian(p: Prepared, dtype, *, call: str = "hessian"):
     """
     R, pairs = p.wrapped(dtype)
     n, n_p = p.n_atoms, pairs.n_pairs
-    release_freed_memory()  # what the list build freed, before the pattern and the output
-    asm = BsrAssembly(pairs.i, pairs.j, n, dtype)
-    release_freed_memory()  # the pattern sort's temporaries
+    release_freed_memory(n_p)  # what the list build freed, before the pattern and the output
+    cap = min(bucket(n_p), chunk_pairs())
     if n_p:
-        cap = min(bucket(n_p), chunk_pairs())
         pot, Rd, s = cast_potential(p.potential, dtype), to_device(R, dtype), to_device(p.species)
 
         def launch(lo):
@@ -66,7 +76,14 @@ def bsr_hessian(p: Prepared, dtype, *, call: str = "hessian"):
             K, ok = blocks_and_check(pot, Rd, s, i, j, to_device(shift, dtype), to_device(mask))
             return hi, K, ok, i, j
 
-        nxt = launch(0)
+    # a list of one chunk: its kernel runs (asynchronously) while the host sorts the pattern; a
+    # longer one starts its first chunk only after the sort, whose temporaries are freed by then
+    nxt = launch(0) if 0 < n_p <= cap else None
+    asm = BsrAssembly(pairs.i, pairs.j, n, dtype)
+    release_freed_memory(n_p)  # the pattern sort's temporaries
+    if n_p:
+        if nxt is None:
+            nxt = launch(0)
         while nxt is not None:
             hi, K, ok, i, j = nxt
             nxt = launch(hi) if hi < n_p else None  # the device works on the next chunk meanwhile

@@ -146,9 +146,10 @@ def to_component_major(H):
 # own images) they are written to an unsummed buffer in sorted order and summed at the end.
 
 HOST_BSR_MAX_PAIRS = 1 << 15
-"""Below this many pairs the diagonal sums are formed on the host (``np.add.at``, ~10 ms there;
-a device accumulation compiles a kernel first: docs/benchmarks.md, "Core engine", BSR assembly).
-Both sum each atom's blocks in pair order: the same numbers bit for bit."""
+"""Below this many pairs the diagonal sums are formed on the host (float64: ``np.bincount``, ~3 ms
+at 2^15 pairs; float32: ``np.add.at``, ~10 ms there), as a device accumulation compiles a kernel
+first: docs/benchmarks.md, "Core engine", BSR assembly. All sum each atom's blocks in pair order:
+the same numbers bit for bit."""
 
 
 @dataclass(frozen=True)
@@ -181,6 +182,30 @@ class BsrPattern:
         return int(self.indices.shape[0])
 
 
+def _sort_keys(key: np.ndarray):
+    """(order, key[order]): ``np.argsort(key)`` and the sorted keys.
+
+    32-bit keys (N <= 46340) of fewer than 2^31 entries are packed with their positions into
+    64-bit words, key high, position low, and sorted by value (``np.sort``, vectorised, ~2.3x
+    faster than ``np.argsort`` at 130,000 entries: docs/benchmarks.md). Where all keys differ
+    that is the one order ``np.argsort`` can give; where some repeat (images of one pair in a
+    small cell) the order of equal keys fixes the order their blocks are summed in, so then
+    ``np.argsort``'s own order is taken, as before: the same numbers bit for bit either way."""
+    if key.dtype == np.int32 and key.shape[0] < 2**31:
+        w = key.astype(np.int64)
+        w <<= 32
+        w |= np.arange(key.shape[0], dtype=np.int64)
+        w.sort()
+        halves = w.view(np.int32).reshape(-1, 2)  # (low, high) words on a little-endian host
+        lo, hi = (0, 1) if np.little_endian else (1, 0)
+        skey = halves[:, hi].copy()
+        if not (skey[1:] == skey[:-1]).any():
+            return halves[:, lo].copy(), skey
+        del w, halves, skey
+    order = np.argsort(key)
+    return order, key[order]
+
+
 def bsr_pattern(i, j, n_atoms: int) -> BsrPattern:
     """Sort the integer block keys of pairs (i, j) (host); no block is touched."""
     n, p = n_atoms, len(i)
@@ -193,9 +218,8 @@ def bsr_pattern(i, j, n_atoms: int) -> BsrPattern:
         k *= n
         k += b
     key[2 * p :] = np.arange(n, dtype=kt) * (n + 1)
-    order = np.argsort(key)
-    key = key[order]
     et = np.int32 if m < 2**31 else np.int64
+    order, key = _sort_keys(key)
     entry = np.empty(m, et)
     entry[order] = np.arange(m, dtype=et)
     del order
@@ -211,6 +235,39 @@ def bsr_pattern(i, j, n_atoms: int) -> BsrPattern:
     indices = np.empty(key.shape[0], np.int32)
     np.remainder(key, n, out=indices, casting="unsafe")  # < N: fits
     return BsrPattern(n, i, j, indptr, indices, entry, starts)
+
+
+def host_segment_sum(K: np.ndarray, index: np.ndarray, n_atoms: int) -> np.ndarray:
+    """(N, 3, 3) sums of the (p, 3, 3) blocks K over each atom's ``index`` entries, on the host.
+
+    One ``np.bincount`` per component: it adds the weights in input order into zeros, as
+    ``np.add.at`` on zeros and ``jax.ops.segment_sum`` do, so for float64 blocks the sums are
+    the same bit for bit (tests/test_bsr_fastpaths.py checks it), ~3x faster than ``np.add.at``
+    (docs/benchmarks.md). float64 only: ``np.bincount`` adds in float64, which would round
+    float32 blocks differently."""
+    if K.dtype != np.float64:
+        raise TypeError(f"host_segment_sum: float64 blocks only; got {K.dtype}")
+    Kf = K.reshape(-1, 9)
+    out = np.empty((n_atoms, 9), K.dtype)
+    for c in range(9):
+        out[:, c] = np.bincount(index, Kf[:, c], minlength=n_atoms)
+    return out.reshape(n_atoms, 3, 3)
+
+
+def _as_block_items(a: np.ndarray) -> np.ndarray:
+    """(m, 3, 3) C-contiguous blocks viewed as (m,) opaque 9-number items (no copy)."""
+    return a.reshape(-1, 9).view(np.dtype((np.void, 9 * a.itemsize))).reshape(-1)
+
+
+def put_blocks(buf: np.ndarray, rows: np.ndarray, blocks: np.ndarray) -> None:
+    """buf[rows] = blocks for (m, 3, 3) blocks, copied as whole 9-number items with ``np.put``:
+    the same bytes as the fancy-index assignment, ~2.5x faster (a (3, 3) sub-array per index
+    goes through numpy's general strided copy; docs/benchmarks.md)."""
+    blocks = np.ascontiguousarray(blocks, buf.dtype)
+    if blocks.shape != (rows.shape[0], 3, 3):  # np.put would repeat a short ``blocks`` silently
+        raise ValueError(f"put_blocks: {rows.shape[0]} rows for blocks of shape {blocks.shape}")
+    if blocks.shape[0]:
+        np.put(_as_block_items(buf), rows, _as_block_items(blocks))
 
 
 @partial(jit, donate_argnums=(0, 1))
@@ -250,18 +307,22 @@ class BsrAssembly:
         if not sum_diagonal:
             pass
         elif self.host:
-            if self.diag is None:
-                self.diag = np.zeros((2, pt.n_atoms, 3, 3), self.dtype)
-            np.add.at(self.diag[0], pt.i[lo:hi], Kh)  # the order of diagonal_blocks' two segment
-            np.add.at(self.diag[1], pt.j[lo:hi], Kh)  # sums: the same numbers, bit for bit
+            if self.diag is None and self.dtype == np.float64:  # the first chunk: sums from zero
+                ends = (pt.i[lo:hi], pt.j[lo:hi])  # the order of diagonal_blocks' two sums
+                self.diag = np.stack([host_segment_sum(Kh, ix, pt.n_atoms) for ix in ends])
+            else:  # float32 (np.bincount sums in float64), or a later chunk: adds, in pair order
+                if self.diag is None:
+                    self.diag = np.zeros((2, pt.n_atoms, 3, 3), self.dtype)
+                np.add.at(self.diag[0], pt.i[lo:hi], Kh)  # the order of diagonal_blocks' two segment
+                np.add.at(self.diag[1], pt.j[lo:hi], Kh)  # sums: the same numbers, bit for bit
         else:
             if self.diag is None:
                 z = jnp.zeros((pt.n_atoms, 3, 3), self.dtype)
                 self.diag = (z, jnp.zeros_like(z))
             self.diag = _add_diagonal(*self.diag, to_device(K), to_device(i), to_device(j))
         negK = np.negative(Kh)  # off-diagonal blocks are -K
-        self.buf[pt.entry[lo:hi]] = negK
-        self.buf[pt.entry[p + lo : p + hi]] = negK
+        put_blocks(self.buf, pt.entry[lo:hi], negK)
+        put_blocks(self.buf, pt.entry[p + lo : p + hi], negK)
         self.done = hi
 
     def to_bsr(self, diag=None) -> scipy.sparse.bsr_matrix:
@@ -279,7 +340,7 @@ class BsrAssembly:
         else:
             diag = np.asarray(self.diag[0]) + np.asarray(self.diag[1])
         self.diag = None
-        self.buf[pt.entry[2 * p :]] = diag
+        put_blocks(self.buf, pt.entry[2 * p :], diag)
         data, self.buf = self.buf, None
         if pt.starts is not None:
             data = np.add.reduceat(data, pt.starts, axis=0)

@@ -94,7 +94,8 @@ def check_cell_images(cell: np.ndarray, cutoff: float, *, call: str) -> None:
         )
 
 
-def neighbor_pairs(positions: np.ndarray, cell: np.ndarray | None, cutoff: float, *, call: str = "mdhess") -> PairList:
+def neighbor_pairs(positions: np.ndarray, cell: np.ndarray | None, cutoff: float, *, call: str = "mdhess",
+                   keep=None) -> PairList:  # fmt: skip
     """All atom (or atom-image) pairs closer than ``cutoff``, each counted once.
 
     Args:
@@ -102,24 +103,38 @@ def neighbor_pairs(positions: np.ndarray, cell: np.ndarray | None, cutoff: float
         cell: None (free space) or (3, 3) cell with cell vectors as rows (periodic in 3D).
         cutoff: length units, > 0.
         call: the public call named in errors.
+        keep: None, or ``keep(i, j, r)`` -> (p,) bool: which of the listed pairs (int32 indices,
+            float64 distances) to return; the others are dropped before their shifts are formed
+            (the same list as ``select`` afterwards, ~15% faster: docs/benchmarks.md).
     """
     n = positions.shape[0]
     if cell is not None:
         check_cell_images(cell, cutoff, call=call)
         if cutoff > VESIN_MAX_CUTOFF_WIDTHS * perpendicular_widths(cell).min():
-            return lattice_pairs(positions, cell, cutoff)
+            pl = lattice_pairs(positions, cell, cutoff)
+            return pl if keep is None else pl.select(keep(pl.i, pl.j, pl.distances))
     import vesin  # compiled neighbour list; imported here to keep `import mdhess` light
 
     nl = vesin.NeighborList(cutoff=float(cutoff), full_list=False)
+    # copy=False: views of nl's buffers, alive as long as nl (this call); every array returned
+    # below is a new one
     if cell is None:
-        i, j, r = nl.compute(points=positions, box=np.zeros((3, 3)), periodic=False, quantities="ijd")
-        shift = None
+        box = np.zeros((3, 3))
+        i, j, r = nl.compute(points=positions, box=box, periodic=False, quantities="ijd", copy=False)
+        S = None
     else:
         # Small cells: an atom may pair with several images of another atom, and with its own
         # images (constant energy; their blocks cancel exactly in the diagonal). All are kept.
-        i, j, S, r = nl.compute(points=positions, box=cell, periodic=True, quantities="ijSd")
-        shift = _cartesian_shifts(S, cell)
-    return PairList(i.astype(np.int32), j.astype(np.int32), shift, n, r)
+        i, j, S, r = nl.compute(points=positions, box=cell, periodic=True, quantities="ijSd", copy=False)
+    i, j = i.astype(np.int32), j.astype(np.int32)
+    if keep is None:
+        r = r.copy()
+    else:
+        rows = np.flatnonzero(keep(i, j, r))
+        i, j, r = i[rows], j[rows], r[rows]
+        S = None if S is None else S[rows]
+    shift = None if S is None else _cartesian_shifts(S, cell)
+    return PairList(i, j, shift, n, r)
 
 
 def _cartesian_shifts(S, cell):

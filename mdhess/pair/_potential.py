@@ -222,8 +222,10 @@ class PairPotential(Potential):
                     "periodic boxes need a potential built with cutoff=..."
                 )
             return all_pairs(positions.shape[0])
-        pl = neighbor_pairs(positions, cell, self.max_cutoff, call=call)
-        return pl.select(inside_cutoff(pl.distances, self.pair_cutoffs(species[pl.i], species[pl.j])))
+        return neighbor_pairs(
+            positions, cell, self.max_cutoff, call=call,
+            keep=lambda i, j, r: inside_cutoff(r, self.pair_cutoffs(species[i], species[j])),
+        )  # fmt: skip
 
     # -- the effective scalar energy ----------------------------------------------------------
     def phi_eff(self, r, pp: dict):
