@@ -392,11 +392,17 @@ class TrajectorySource:
         masses = fr.masses if fr.masses is not None else self.spec.atom_masses(s, self.traj.n_atoms)
         return Frame(k, fr.positions * self.scale, box, s, masses, fr.time)
 
-    def hessian(self, fr: Frame, fmt: str, dtype: str):
-        """The Hessian of frame ``fr``; errors name the frame."""
+    def hessian(self, fr: Frame, fmt: str, dtype: str, devices=None):
+        """The Hessian of frame ``fr``; errors name the frame. With ``devices`` (``--distributed``,
+        fewer frames than processes) every process computes the block rows of its devices, and
+        the matrix is gathered."""
         import mdhess
 
         try:
+            if devices is not None:
+                H = mdhess.hessian(self.potential, fr.positions, box=fr.box, species=fr.species, format="bsr",
+                                   dtype=dtype, devices=devices).to_bsr()  # fmt: skip
+                return H if fmt == "bsr" else H.toarray()
             return mdhess.hessian(self.potential, fr.positions, box=fr.box, species=fr.species, format=fmt, dtype=dtype)
         except (InputError, FloatingPointError) as exc:
             raise InputError(f"frame {fr.index}: {exc}") from None
@@ -435,6 +441,7 @@ def array_bytes(obj, depth: int = 0) -> int:
 def run_frames(
     output, kind: str, settings: dict, source_frames: list, options: RunOptions, *,
     compute: Callable[[list], Iterator[Computed]], write: Callable, attrs: Callable[[], dict],
+    shared: Callable[[list, list], Iterator[Computed]] | None = None,
 ) -> tuple[int, list]:  # fmt: skip
     """Compute the pending frames of a result file and write each one as it is finished.
 
@@ -451,6 +458,9 @@ def run_frames(
         compute: ``compute(pending slots)`` yields a ``Computed`` per slot, in that order.
         write: ``write(group, computed)`` fills the frame's group.
         attrs: ``attrs()`` gives the file's root attributes; called after the last frame.
+        shared: ``options.distributed`` with fewer pending frames than processes (one huge
+            frame): ``shared(slots, devices)`` computes each slot with every process taking part
+            (sharded over ``devices``, all of JAX's devices); None: one process per frame.
 
     Returns:
         (number of frames computed, [{"frame": source frame, "seconds": ...} per computed frame]).
@@ -460,7 +470,8 @@ def run_frames(
             settings, or bad input met while computing.
     """
     if options.distributed:
-        return _run_frames_distributed(output, kind, settings, source_frames, options, compute=compute, write=write, attrs=attrs)
+        return _run_frames_distributed(output, kind, settings, source_frames, options, compute=compute, write=write,
+                                       attrs=attrs, shared=shared)  # fmt: skip
     run = ResultRun(output, kind, settings, source_frames, resume=options.resume, overwrite=options.overwrite, note=note)
     todo = run.pending()
     if run.already_complete:
@@ -483,7 +494,8 @@ def run_frames(
     return len(todo), summary
 
 
-def _run_frames_distributed(output, kind, settings, source_frames, options: RunOptions, *, compute, write, attrs):
+def _run_frames_distributed(output, kind, settings, source_frames, options: RunOptions, *, compute, write, attrs,
+                            shared=None):  # fmt: skip
     """``run_frames`` across the processes of JAX's distributed runtime (``--distributed``).
 
     Process 0 opens the run (lock, resume, carry-over) and tells every process which slots are
@@ -520,12 +532,20 @@ def _run_frames_distributed(output, kind, settings, source_frames, options: RunO
             raise failure
         raise InputError(f"process 0 could not start the run on {output} (see its message); nothing was computed")
     todo = np.flatnonzero(flags[1:]).tolist()
-    mine = todo[rank::size]
+    together = shared is not None and 0 < len(todo) < size  # one huge frame: every process works on each
+    mine = todo if together else todo[rank::size]
+    if together:
+        devices = jax.devices()
+        compute = functools.partial(shared, devices=devices)
+        if rank == 0:
+            note(f"{len(todo)} frame(s) for {size} processes: each frame sharded over all {len(devices)} devices")
     writer = run if rank == 0 else ResultPart(output, kind, settings, source_frames, rank)
     progress = Progress(len(mine), 0, quiet=options.quiet, label=kind if size == 1 else f"{kind} [process {rank}/{size}]")
     summary = []
     try:
         for item in compute(mine):
+            if together and rank != 0:  # computed with process 0, which writes it
+                continue
             writer.write_frame(item.slot, functools.partial(write, computed=item), nbytes=array_bytes(item))
             k = source_frames[item.slot]
             summary.append({"frame": k, "seconds": time.perf_counter() - item.started})
@@ -621,11 +641,12 @@ def hessian_worker(input, potential, source: SourceOptions, fmt, dtype, quench: 
     return functools.partial(hessian_of_slot, tsrc, sel, fmt, dtype, quench)
 
 
-def hessian_of_slot(tsrc: TrajectorySource, sel, fmt, dtype, quench: QuenchOptions, slot: int) -> Computed:
-    """One slot's frame (minimised first with ``--quench``) and its Hessian."""
+def hessian_of_slot(tsrc: TrajectorySource, sel, fmt, dtype, quench: QuenchOptions, slot: int, devices=None) -> Computed:
+    """One slot's frame (minimised first with ``--quench``) and its Hessian (``devices``: shared
+    by every process, ``TrajectorySource.hessian``)."""
     ts = time.perf_counter()
     fr, q = quench_frame(tsrc.potential, tsrc.frame(sel[slot]), quench)
-    return Computed(slot, fr, tsrc.hessian(fr, fmt, dtype), ts, q)
+    return Computed(slot, fr, tsrc.hessian(fr, fmt, dtype, devices), ts, q)
 
 
 def run_hessian(
@@ -713,8 +734,11 @@ def run_hessian(
                 return compute_in_processes(job, here, todo, options.workers(len(todo)))
             return _hessians(tsrc, sel, todo, format, dtype, batch_frames, quench, detail)
 
+        def shared(todo, devices):
+            return (hessian_of_slot(tsrc, sel, format, dtype, quench, slot, devices) for slot in todo)
+
         n_computed, summary = run_frames(
-            output, "hessian", settings, sel, options, write=write, attrs=lambda: attrs, compute=compute
+            output, "hessian", settings, sel, options, write=write, attrs=lambda: attrs, compute=compute, shared=shared
         )
         for s in summary:
             s["n_atoms"] = traj.n_atoms
@@ -750,6 +774,7 @@ class ModesInput:
     identity: dict
     frame: Callable[[int], tuple]
     close: Callable[[], None]
+    operator: Callable | None = None  # (k, devices) -> (Frame, sharded operator, quench): --distributed, one frame
 
 
 def _check_units(units, input_units, where: str) -> None:
@@ -811,7 +836,17 @@ def _trajectory_input(input, potential, source: SourceOptions, units, quench: Qu
         fr, q = quench_frame(tsrc.potential, tsrc.frame(k), quench, progress=detail(traj.n_atoms))
         return fr, hessian_with_status(tsrc, fr, fmt, "float64", detail(traj.n_atoms)), q
 
-    return ModesInput(traj.n_frames, traj.n_atoms, spec.units, identity, frame, traj.close)
+    def operator(k, devices):
+        import mdhess
+
+        fr, q = quench_frame(tsrc.potential, tsrc.frame(k), quench, progress=detail(traj.n_atoms))
+        try:
+            op = mdhess.hvp(tsrc.potential, fr.positions, box=fr.box, species=fr.species, dtype="float64", devices=devices)
+        except (InputError, FloatingPointError) as exc:
+            raise InputError(f"frame {fr.index}: {exc}") from None
+        return fr, op, q
+
+    return ModesInput(traj.n_frames, traj.n_atoms, spec.units, identity, frame, traj.close, operator)
 
 
 def _frequency_unit(nm) -> str:
@@ -840,12 +875,17 @@ class ModesJob:
         return {**self.src.identity, "k": self.k, "units": self.units, "solver": self.solver,
                 "temperature": t.temperature, "hbar": t.hbar, "classical": t.classical}  # fmt: skip
 
-    def compute(self, todo) -> Iterator[Computed]:
+    def compute(self, todo, devices=None) -> Iterator[Computed]:
+        """The modes of each slot; with ``devices`` (``--distributed``, fewer frames than
+        processes) every process takes part in each frame through the sharded operator."""
         from .. import normal_modes
 
         for slot in todo:
             ts = time.perf_counter()
-            fr, H, q = self.src.frame(self.sel[slot])
+            if devices is not None:
+                fr, H, q = self.src.operator(self.sel[slot], devices)
+            else:
+                fr, H, q = self.src.frame(self.sel[slot])
             try:
                 nm = normal_modes(
                     H, fr.masses, k=self.k, which="lowest", project="auto", units=self.units, solver=self.solver,
@@ -961,7 +1001,8 @@ def run_modes(
             return job.compute(todo)
 
         n_computed, summary = run_frames(
-            output, "modes", job.settings(), sel, options, compute=compute, write=job.write, attrs=job.attrs
+            output, "modes", job.settings(), sel, options, compute=compute, write=job.write, attrs=job.attrs,
+            shared=None if src.operator is None else job.compute,
         )
     finally:
         src.close()
