@@ -438,6 +438,58 @@ def array_bytes(obj, depth: int = 0) -> int:
     return 0
 
 
+class WriterThread:
+    """Writes computed frames in a background thread while the next ones are computed (the
+    checksum, compression and HDF5 writes of a frame overlap the next frame's compute: hashlib,
+    zlib and JAX release the GIL). At most one frame waits in the queue.
+
+    ``put(item)`` hands a frame over; ``close()`` waits for every frame handed over to be
+    written. An error in the thread (a full disk, a Ctrl-C injected into a write) is raised
+    again, as the same exception, by the next ``put`` or by ``close``: a frame is never
+    reported written unless it was.
+    """
+
+    def __init__(self, writer, write: Callable, source_frames, progress, summary: list):
+        import queue
+        import threading
+
+        self.writer, self.write, self.source_frames = writer, write, source_frames
+        self.progress, self.summary = progress, summary
+        self.queue: queue.Queue = queue.Queue(maxsize=1)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="mdhess-writer", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self.queue.get()
+            if item is None or self.error is not None:
+                if item is None:
+                    return
+                continue  # after an error: drain, write nothing more
+            try:
+                self.writer.write_frame(item.slot, functools.partial(self.write, computed=item), nbytes=array_bytes(item))
+                k = self.source_frames[item.slot]
+                self.summary.append({"frame": k, "seconds": time.perf_counter() - item.started})
+                self.progress.update(f"frame {k}")
+            except BaseException as exc:  # handed to the main thread
+                self.error = exc
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def put(self, item) -> None:
+        self._raise()
+        self.queue.put(item)
+
+    def close(self) -> None:
+        """Write what was handed over, stop the thread; raises the thread's error, if any."""
+        self.queue.put(None)
+        self.thread.join()
+        self._raise()
+
+
 def run_frames(
     output, kind: str, settings: dict, source_frames: list, options: RunOptions, *,
     compute: Callable[[list], Iterator[Computed]], write: Callable, attrs: Callable[[], dict],
@@ -478,13 +530,14 @@ def run_frames(
         note(f"{output} is already complete; nothing to do")
     n = len(source_frames)
     progress = Progress(n, n - len(todo), quiet=options.quiet, label=kind)
-    summary = []
+    summary: list = []
+    writer = WriterThread(run, write, source_frames, progress, summary)
     try:
-        for item in compute(todo):
-            run.write_frame(item.slot, functools.partial(write, computed=item), nbytes=array_bytes(item))
-            k = source_frames[item.slot]
-            summary.append({"frame": k, "seconds": time.perf_counter() - item.started})
-            progress.update(f"frame {k}")
+        try:
+            for item in compute(todo):
+                writer.put(item)
+        finally:  # the frames computed before an error or Ctrl-C are written, then the error stands
+            writer.close()
     except BaseException:
         run.discard_if_empty()
         raise
@@ -541,15 +594,16 @@ def _run_frames_distributed(output, kind, settings, source_frames, options: RunO
             note(f"{len(todo)} frame(s) for {size} processes: each frame sharded over all {len(devices)} devices")
     writer = run if rank == 0 else ResultPart(output, kind, settings, source_frames, rank)
     progress = Progress(len(mine), 0, quiet=options.quiet, label=kind if size == 1 else f"{kind} [process {rank}/{size}]")
-    summary = []
+    summary: list = []
     try:
-        for item in compute(mine):
-            if together and rank != 0:  # computed with process 0, which writes it
-                continue
-            writer.write_frame(item.slot, functools.partial(write, computed=item), nbytes=array_bytes(item))
-            k = source_frames[item.slot]
-            summary.append({"frame": k, "seconds": time.perf_counter() - item.started})
-            progress.update(f"frame {k}")
+        thread = WriterThread(writer, write, source_frames, progress, summary)
+        try:
+            for item in compute(mine):
+                if together and rank != 0:  # computed with process 0, which writes it
+                    continue
+                thread.put(item)
+        finally:
+            thread.close()
     except Exception as exc:  # Ctrl-C and kills stop this process; JAX's runtime then stops the others
         failure = exc
     finally:
