@@ -116,10 +116,12 @@ def hessian(
     if memory_limit is not None:
         _planner.memory_limit(memory_limit)  # a bad limit is refused before any work
     if devices is not None:
-        from ._sharded import resolve_mesh, sharded_operator
+        from ._sharded import SHARDED_SUGGESTION, resolve_mesh, sharded_operator, sharded_plan
 
-        resolve_mesh(devices, call="hessian")  # bad devices are refused before any work
-        p = Prepared(potential, positions, box, species, "hessian", memory_limit=memory_limit)
+        mesh, _ = resolve_mesh(devices, call="hessian")  # bad devices are refused before any work
+        plan = sharded_plan(mesh, dt, store_blocks=True, call="hessian")
+        p = Prepared(potential, positions, box, species, "hessian", memory_limit=memory_limit, plan=plan)
+        _planner.check(plan(p.n_atoms, p.n_pairs), memory_limit, suggestion=SHARDED_SUGGESTION)  # exact pair count
         return sharded_operator(p, dt, devices, store_blocks=True, call="hessian")
     # method="pair": the whole request is planned from the pair count estimated from the
     # density and the cutoff, and refused before any list is built (then again, exactly, after)
@@ -181,10 +183,12 @@ def hvp(potential, positions, *, box=None, species=None, store_blocks=True, dtyp
         raise InputError(f"hvp(store_blocks=...) must be True or False; got {store_blocks!r}")
     dt = resolve_dtype(dtype, "hvp")
     if devices is not None:
-        from ._sharded import resolve_mesh, sharded_operator
+        from ._sharded import SHARDED_SUGGESTION, resolve_mesh, sharded_operator, sharded_plan
 
-        resolve_mesh(devices, call="hvp")
-        p = Prepared(potential, positions, box, species, "hvp")
+        mesh, _ = resolve_mesh(devices, call="hvp")
+        plan = sharded_plan(mesh, dt, store_blocks=bool(store_blocks), call="hvp")
+        p = Prepared(potential, positions, box, species, "hvp", plan=plan)
+        _planner.check(plan(p.n_atoms, p.n_pairs), suggestion=SHARDED_SUGGESTION)  # exact pair count
         return sharded_operator(p, dt, devices, store_blocks=bool(store_blocks), call="hvp")
     p = Prepared(potential, positions, box, species, "hvp")
     args = p.arrays(dt)

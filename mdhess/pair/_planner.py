@@ -185,6 +185,60 @@ def bsr_parts(n_atoms: int, n_pairs: int, itemsize: int) -> dict:
     return fill
 
 
+SHARDED_TEMP_SLOT_BYTES = 110
+"""XLA temporaries per entry slot of a device's block program (the blocks of all its slots are
+computed in one call: ~81-105 bytes a slot measured for the BSR kernel, ``BSR_CHUNK_SLOT_BYTES``)."""
+
+
+def sharded_parts(n_atoms: int, n_pairs: int, *, n_devices: int, local_devices: int, itemsize: int,
+                  store_blocks: bool, host_devices: bool) -> dict:  # fmt: skip
+    """Peak bytes of one process of a sharded operator (``_sharded.ShardedHessianOperator``) by part.
+
+    Host: the pair list (32 bytes a pair), the row partition (new-order endpoints, shifts, owners:
+    56), and its devices' entries while they are built and handed over (2p x L/D entries of 38
+    bytes, twice: the cached copy and the concatenated one). Each device: its entry slots (``cap``
+    = the padded share of the 2p entries, 19% bucket padding plus 10% for an uneven split) of
+    row, col, pidx (int32), shift (3 floats), fwd and mask, its stored blocks (9 floats a slot),
+    the block program's XLA temporaries, and the replicated geometry and products (a few vectors
+    of 3N). Measured against it: tests/test_sharded.py (peak RSS of a 4-device build within the
+    plan). ``host_devices``: the
+    devices live in host memory (CPU devices), so their parts add to the host's, times the
+    process's ``local_devices``; otherwise the largest device's own share is given.
+    """
+    from ._pairs import bucket
+
+    n, p, D, L, b = int(n_atoms), int(n_pairs), max(1, int(n_devices)), max(1, int(local_devices)), int(itemsize)
+    share = 2 * p / D
+    cap = bucket(int(share * 1.1) + 1)
+    per_device = {
+        "entries": cap * (4 + 4 + 4 + 3 * b + 1 + 1),
+        "blocks": cap * 9 * b if store_blocks else 0,
+        "kernel temporaries": cap * SHARDED_TEMP_SLOT_BYTES,
+        "geometry and products": (-(-n // D) * D) * (3 * b + 4) + 8 * n + 4 * 3 * n * b,
+    }
+    host = {
+        "pair list": 32 * p,
+        "row partition": 56 * p,
+        "entries being built": int(2 * share * min(L, D) * 38),
+        "kernels and allocator": BSR_FIXED_BYTES,
+    }
+    if host_devices:
+        return {**host, **{f"{k} ({L} devices)": v * L for k, v in per_device.items()}}
+    return {f"{k} (per device)": v for k, v in per_device.items()}
+
+
+def estimate_sharded_memory(n_atoms: int, n_pairs: int, *, n_devices: int, local_devices: int, dtype="float64",
+                            store_blocks: bool = True, host_devices: bool = True, call: str = "hvp") -> MemoryPlan:  # fmt: skip
+    """Estimated peak bytes of ``hvp(..., devices=...)`` / ``hessian(..., format="bsr",
+    devices=...)`` in one process (``sharded_parts``)."""
+    parts = sharded_parts(
+        n_atoms, n_pairs, n_devices=n_devices, local_devices=local_devices, itemsize=np.dtype(dtype).itemsize,
+        store_blocks=store_blocks, host_devices=host_devices,
+    )  # fmt: skip
+    where = f"{local_devices} of {n_devices} devices in this process" if host_devices else f"each of {n_devices} devices"
+    return MemoryPlan(f"{call}(devices=..., N={n_atoms}, pairs={n_pairs}; {where})", sum(parts.values()), parts)
+
+
 PAIR_LIST_BYTES = 160
 """Peak host bytes per listed pair while a periodic list is built, filtered and padded (indices,
 integer and Cartesian shifts, distances, the filtered and padded copies)."""

@@ -423,6 +423,28 @@ class ShardedHessianOperator(HessianOperator):
         return jnp.asarray(Kp), jnp.asarray(i), jnp.asarray(j)
 
 
+SHARDED_SUGGESTION = "Use more devices, store_blocks=False (blocks recomputed per product), or float32."
+
+
+def sharded_plan(mesh: Mesh, dtype, *, store_blocks: bool, call: str):
+    """(n_atoms, n_pairs) -> this process's ``MemoryPlan`` of a sharded operator on ``mesh``
+    (``_planner.estimate_sharded_memory``): checked from the pair count the density and cutoff
+    predict before any list is built, and again with the list's exact count."""
+    from . import _planner
+
+    devices = list(mesh.devices.flat)
+    local = sum(1 for d in devices if d.process_index == jax.process_index())
+    host = all(d.platform == "cpu" for d in devices)
+
+    def plan(n_atoms: int, n_pairs: int):
+        return _planner.estimate_sharded_memory(
+            n_atoms, n_pairs, n_devices=len(devices), local_devices=local, dtype=dtype, store_blocks=store_blocks,
+            host_devices=host, call=call,
+        )  # fmt: skip
+
+    return plan
+
+
 def sharded_operator(prepared, dtype, devices, *, store_blocks: bool, call: str) -> ShardedHessianOperator:
     """The ``ShardedHessianOperator`` of a prepared call (``_api.hvp`` / ``_api.hessian``)."""
     return ShardedHessianOperator(prepared, dtype, devices, store_blocks=store_blocks, call=call)
