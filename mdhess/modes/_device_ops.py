@@ -125,16 +125,19 @@ def coarse_inverse(Ac, *, indefinite_ok: bool):
     invertible, as in mdhess/modes/_precond.py's TwoLevel); where Ac is indefinite, |Ac|^+ from
     its eigendecomposition, or np.linalg.LinAlgError when ``indefinite_ok`` is False."""
     shift = 1e-8 * max(float(np.diag(Ac).max()), 1e-300)
-    try:
-        L = scipy.linalg.cho_factor(Ac + shift * np.eye(len(Ac)), lower=True, check_finite=False)
-        inv = scipy.linalg.cho_solve(L, np.eye(len(Ac)), check_finite=False)
-        return (inv + inv.T) / 2
-    except np.linalg.LinAlgError:
-        if not indefinite_ok:
-            raise
-        wc, Vc = np.linalg.eigh(Ac)
-        keep = np.abs(wc) > 1e-10 * max(np.abs(wc).max(), 1e-300)
-        return (Vc[:, keep] / np.abs(wc[keep])) @ Vc[:, keep].T
+    # LAPACK's potri inverts from the Cholesky factor (0.87 s against cho_solve on the identity's
+    # 0.93 s at m = 2187, N = 13,500, one thread). The inverse, not the factor, goes to the
+    # device: XLA's CPU cho_solve with 27 columns took 127 ms against the product's 14 ms
+    L, info = scipy.linalg.lapack.dpotrf(np.asarray(Ac + shift * np.eye(len(Ac)), np.float64), lower=True)
+    if info == 0:
+        inv, info = scipy.linalg.lapack.dpotri(L, lower=True)
+    if info == 0:
+        return np.tril(inv) + np.tril(inv, -1).T
+    if not indefinite_ok:
+        raise np.linalg.LinAlgError(f"coarse matrix not positive definite (LAPACK info {info})")
+    wc, Vc = np.linalg.eigh(Ac)
+    keep = np.abs(wc) > 1e-10 * max(np.abs(wc).max(), 1e-300)
+    return (Vc[:, keep] / np.abs(wc[keep])) @ Vc[:, keep].T
 
 
 def device_preconditioner(D, coarse=None, dtype=np.float64):

@@ -91,7 +91,7 @@ def _start(X, AX):
     return X @ V, AX @ V, w, jnp.abs(w).max()
 
 
-@jit
+@partial(jit, donate_argnames=("X", "AX"))
 def _refresh(X, AX):
     """Orthonormality lost to rounding restored (SVQB), then Rayleigh-Ritz; and the rank kept."""
     X, AX, keep = _svqb(X, AX)
@@ -99,7 +99,7 @@ def _refresh(X, AX):
     return X, AX, w, keep.sum()
 
 
-@partial(jit, static_argnames=("k", "precondition"))
+@partial(jit, static_argnames=("k", "precondition"), donate_argnames=("P", "AP"))
 def _prepare(X, AX, w, P, AP, Y, consts, pre, k: int, precondition: bool):
     """The search block Q = [W, P] orthogonalised against X (A P updated alike), the convergence
     flags and relative residuals. W: the preconditioned residuals of the active columns (zero for
@@ -127,7 +127,7 @@ def _prepare(X, AX, w, P, AP, Y, consts, pre, k: int, precondition: bool):
     return Q, Q[:, :b], AP, ok, res
 
 
-@jit
+@partial(jit, donate_argnames=("X", "AX", "AQW", "AP"))
 def _rayleigh_ritz(X, AX, w, Q, AQW, AP):
     """Rayleigh-Ritz on [X, Q]: the new X, A X, Ritz values, P, A P and how many directions Q
     kept."""
