@@ -174,6 +174,26 @@ def test_two_distributed_processes_write_the_same_file_as_one(traj6, tmp_path):
 
 
 @pytest.mark.slow
+def test_one_frame_for_two_distributed_processes_is_sharded_between_them(traj6, tmp_path):
+    """Fewer frames than processes: both compute the frame together (sharded operator over
+    both processes' devices); process 0 writes it. BSR equal to one process's bit for bit (the
+    same blocks, gathered); the modes' eigenvalues to 1e-10 (products summed in another order)."""
+    args = ["hessian", traj6, "-p", "kob-andersen", "--format", "bsr", "-q", "--frames", "2"]
+    assert run_cli([*args, "-o", tmp_path / "one.h5"]).returncode == 0
+    res = distributed_run([*args, "-o", tmp_path / "two.h5"])
+    assert all(r[0] == 0 for r in res), res
+    assert "sharded over all 2 devices" in res[0][2], res[0][2]
+    a, b = mdhess.read_hessian(tmp_path / "one.h5", 0), mdhess.read_hessian(tmp_path / "two.h5", 0)
+    assert (a != b).nnz == 0
+    margs = ["modes", traj6, "-p", "kob-andersen", "-k", "8", "-q", "--frames", "2"]
+    assert run_cli([*margs, "-o", tmp_path / "m1.h5"]).returncode == 0
+    res = distributed_run([*margs, "-o", tmp_path / "m2.h5"])
+    assert all(r[0] == 0 for r in res), res
+    x, y = mdhess.read_modes(tmp_path / "m1.h5", 0), mdhess.read_modes(tmp_path / "m2.h5", 0)
+    np.testing.assert_allclose(y.eigenvalues, x.eigenvalues, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.slow
 def test_a_bad_frame_in_one_distributed_process_stops_all_and_resume_finishes(tmp_path):
     with mdhess.read_trajectory(make_traj(tmp_path / "t.h5", 6)) as t:
         R = np.stack([t[k].positions for k in range(6)])
