@@ -13,9 +13,14 @@ float64, unit masses), three solvers on the same BSR matrix in one run:
 Both LOBPCGs run at the library's default tol=1e-10; the printed max_rel_diff compares the 17
 non-zero eigenvalues (3 translations projected) with each other and with eigsh's.
 
+With ``--baseline COMMIT`` the JAX LOBPCG of that commit (its mdhess/modes/_jax_lobpcg.py and
+_device_ops.py, loaded beside the working tree's) runs too, in the same process, on the same
+matrix: before/after under the same machine load.
+
 Run:  python benchmarks/bench_jax_lobpcg.py [--cells 30] [--cap 1800] [--repeat] [--skip-eigsh]
-      [--eigsh-alongside]
+      [--eigsh-alongside] [--baseline COMMIT]
       (cells 30: N = 108,000; 20: 32,000)
+Wall and CPU (time.process_time, all threads) times are printed.
 The machine load (os.getloadavg) is printed before and after each step: the machine is shared.
 """
 
@@ -58,6 +63,30 @@ def load():
     return "%.1f" % os.getloadavg()[0]
 
 
+def baseline_solver(commit):
+    """``solve_jax_lobpcg`` of ``commit``: its _jax_lobpcg.py and _device_ops.py (from git) loaded
+    as mdhess.modes._jax_lobpcg_baseline / _device_ops_baseline."""
+    import importlib.util
+    import tempfile
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    folder = tempfile.mkdtemp(prefix="bench_jax_lobpcg_")
+    mods = {}
+    for name in ("_device_ops", "_jax_lobpcg"):
+        src = subprocess.run(
+            ["git", "-C", root, "show", f"{commit}:mdhess/modes/{name}.py"],
+            capture_output=True, text=True, check=True,
+        ).stdout.replace("from ._device_ops import", "from ._device_ops_baseline import")
+        path = os.path.join(folder, f"{name}_baseline.py")
+        with open(path, "w") as f:
+            f.write(src)
+        spec = importlib.util.spec_from_file_location(f"mdhess.modes.{name}_baseline", path)
+        mods[name] = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = mods[name]
+        spec.loader.exec_module(mods[name])
+    return mods["_jax_lobpcg"].solve_jax_lobpcg
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--cells", type=int, default=30)
@@ -65,6 +94,7 @@ def main():
     ap.add_argument("--repeat", action="store_true")
     ap.add_argument("--skip-eigsh", action="store_true")
     ap.add_argument("--eigsh-alongside", action="store_true")
+    ap.add_argument("--baseline", default=None, help="a commit: its JAX LOBPCG runs too")
     ap.add_argument("--worker", default=None)
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
@@ -76,15 +106,23 @@ def main():
     n = len(R)
     print(f"N = {n}, BSR {t_build:.2f} s, {B.nnz / 9 / n:.1f} blocks a row, load {load()}", flush=True)
     rows = {}
+    import mdhess.modes._jax_lobpcg as jl
 
-    def run(label, solver):
-        t = time.perf_counter()
-        nm = mdhess.normal_modes(B, k=K, positions=R, box=box, solver=solver)
-        dt = time.perf_counter() - t
+    current = jl.solve_jax_lobpcg
+    old = baseline_solver(a.baseline) if a.baseline else None
+
+    def run(label, solver, impl=current):
+        jl.solve_jax_lobpcg = impl  # normal_modes looks it up at each call
+        t, c = time.perf_counter(), time.process_time()
+        try:
+            nm = mdhess.normal_modes(B, k=K, positions=R, box=box, solver=solver)
+        finally:
+            jl.solve_jax_lobpcg = current
+        dt, dc = time.perf_counter() - t, time.process_time() - c
         i = nm.info
         rows[label] = (dt, np.asarray(nm.eigenvalues))
         print(
-            f"{label}: {dt:.1f} s, {i.get('iterations')} iterations, {i.get('matvecs')} products, "
+            f"{label}: {dt:.1f} s (CPU {dc:.1f} s), {i.get('iterations')} iterations, {i.get('matvecs')} products, "
             f"{i.get('converged')} converged, rss {rss_mb():.0f} MB, load {load()}",
             flush=True,
         )
@@ -94,10 +132,14 @@ def main():
     child = None
     if not a.skip_eigsh and a.eigsh_alongside:
         child, t_child = subprocess.Popen(cmd), time.perf_counter()
+    if old is not None:
+        run(f"jax-lobpcg @{a.baseline}", "jax-lobpcg", old)
     run("jax-lobpcg", "jax-lobpcg")
+    run("lobpcg", "lobpcg")
     if a.repeat:
         run("jax-lobpcg (2nd call)", "jax-lobpcg")
-    run("lobpcg", "lobpcg")
+        if old is not None:
+            run(f"jax-lobpcg @{a.baseline} (2nd call)", "jax-lobpcg", old)
 
     def nonzero(w):  # the 3 translations (eigenvalue ~0) dropped: they may sit above negative modes
         w = np.sort(np.asarray(w))
@@ -130,6 +172,8 @@ def main():
             rows["eigsh"] = (None, None)
     t_jax, t_np = rows["jax-lobpcg"][0], rows["lobpcg"][0]
     print(f"ratio jax-lobpcg / lobpcg: {t_jax / t_np:.2f} (target <= 1)")
+    if old is not None:
+        print(f"ratio jax-lobpcg @{a.baseline} / lobpcg: {rows[f'jax-lobpcg @{a.baseline}'][0] / t_np:.2f}")
     if rows.get("eigsh", (None,))[0]:
         print(f"ratio jax-lobpcg / eigsh: {t_jax / rows['eigsh'][0]:.3f} (target <= 0.2)")
     elif "eigsh" in rows:

@@ -172,8 +172,9 @@ def test_bad_input():
 
 
 def test_auto_picks_jax_lobpcg_off_cpu(monkeypatch):
-    """ "auto": today's numpy LOBPCG on a CPU backend (the JAX one was slower there:
-    docs/benchmarks.md), the JAX LOBPCG on an accelerator; dense and shift-invert rules unchanged."""
+    """ "auto": the numpy LOBPCG on a CPU backend below JAX_LOBPCG_CPU_MIN_DOF degrees of freedom
+    (the JAX one is faster above: docs/benchmarks.md), the JAX LOBPCG on an accelerator; dense and
+    shift-invert rules unchanged."""
     import mdhess.modes._nma as nma
 
     pot, R, box, masses, _ = system("orthorhombic")
@@ -182,6 +183,10 @@ def test_auto_picks_jax_lobpcg_off_cpu(monkeypatch):
     inp = hessian_input(mdhess.hessian(pot, R2, box=box2, format="bsr"))
     kw = dict(k=10, which="lowest", positions=R2, cell=box2)
     monkeypatch.setattr(nma, "on_cpu", lambda: True)
+    assert choose_solver("auto", inp, **kw) == "lobpcg"
+    monkeypatch.setattr(nma, "JAX_LOBPCG_CPU_MIN_DOF", inp.n3)  # a system at the CPU crossover (60,000 atoms)
+    assert choose_solver("auto", inp, **kw) == "jax-lobpcg"
+    monkeypatch.setattr(nma, "JAX_LOBPCG_CPU_MIN_DOF", inp.n3 + 1)
     assert choose_solver("auto", inp, **kw) == "lobpcg"
     monkeypatch.setattr(nma, "on_cpu", lambda: False)
     assert choose_solver("auto", inp, **kw) == "jax-lobpcg"

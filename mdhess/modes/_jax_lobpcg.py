@@ -13,6 +13,10 @@ What differs from the numpy version, and why:
   entry above the spectrum of the projected matrix (they can never be among the lowest b).
 - The products take the whole (3N, b) block (masked columns included).
 - The second Gram-Schmidt pass runs under ``lax.cond``, only when a column needs it.
+- Memory is recycled: the steps donate their dead inputs, and the large (n, 2b) intermediates
+  are written into donated work buffers that go round the loop (``_rayleigh_ritz``). XLA's CPU
+  runtime otherwise takes each call's temporaries as one fresh allocation, and the first touch
+  of fresh pages cost seconds of system time per solve (docs/benchmarks.md).
 
 The operator: a matrix (dense or scipy sparse) becomes padded 3x3 block rows on the device
 (mdhess/modes/_device_ops.py); an mdhess ``HessianOperator`` (stored blocks or matrix-free) is
@@ -99,11 +103,14 @@ def _refresh(X, AX):
     return X, AX, w, keep.sum()
 
 
-@partial(jit, static_argnames=("k", "precondition"), donate_argnames=("P", "AP"))
-def _prepare(X, AX, w, P, AP, Y, consts, pre, k: int, precondition: bool):
+@partial(
+    jit, static_argnames=("k", "precondition"), donate_argnames=("P", "AP", "work"), keep_unused=True
+)
+def _prepare(X, AX, w, P, AP, Y, consts, pre, work, k: int, precondition: bool):
     """The search block Q = [W, P] orthogonalised against X (A P updated alike), the convergence
     flags and relative residuals. W: the preconditioned residuals of the active columns (zero for
-    the converged wanted ones: soft locking)."""
+    the converged wanted ones: soft locking). ``work``: an (n, 2b) buffer, donated, that Q is
+    written into (as in ``_rayleigh_ritz``)."""
     b = X.shape[1]
     R, res, ok = _residuals(X, AX, w, Y, consts, k)
     active = jnp.concatenate([~ok[:k], jnp.ones(b - k, dtype=bool)])
@@ -127,12 +134,19 @@ def _prepare(X, AX, w, P, AP, Y, consts, pre, k: int, precondition: bool):
     return Q, Q[:, :b], AP, ok, res
 
 
-@partial(jit, donate_argnames=("X", "AX", "AQW", "AP"))
-def _rayleigh_ritz(X, AX, w, Q, AQW, AP):
-    """Rayleigh-Ritz on [X, Q]: the new X, A X, Ritz values, P, A P and how many directions Q
-    kept."""
+@partial(jit, donate_argnames=("X", "AX", "AQW", "AP", "work"), keep_unused=True)
+def _rayleigh_ritz(X, AX, w, Q, AQW, AP, work):
+    """Rayleigh-Ritz on [X, Q]: the new X, A X, Ritz values, P, A P, how many directions Q
+    kept, and ``work``.
+
+    ``work``: three (n, 2b) buffers, donated and returned (their contents are of no use to the
+    caller). The three (n, 2b) intermediates (A Q; Q and A Q made orthonormal) are returned in
+    them, so that XLA writes them into memory the process already holds: as temporaries they
+    were one fresh allocation per call, above glibc's mmap threshold, whose first touch cost
+    page faults (2.4 s of system time in a 16 s solve at N = 13,500: docs/benchmarks.md)."""
     b = X.shape[1]
     AQ = jnp.concatenate([AQW, AP], axis=1)
+    AQ0 = AQ
     Q, AQ, keep = _svqb(Q, AQ)
     XAQ = X.T @ AQ
     QAQ = Q.T @ AQ
@@ -146,7 +160,7 @@ def _rayleigh_ritz(X, AX, w, Q, AQW, AP):
     C = C[:, :b]
     Cx, Cq = C[:b], C[b:]
     P, AP = Q @ Cq, AQ @ Cq
-    return X @ Cx + P, AX @ Cx + AP, ws[:b], P, AP, keep.sum()
+    return X @ Cx + P, AX @ Cx + AP, ws[:b], P, AP, keep.sum(), (AQ0, Q, AQ)
 
 
 @partial(jit, static_argnames=("k",))
@@ -189,6 +203,10 @@ def jax_lobpcg(
     consts = jax.device_put(np.array([tol, scale, attainable], dtype=np.float64))
     P = jax.device_put(np.zeros((n, b)))
     AP = jax.device_put(np.zeros((n, b)))
+    # buffers that the steps' large intermediates are written into, again and again (see
+    # _rayleigh_ritz)
+    work = tuple(jax.device_put(np.zeros((n, 2 * b))) for _ in range(3))
+    qbuf = jax.device_put(np.zeros((n, 2 * b)))
     pre = {} if precond is None else precond
     it = 0
     nq = 1
@@ -197,13 +215,16 @@ def jax_lobpcg(
             X, AX, w, rank = _refresh(X, AX)
             if int(rank) < b:
                 break
-        Q, W, AP_o, ok, _ = _prepare(X, AX, w, P, AP, Yd, consts, pre, k=k, precondition=precond is not None)
+        Q, W, AP_o, ok, _ = _prepare(
+            X, AX, w, P, AP, Yd, consts, pre, qbuf, k=k, precondition=precond is not None
+        )
         ok_h, nq_h = jax.device_get((ok, nq))
         if ok_h[:k].all() or int(nq_h) == 0:
             break
         AQW = matmat(W)
         nmv += b
-        X, AX, w, P, AP, nq = _rayleigh_ritz(X, AX, w, Q, AQW, AP_o)
+        X, AX, w, P, AP, nq, work = _rayleigh_ritz(X, AX, w, Q, AQW, AP_o, work)
+        qbuf = Q  # no longer needed: the next Q is written into it
     res, ok = jax.device_get(_final(X, AX, w, Yd, consts, k=k))
     info = LobpcgInfo(it, nmv, int(np.sum(ok[:k])), np.asarray(res[:k]))
     return np.asarray(w)[:k], np.asarray(X)[:, :k], info

@@ -52,9 +52,12 @@ SI_K_FRACTION = 10
 DENSE_K_MAX = 20000
 
 
-# LOBPCG on the host (numpy, "lobpcg") on a CPU backend, on the device (JAX, "jax-lobpcg") on an
-# accelerator: on 2 CPU cores the JAX version was slower (docs/benchmarks.md, "Device-resident
-# LOBPCG"), on a GPU it keeps every vector on the device
+# LOBPCG on the device (JAX, "jax-lobpcg") on an accelerator, where it keeps every vector on the
+# device; on a CPU backend the host's (numpy, "lobpcg") below JAX_LOBPCG_CPU_MIN_DOF degrees of
+# freedom and JAX's from there: on 2 CPU cores, same run, JAX / numpy wall time 0.97 at N = 13,500,
+# 0.94 at 32,000 (par) and 0.73 at 108,000 atoms (CPU time 1.3, 1.3, 1.03; docs/benchmarks.md,
+# "Device-resident LOBPCG on the CPU"); the crossover is put between 96,000 and 324,000
+JAX_LOBPCG_CPU_MIN_DOF = 180_000
 
 
 def on_cpu() -> bool:
@@ -108,7 +111,7 @@ def choose_solver(solver: str, inp, *, k: int, which: str, positions, cell) -> s
         else:
             limit = DENSE_MAX if positions is not None else DENSE_MAX_NO_POSITIONS
         small = n3 <= limit or (k > n3 // DENSE_K_FRACTION and n3 <= DENSE_K_MAX)
-        solver = "dense" if small else ("lobpcg" if on_cpu() else "jax-lobpcg")
+        solver = "dense" if small else ("lobpcg" if on_cpu() and n3 < JAX_LOBPCG_CPU_MIN_DOF else "jax-lobpcg")
         if (
             inp.is_matrix  # a dense array of a sparse matrix is converted to CSR
             and which == "lowest"
@@ -166,7 +169,7 @@ def normal_modes(
             preconditioned by block Jacobi only; 2400 when over a quarter of the matrix is
             non-zero), or when more than 1/30 of the modes are wanted (up to 20000 degrees of
             freedom), and "lobpcg" above ("jax-lobpcg" when JAX's default backend is not the
-            CPU); but
+            CPU, or from 180,000 degrees of freedom on the CPU); but
             "shift-invert" for up to 1/10 of the modes of a sparse matrix (scipy sparse, or a
             dense array mostly zeros) in free space (box None) with at most 25 3x3 blocks a row
             (networks, contact models) and 600 to 15000 degrees of freedom when CHOLMOD is
