@@ -498,8 +498,8 @@ def run_frames(
     """Compute the pending frames of a result file and write each one as it is finished.
 
     Opens the crash-safe writer (``mdhess.io.ResultRun``: resumes or replaces as ``options``
-    say), shows progress, and merges the finished file. A run that fails before its first frame
-    is written leaves no ``OUTPUT.partial`` behind.
+    say), shows progress, writes each frame as it comes (``WriterThread``) and finishes the
+    file. A run that fails before its first frame is written leaves no ``OUTPUT.partial`` behind.
 
     Args:
         output: the output file.

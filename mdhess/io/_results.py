@@ -118,12 +118,13 @@ def _attr_bytes(value) -> bytes:
 
 def frame_digest(group) -> str:
     """SHA-256 (hex) of one frame group: the names, dtypes, shapes and stored bytes of every
-    dataset in it (each chunk as stored, compressed or not: merging copies chunks as they are, so
-    a shard and its merged copy agree; contiguous datasets as read) and every attribute, except
+    dataset in it (each chunk as stored, compressed or not: HDF5's group copy, used by a resume's
+    carry-over and a distributed run's merge, keeps chunks as they are, so a frame and its copy
+    agree; contiguous datasets as read) and every attribute, except
     the group's own ``sha256`` and ``complete`` marks.
 
     Args:
-        group: an h5py group (a shard's ``frame`` or an output's ``frames/<slot>``).
+        group: an h5py group (an output's or a work file's ``frames/<slot>``).
 
     Raises:
         OSError, RuntimeError, KeyError: unreadable data (the caller reports the file as damaged).
