@@ -51,6 +51,7 @@ def test_two_processes_write_the_same_modes_as_one(traj6, tmp_path):
         assert r.attrs["frequency_unit"] == "reduced"  # recorded from the workers' frames too
 
 
+@pytest.mark.slow  # a spawned worker's start-up: ~6 s CPU
 def test_a_bad_frame_in_a_worker_is_one_error_and_keeps_the_finished_frames(tmp_path, capsys):
     with mdhess.read_trajectory(make_traj(tmp_path / "t.h5", 5)) as t:
         R = np.stack([t[k].positions for k in range(5)])
