@@ -689,18 +689,17 @@ class ResultRun(FrameFile):
                 kept: a resumed run recomputes the rest).
             OSError: the copy could not be written (errno ENOSPC: the disk is full).
         """
+        import h5py
+
         f = self._file()
         for rank in ranks:
             path = self.part_path(rank)
             if not path.exists():
                 continue
-            want = [s for s in self.pending()]
-            good = self._good_frames(path, want)
+            good = self._good_frames(path, self.pending())
             if good is None:
                 raise InputError(f"{str(path)!r} (the frames of process {rank}) cannot be read; rerun with resume=True")
             try:
-                import h5py
-
                 with h5py.File(path, "r", locking=False) as src:
                     for slot in good:
                         src.copy(src[f"frames/{slot:06d}"], f["frames"], name=f"{slot:06d}")
