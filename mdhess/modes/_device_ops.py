@@ -33,32 +33,52 @@ CHUNK_BYTES = {"cpu": 4 << 20, "other": 1 << 30}
 
 
 # -- padded block rows ------------------------------------------------------------------------------
-def ell_from_sparse(A, *, dtype=np.float64, chunk_bytes=None, columns: int = 32):
+def ell_from_sparse(A, *, dtype=np.float64, chunk_bytes=None, columns: int = 32, row_scale=None):
     """(blocks, cols, n_atoms): a (3N, 3N) scipy sparse matrix as padded 3x3 block rows on the
-    device, chunked for ``ell_matmat``.
+    device, chunked for ``ell_matmat``; with ``row_scale`` ((N,) s), of s_i A_ij s_j (the mass
+    weighting, applied while the blocks are copied). A canonical BSR matrix of 3x3 blocks is
+    read in place; any other is converted first.
 
     blocks: (chunks, c, 3, 3w) in ``dtype``; cols: (chunks, c, w) int32; c atoms per chunk (the
     last chunk padded with empty rows). ``columns`` is the typical number of vectors per product,
     used with ``chunk_bytes`` to size the chunks.
     """
     n = A.shape[0] // 3
-    B = scipy.sparse.bsr_matrix(A, blocksize=(3, 3))
-    B.sort_indices()
-    cnt = np.diff(B.indptr)
-    w = max(int(cnt.max()) if n else 1, 1)
+    if A.format == "bsr" and A.blocksize == (3, 3) and A.has_canonical_format:
+        B = A  # read in place (mdhess's BSR output)
+    else:
+        B = scipy.sparse.bsr_matrix(A, blocksize=(3, 3))
+        B.sort_indices()
+    c, n_chunks, w = ell_shape(B, dtype=dtype, chunk_bytes=chunk_bytes, columns=columns)
+    n_pad = n_chunks * c
+    cols = np.tile(np.minimum(np.arange(n_pad), max(n - 1, 0))[:, None], (1, w)).astype(np.int32)
+    blocks = np.zeros((n_pad, 3, w, 3), dtype=dtype)  # [n, a, slot, b]
+    ip = B.indptr
+    step = max(1, (1 << 22) // w)  # atoms per fill step (temporaries of ~4M blocks at most)
+    for a in range(0, n, step):
+        b = min(n, a + step)
+        p0, p1 = int(ip[a]), int(ip[b])
+        cnt = np.diff(ip[a : b + 1])
+        rows = np.repeat(np.arange(a, b), cnt)
+        slot = np.arange(p0, p1) - np.repeat(ip[a:b], cnt)
+        cols[rows, slot] = B.indices[p0:p1]
+        d = B.data[p0:p1]
+        if row_scale is not None:
+            d = d * (row_scale[rows] * row_scale[B.indices[p0:p1]])[:, None, None]
+        blocks[rows, :, slot, :] = d
+    blocks = blocks.reshape(n_chunks, c, 3, 3 * w)
+    return jax.device_put(blocks), jax.device_put(cols.reshape(n_chunks, c, w)), n
+
+
+def ell_shape(B, *, dtype=np.float64, chunk_bytes=None, columns: int = 32):
+    """(atoms per chunk, chunks, padded row width) of ``ell_from_sparse`` for a BSR matrix of 3x3
+    blocks; its device blocks take chunks * c * 9 * w * itemsize bytes."""
+    n = B.shape[0] // 3
+    w = max(int(np.diff(B.indptr).max()) if n else 1, 1)
     if chunk_bytes is None:
         chunk_bytes = CHUNK_BYTES["cpu" if jax.default_backend() == "cpu" else "other"]
     c = int(max(1, min(n, chunk_bytes // (3 * w * columns * np.dtype(dtype).itemsize))))
-    n_chunks = -(-n // c)
-    n_pad = n_chunks * c
-    rows = np.repeat(np.arange(n), cnt)
-    slot = np.arange(B.indices.size) - np.repeat(B.indptr[:-1], cnt)
-    cols = np.tile(np.minimum(np.arange(n_pad), max(n - 1, 0))[:, None], (1, w)).astype(np.int32)
-    cols[rows, slot] = B.indices
-    blocks = np.zeros((n_pad, 3, w, 3), dtype=dtype)  # [n, a, slot, b]
-    blocks[rows, :, slot, :] = B.data
-    blocks = blocks.reshape(n_chunks, c, 3, 3 * w)
-    return jax.device_put(blocks), jax.device_put(cols.reshape(n_chunks, c, w)), n
+    return c, -(-n // c), w
 
 
 @partial(jit, static_argnames=("n_atoms",))

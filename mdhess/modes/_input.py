@@ -81,6 +81,123 @@ def csr_diagonal_blocks(A):
     return D
 
 
+# -- BSR matrices of 3x3 blocks, read in place --------------------------------------------------------
+ROW_CHUNK_BLOCKS = 1 << 22  # stored blocks per chunk of block rows in the helpers below (~300 MB)
+
+
+def _is_canonical_bsr3(H) -> bool:
+    return H.format == "bsr" and H.blocksize == (3, 3) and bool(H.has_canonical_format)
+
+
+def _row_chunks(B, max_blocks: int = ROW_CHUNK_BLOCKS):
+    """(a, b) atom ranges whose block rows hold about ``max_blocks`` stored blocks each."""
+    n, ip = B.shape[0] // 3, B.indptr
+    a = 0
+    while a < n:
+        b = int(np.searchsorted(ip, ip[a] + max_blocks, side="right")) - 1
+        b = min(max(b, a + 1), n)
+        yield a, b
+        a = b
+
+
+def block_rows(B, a: int, b: int):
+    """Block rows a..b-1 of a BSR matrix as a BSR matrix sharing B's arrays (no copy)."""
+    p0, p1 = int(B.indptr[a]), int(B.indptr[b])
+    return scipy.sparse.bsr_matrix(
+        (B.data[p0:p1], B.indices[p0:p1], B.indptr[a : b + 1] - p0), shape=(3 * (b - a), B.shape[1])
+    )
+
+
+def bsr_diagonal_blocks(B) -> np.ndarray:
+    """(N, 3, 3) diagonal blocks of a canonical BSR matrix of 3x3 blocks (zero where not stored)."""
+    n = B.shape[0] // 3
+    D = np.zeros((n, 3, 3))
+    for a, b in _row_chunks(B):
+        p0, p1 = int(B.indptr[a]), int(B.indptr[b])
+        rows = np.repeat(np.arange(a, b), np.diff(B.indptr[a : b + 1]))
+        hit = np.flatnonzero(B.indices[p0:p1] == rows)
+        D[rows[hit]] = B.data[p0 + hit]
+    return D
+
+
+def bsr_abs_row_sum_max(B, s) -> float:
+    """max over rows of sum_j |s_i B_ij s_j| (s: (N,) per-atom scale)."""
+    best = 0.0
+    for a, b in _row_chunks(B):
+        p0, p1 = int(B.indptr[a]), int(B.indptr[b])
+        cnt = np.diff(B.indptr[a : b + 1])
+        sums = np.abs(B.data[p0:p1]).sum(axis=2) * s[B.indices[p0:p1], None]  # (blocks, 3)
+        starts = np.concatenate([[0], np.cumsum(cnt)[:-1]])
+        nz = cnt > 0
+        rows = np.add.reduceat(sums, starts[nz], axis=0) * s[np.arange(a, b)[nz], None]
+        best = max(best, float(rows.max(initial=0.0)))
+    return best
+
+
+def bsr_galerkin(B, P) -> np.ndarray:
+    """Dense P^T B P for a BSR B of 3x3 blocks and a (3N, m) sparse P, by chunks of block rows
+    (B @ P whole would be a (3N, m) sparse temporary of ~27 nodes a row)."""
+    P = scipy.sparse.csr_matrix(P)
+    Pb = P.tobsr(blocksize=(3, 1))  # scipy's BSR product converts its right operand to this
+    out = np.zeros((P.shape[1], P.shape[1]))
+    for a, b in _row_chunks(B):
+        out += (P[3 * a : 3 * b].T @ (block_rows(B, a, b) @ Pb)).toarray()
+    return out
+
+
+class BlockRowProduct:
+    """X -> s (B (s X)) for a canonical BSR B of 3x3 blocks (s = M^-1/2 per component), the block
+    rows split over threads (scipy's sparse products release the GIL); B's arrays are shared,
+    never copied."""
+
+    def __init__(self, B, masses=None, n_threads=None):
+        self.s = None
+        if masses is not None and not np.all(masses == 1.0):
+            self.s = np.repeat(1.0 / np.sqrt(np.asarray(masses, dtype=np.float64)), 3)[:, None]
+        self.B = B
+        n = B.shape[0] // 3
+        n_threads = n_threads or min(4, os.cpu_count() or 1)
+        self.pool = None
+        self.parts = []
+        if n_threads > 1 and B.shape[0] >= PARALLEL_MIN_ROWS:
+            # cuts with equal numbers of stored blocks (row lengths differ at surfaces)
+            targets = np.linspace(0, B.indptr[-1], n_threads + 1)
+            cuts = np.unique(np.concatenate([[0], np.searchsorted(B.indptr, targets[1:-1]), [n]]))
+            self.parts = [block_rows(B, int(a), int(b)) for a, b in itertools.pairwise(cuts)]
+            from concurrent.futures import ThreadPoolExecutor
+
+            self.pool = ThreadPoolExecutor(len(self.parts))
+
+    def __call__(self, X):
+        X = np.asarray(X, dtype=np.float64)
+        one = X.ndim == 1
+        if one:
+            X = X[:, None]
+        if self.s is not None:
+            X = self.s * X
+        if not self.parts:
+            Y = self.B @ X
+        else:
+            Y = np.empty((self.B.shape[0], X.shape[1]))
+            futs, r = [], 0
+            for p in self.parts:
+                futs.append(self.pool.submit(_product_into, p, X, Y[r : r + p.shape[0]]))
+                r += p.shape[0]
+            for f in futs:
+                f.result()
+        if self.s is not None:
+            Y *= self.s
+        return Y[:, 0] if one else Y
+
+    def close(self):
+        if self.pool is not None:
+            self.pool.shutdown(wait=False)
+
+
+def _product_into(part, X, out):
+    out[...] = part @ X
+
+
 # -- the Hessian --------------------------------------------------------------------------------
 class HessianInput:
     """A (3N, 3N) Hessian H given to ``normal_modes``, in one of three representations.
@@ -136,6 +253,15 @@ class HessianInput:
         """(N, 3, 3) diagonal blocks of A."""
         return csr_diagonal_blocks(self.mass_weighted_csr(masses))
 
+    def coarse_matrix(self, masses, P) -> np.ndarray:
+        """Dense P^T A P for a (3N, m) scipy sparse P (the LOBPCG preconditioner's coarse matrix)."""
+        A = self.mass_weighted_csr(masses)
+        return (P.T @ (A @ P)).toarray()
+
+    def abs_row_sum_max(self, masses) -> float:
+        """max_i sum_j |A_ij| (= ||A||_inf, a bound on the spectrum)."""
+        return float(abs(self.mass_weighted_csr(masses)).sum(axis=1).max())
+
     def matmat(self, masses):
         """Function X (3N, b) -> A X (float64); call its ``close()`` (when it has one) after use."""
         return ParallelCSR(self.mass_weighted_csr(masses))
@@ -164,7 +290,19 @@ class DenseInput(HessianInput):
 
 
 class SparseInput(HessianInput):
-    """A scipy sparse matrix (BSR with (3, 3) blocks from mdhess.hessian, or any other)."""
+    """A scipy sparse matrix (BSR with (3, 3) blocks from mdhess.hessian, or any other).
+
+    A BSR matrix of 3x3 blocks in canonical form (sorted, unique block indices: mdhess's output)
+    is used as it is, never copied whole: the symmetry probe, diagonal blocks, products (block
+    rows split over threads, the masses applied to the vectors), the coarse matrix P^T A P and the
+    row sums all read its blocks (``self.blocks3``). At 10^6 atoms its blocks are ~6 GB: the CSR
+    of the mass-weighted matrix (another ~8 GB plus a scaled copy) is made only where a solver
+    needs one (shift-invert, dense).
+    """
+
+    def __init__(self, H):
+        super().__init__(H)
+        self.blocks3 = H if _is_canonical_bsr3(H) else None
 
     def fill(self) -> float:
         return self.H.nnz / float(self.n3) ** 2
@@ -173,12 +311,13 @@ class SparseInput(HessianInput):
         H = self.H
         if not np.all(np.isfinite(H.data)):
             raise InputError("normal_modes(H=...) has non-finite entries (NaN or inf)")
-        C = H.tocsr()
+        C = self.blocks3 if self.blocks3 is not None else H.tocsr()
         x, y = np.random.default_rng(0).standard_normal((2, self.n3))
         hx, hy = C @ x, C @ y
         if abs(float(x @ hy - y @ hx)) <= 1e-12 * float(np.linalg.norm(hx) * np.linalg.norm(y)):
             # a random probe of x.(Hy) - y.(Hx) is zero for symmetric H (and almost surely not otherwise)
             return
+        C = H.tocsr()
         D = abs(C - C.T).tocoo()
         scale = max(float(abs(C).max()), 1e-300)
         if D.nnz == 0:
@@ -191,6 +330,27 @@ class SparseInput(HessianInput):
 
     def _mass_weighted_csr(self, masses):
         return mass_weight(self.H, masses).tocsr()  # BSR: blocks scaled per atom pair, then CSR
+
+    def diagonal_blocks(self, masses) -> np.ndarray:
+        if self.blocks3 is None:
+            return super().diagonal_blocks(masses)
+        s = 1.0 / np.sqrt(masses)
+        return bsr_diagonal_blocks(self.blocks3) * (s * s)[:, None, None]
+
+    def matmat(self, masses):
+        if self.blocks3 is None:
+            return super().matmat(masses)
+        return BlockRowProduct(self.blocks3, masses)
+
+    def coarse_matrix(self, masses, P) -> np.ndarray:
+        if self.blocks3 is None:
+            return super().coarse_matrix(masses, P)
+        return bsr_galerkin(self.blocks3, scipy.sparse.diags(np.repeat(1.0 / np.sqrt(masses), 3)) @ P)
+
+    def abs_row_sum_max(self, masses) -> float:
+        if self.blocks3 is None:
+            return super().abs_row_sum_max(masses)
+        return bsr_abs_row_sum_max(self.blocks3, 1.0 / np.sqrt(masses))
 
 
 class OperatorInput(HessianInput):

@@ -40,6 +40,7 @@ from ._device_ops import (
     device_preconditioner,
     ell_from_sparse,
     ell_matmat,
+    ell_shape,
 )
 from ._lobpcg import BUFFER_MIN, REORTH_KEEP, LobpcgInfo, blas_single_thread
 from ._precond import blocks_indefinite, coarse_spacing, shift_below_spectrum, trilinear_prolongator
@@ -236,11 +237,32 @@ def _scale(s, X):
     return s * X.astype(jnp.float64)
 
 
-def device_matmat(inp, masses, A_host=None):
+def device_matmat(inp, masses, A_host=None, *, columns: int = 32):
     """(matmat, description): X -> A X on the device for A = M^-1/2 H M^-1/2.
 
     A matrix (or ``A_host``, its mass-weighted CSR when already made) becomes padded block rows;
-    an operator keeps its own product, mass-weighted around it."""
+    an operator keeps its own product, mass-weighted around it. A BSR matrix of 3x3 blocks is
+    read in place, and on a CPU backend its padded copy is skipped when it would not fit beside
+    the solver's vectors (``columns`` wide): the products then run on its blocks in place
+    (``BlockRowProduct``, threads over block rows)."""
+    lean = getattr(inp, "blocks3", None) is not None
+    if lean and A_host is None:
+        B = inp.blocks3
+        s_atom = None if np.all(masses == 1.0) else 1.0 / np.sqrt(masses)
+        fits, why = ell_fits(B, columns)
+        if fits:
+            blocks, cols, n_atoms = ell_from_sparse(B, columns=columns, row_scale=s_atom)
+
+            def matmat(X):
+                return ell_matmat(blocks, cols, X, n_atoms=n_atoms)
+
+            return matmat, f"padded 3x3 block rows ({cols.shape[-1]} per atom)"
+        host = inp.matmat(masses)
+
+        def matmat(X):
+            return jax.device_put(host(np.asarray(X)))
+
+        return matmat, f"the BSR blocks in place, on the host ({why})"
     if inp.is_matrix or A_host is not None:
         A = inp.mass_weighted_csr(masses) if A_host is None else A_host
         blocks, cols, n_atoms = ell_from_sparse(A)
@@ -258,6 +280,31 @@ def device_matmat(inp, masses, A_host=None):
     return matmat, "the operator's own product"
 
 
+ELL_MEMORY_SHARE = 0.8  # of the available memory, for the padded rows, their copy and the vectors
+SOLVER_BLOCKS = 20  # (3N, columns) float64 arrays the solve holds at its peak (X, A X, P, A P, Q, work)
+
+
+def ell_fits(B, columns: int):
+    """(fits, why): whether the padded block rows of B (built on the host, then copied to the
+    device: twice their size at the peak) and the solver's vectors fit in the available memory.
+    Always True off the CPU backend (the products must run on the device there)."""
+    if jax.default_backend() != "cpu":
+        return True, ""
+    from ..pair._planner import available_memory
+
+    c, n_chunks, w = ell_shape(B, columns=columns)
+    ell = n_chunks * c * 9 * w * 8
+    vectors = SOLVER_BLOCKS * B.shape[0] * columns * 8
+    avail = available_memory()
+    need = 2 * ell + vectors
+    if need <= ELL_MEMORY_SHARE * avail:
+        return True, ""
+    return False, (
+        f"padded rows {ell / 2**30:.1f} GB twice + vectors {vectors / 2**30:.1f} GB > "
+        f"{ELL_MEMORY_SHARE:.0%} of {avail / 2**30:.1f} GB available"
+    )
+
+
 def device_lowest_preconditioner(inp, masses, matmat, *, A_host, positions, cell, seed: int):
     """(params, description): the device preconditioner of the lowest pairs of A: block Jacobi,
     plus the additive trilinear coarse grid when positions are known; built from A - sigma I
@@ -271,7 +318,7 @@ def device_lowest_preconditioner(inp, masses, matmat, *, A_host, positions, cell
         P = trilinear_prolongator(
             positions, cell, sqrt_m, coarse_spacing(positions, cell, masses.size), rotations=False
         )
-        Ac0 = (P.T @ (A_host @ P)).toarray()
+        Ac0 = inp.coarse_matrix(masses, P) if A_host is None else (P.T @ (A_host @ P)).toarray()
         Ac0 = (Ac0 + Ac0.T) / 2
         PtP = (P.T @ P).toarray()
 
@@ -279,7 +326,10 @@ def device_lowest_preconditioner(inp, masses, matmat, *, A_host, positions, cell
         return np.asarray(matmat(jax.device_put(np.asarray(X, dtype=np.float64))))
 
     def below_spectrum():
-        bound = float(abs(A_host).sum(axis=1).max()) if A_host is not None else None
+        if A_host is not None:
+            bound = float(abs(A_host).sum(axis=1).max())
+        else:
+            bound = inp.abs_row_sum_max(masses) if getattr(inp, "blocks3", None) is not None else None
         return shift_below_spectrum(host_matmat, n, seed, bound)
 
     def build(shift, indefinite_ok):
@@ -322,10 +372,15 @@ def _solve(inp, masses, Y, req, *, kv: int):
     lowest = req.which == "lowest"
     # the mass-weighted matrix on the host: given entry by entry, or (for the coarse grid)
     # assembled transiently from an operator's blocks, as the numpy path does
-    A_host = inp.mass_weighted_csr(masses) if inp.is_matrix or (lowest and positions is not None) else None
+    # (a BSR matrix of 3x3 blocks is read in place: no CSR, no scaled copy; docs/scaling.md)
+    lean = getattr(inp, "blocks3", None) is not None
+    A_host = None
+    if not lean and (inp.is_matrix or (lowest and positions is not None)):
+        A_host = inp.mass_weighted_csr(masses)
     if A_host is not None and not scipy.sparse.issparse(A_host):
         A_host = scipy.sparse.csr_matrix(A_host)
-    matmat, product = device_matmat(inp, masses, A_host if inp.is_matrix else None)
+    b = min(kv + max(BUFFER_MIN, kv // 4), n - Y.shape[1])
+    matmat, product = device_matmat(inp, masses, A_host if inp.is_matrix else None, columns=b)
     info = {"product": product, "device": str(jax.devices()[0])}
     precond = None
     if lowest:
@@ -339,7 +394,6 @@ def _solve(inp, masses, Y, req, *, kv: int):
         def mm(X):
             return _scale(-1.0, matmat(X))
 
-    b = min(kv + max(BUFFER_MIN, kv // 4), n - Y.shape[1])
     X0 = np.random.default_rng(req.seed).standard_normal((n, b))
     w, X, li = jax_lobpcg(mm, X0, kv, Y=Y, precond=precond, tol=req.tol, maxiter=req.maxiter)
     if not lowest:

@@ -154,11 +154,12 @@ class TwoLevel:
     preconditioner from A - sigma I, sigma below the spectrum).
     """
 
-    def __init__(self, A, D, P, smooth: int = 0, seed: int = 0, indefinite_ok: bool = True):
+    def __init__(self, A, D, P, smooth: int = 0, seed: int = 0, indefinite_ok: bool = True, Ac=None):
+        """``Ac``: P^T A P when already made (then A may be None, for ``smooth=0``)."""
         self.smooth = smooth
         self.P = P
         self.PT = P.T.tocsr()
-        Ac = (self.PT @ (A @ P)).toarray()
+        Ac = (self.PT @ (A @ P)).toarray() if Ac is None else np.array(Ac, dtype=np.float64)
         self.Ac = Ac = (Ac + Ac.T) / 2
         self.chol = self.chol32 = None
         if smooth:
@@ -268,28 +269,41 @@ def lowest_preconditioner(inp, masses, matmat, *, positions, cell, seed: int):
     n = inp.n3
     # the mass-weighted matrix: given entry by entry, or assembled (transiently) from an
     # operator's blocks for the coarse grid
-    A_pre = inp.mass_weighted_csr(masses) if inp.is_matrix or positions is not None else None
+    # smoothing steps cost sparse products and save iterations (dense block work): they pay
+    # off on sparse Hessians (elastic networks) but not on dense-ish ones (LJ at 2.5 sigma).
+    # Sparse ones are floppy (hinges, loops): their coarse nodes also rotate.
+    per_row = inp.fill() * n
+    smooth = SMOOTH if positions is not None and per_row <= SMOOTH_MAX_PER_ROW else 0
+    # the mass-weighted CSR: for the smoother (sparse matrices), and for the coarse grid of a
+    # matrix that is not BSR of 3x3 blocks (or an operator's blocks, assembled transiently); a BSR
+    # matrix is read in place (its CSR would need ~1.5x its memory again: docs/scaling.md)
+    lean = getattr(inp, "blocks3", None) is not None and not smooth
+    needs_csr = not lean and (inp.is_matrix or positions is not None)
+    A_pre = inp.mass_weighted_csr(masses) if needs_csr else None
     D = csr_diagonal_blocks(A_pre) if A_pre is not None else inp.diagonal_blocks(masses)
     if positions is not None:
-        # smoothing steps cost sparse products and save iterations (dense block work): they pay
-        # off on sparse Hessians (elastic networks) but not on dense-ish ones (LJ at 2.5 sigma).
-        # Sparse ones are floppy (hinges, loops): their coarse nodes also rotate.
-        per_row = A_pre.nnz / A_pre.shape[0]
-        smooth = SMOOTH if per_row <= SMOOTH_MAX_PER_ROW else 0
         nd = 6 if smooth else 3
         spacing = coarse_spacing(positions, cell, s_atom.size)
         P = trilinear_prolongator(positions, cell, 1.0 / s_atom, spacing, rotations=nd == 6)
+        if lean:
+            Ac0, PtP = inp.coarse_matrix(masses, P), (P.T @ P).toarray()
 
     def build(shift, indefinite_ok):
         """The preconditioner of A - shift I (shift < 0 below the spectrum: then SPD)."""
         Ds = D - shift * np.eye(3) if shift else D
         if positions is None:
             return block_jacobi(Ds)
+        if lean:
+            Ac = Ac0 - shift * PtP if shift else Ac0
+            return TwoLevel(None, Ds, P, smooth=0, seed=seed, indefinite_ok=indefinite_ok, Ac=Ac)
         As = (A_pre - shift * scipy.sparse.identity(n, format="csr")).tocsr() if shift else A_pre
         return TwoLevel(As, Ds, P, smooth=smooth, seed=seed, indefinite_ok=indefinite_ok)
 
     def below_spectrum():
-        bound = float(abs(A_pre).sum(axis=1).max()) if A_pre is not None else None  # ||A||_inf
+        if lean:
+            bound = inp.abs_row_sum_max(masses)
+        else:
+            bound = float(abs(A_pre).sum(axis=1).max()) if A_pre is not None else None  # ||A||_inf
         return shift_below_spectrum(matmat, n, seed, bound)
 
     # A preconditioner for the lowest pairs must be positive definite. A saddle point's Hessian
