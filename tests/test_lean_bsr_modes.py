@@ -120,3 +120,25 @@ def test_indefinite_bsr_in_place(lj, no_csr):
     np.testing.assert_allclose(
         np.sort(nm.eigenvalues), np.sort(ref.eigenvalues), rtol=1e-9, atol=1e-9 * abs(c)
     )
+
+
+def test_memory_limits(lj, monkeypatch):
+    """The solver's arrays (20 of (3N, b) float64: 1.2 MB here, b = 23) against
+    $MDHESS_MEMORY_LIMIT: refused with MemoryPlanError below them; between them and them plus
+    twice the padded rows (~0.9 MB), the product runs on the blocks in place."""
+    R, box, B, m = lj
+    monkeypatch.setenv("MDHESS_MEMORY_LIMIT", "1M")
+    with pytest.raises(mdhess.MemoryPlanError, match=r"jax-lobpcg.*23 columns.*MDHESS_MEMORY_LIMIT"):
+        mdhess.normal_modes(B, m, k=16, positions=R, box=box, solver="jax-lobpcg")
+    n3 = B.shape[0]
+    vectors = jl.solver_bytes(n3, 23)
+    c, chunks, w = jl.ell_shape(B, columns=23)
+    ell = chunks * c * 9 * w * 8
+    limit = int((vectors + 2 * ell) / jl.ELL_MEMORY_SHARE) - 1000  # just short of the padded rows
+    monkeypatch.setenv("MDHESS_MEMORY_LIMIT", str(limit))
+    nm = mdhess.normal_modes(B, m, k=16, positions=R, box=box, solver="jax-lobpcg", tol=1e-12)
+    assert nm.info["product"].startswith("the BSR blocks in place, on the host (padded rows")
+    monkeypatch.setenv("MDHESS_MEMORY_LIMIT", str(limit + 2000))
+    nm2 = mdhess.normal_modes(B, m, k=16, positions=R, box=box, solver="jax-lobpcg", tol=1e-12)
+    assert nm2.info["product"].startswith("padded")
+    np.testing.assert_allclose(nm.eigenvalues[3:], nm2.eigenvalues[3:], rtol=1e-9, atol=0)

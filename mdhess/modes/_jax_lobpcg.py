@@ -26,6 +26,7 @@ device.
 """
 
 import warnings
+from dataclasses import dataclass
 from functools import partial
 
 import jax
@@ -170,9 +171,77 @@ def _final(X, AX, w, Y, consts, k: int):
     return res, ok
 
 
+@jit
+def _noise(AX, AX_low):
+    """max_j ||(A X)_j - (A X)_j~||: the error of the low-precision product on a block."""
+    return jnp.sqrt(jnp.max(jnp.sum((AX_low - AX) ** 2, axis=0)))
+
+
+@jit
+def _to_float32(blocks):
+    return blocks.astype(jnp.float32)
+
+
+# -- precision="mixed": phase 1 with float32 products --------------------------------------------
+# Phase 1 stops when every wanted column's residual is within NOISE_MARGIN of the error of the
+# float32 product measured on the start block (or passes the usual test). Why that level: with
+# the blocks and X rounded to float32 (unit roundoff u = 2^-24) and the (3w)-term row sums
+# accumulated in float32, the product of a unit column x carries an error E x with
+# ||E x|| <= (2 + 3w) u || |A| |x| || <= (2 + 3w) u ||A||_inf (worst case; A symmetric, so
+# || |A| ||_2 <= ||A||_inf). Measured (LJ fcc, N = 108 and 864, 2.5 sigma cutoff, 55-79 blocks a
+# row): ||E x|| = 0.9-1.1 u ||A||_inf on random unit columns, 0.42-0.46 u ||A||_inf on the
+# softest eigenvectors: the rounding errors add at random, far below the worst case. A residual
+# computed from float32 products cannot fall below ~||E x||: measuring ||E x|| on the (random)
+# start block, with that 2x excess for smooth columns, and stopping at NOISE_MARGIN times it
+# leaves phase 1 while the float32 iterations still make progress. A column that stops
+# improving before that (STALL_ITERATIONS iterations without a new low of the wanted columns'
+# largest residual, by STALL_FACTOR) ends phase 1 too.
+NOISE_MARGIN = 2.0
+STALL_ITERATIONS = 8
+STALL_FACTOR = 0.7
+
+
+class LowPrecisionProduct:
+    """X -> A X with A's padded block rows rounded to float32 on the device (the products in
+    float32; X and the result float64): phase 1 of precision="mixed". ``release`` drops the
+    float32 copy (half the float64 rows' size) when phase 1 ends. ``sign`` -1 gives -A X
+    (which="highest")."""
+
+    def __init__(self, blocks, cols, n_atoms: int):
+        self.parts = (_to_float32(blocks), cols, n_atoms)
+        self.sign = 1.0
+
+    def __call__(self, X):
+        blocks, cols, n_atoms = self.parts
+        AX = ell_matmat(blocks, cols, X, n_atoms=n_atoms)
+        return AX if self.sign == 1.0 else _scale(self.sign, AX)
+
+    def release(self):
+        self.parts = None
+
+
+@dataclass
+class MixedLobpcgInfo(LobpcgInfo):
+    """LobpcgInfo with the share of phase 1 (float32 products) under precision="mixed"."""
+
+    iterations_float32: int = 0
+    matvecs_float32: int = 0
+    noise: float = 0.0  # max ||E x|| measured on the start block (0: no phase 1)
+
+
 # -- the algorithm --------------------------------------------------------------------------------
 def jax_lobpcg(
-    matmat, X0, k: int, *, Y=None, precond=None, tol: float = 1e-8, maxiter: int = 500, anorm=None
+    matmat,
+    X0,
+    k: int,
+    *,
+    Y=None,
+    precond=None,
+    tol: float = 1e-8,
+    maxiter: int = 500,
+    anorm=None,
+    low=None,
+    restart_p: bool = False,
 ):
     """Lowest ``k`` eigenpairs of a symmetric A restricted to the complement of span(Y), on the
     JAX device.
@@ -184,9 +253,17 @@ def jax_lobpcg(
         Y: (n, c) orthonormal constraint vectors (host or device), or None.
         precond: None or the parameters from ``device_preconditioner`` (applied on the device).
         tol, maxiter, anorm: as for mdhess/modes/_lobpcg.py's ``lobpcg`` (same convergence test).
+        low: None, or a ``LowPrecisionProduct`` of the same A (precision="mixed"): phase 1
+            iterates with its float32 products until the wanted residuals reach their noise
+            (NOISE_MARGIN, above); phase 2 recomputes A X with ``matmat`` and goes on to the
+            usual test. ``low.release()`` is called at the switch. Everything else (X, A X, the
+            Rayleigh-Ritz, orthonormalisation, the preconditioner) is float64 in both phases.
+            ``maxiter`` bounds both phases together.
+        restart_p: at the switch, drop the search directions P (else they are kept, A P
+            recomputed in float64).
 
     Returns:
-        (w (k,), X (n, k), LobpcgInfo) with numpy arrays.
+        (w (k,), X (n, k), MixedLobpcgInfo) with numpy arrays.
     """
     # (eager JAX operations are avoided here: each compiles a small program of its own)
     n, b = np.shape(X0)
@@ -198,10 +275,18 @@ def jax_lobpcg(
         raise ValueError(f"jax_lobpcg: initial block has rank {int(rank)} < its width {b}")
     AX = matmat(X)
     nmv = b
+    nmv1 = 0  # float32 products
+    noise = 0.0
+    if low is not None:  # the float32 product's error on this block (see NOISE_MARGIN)
+        noise = float(_noise(AX, low(X)))
+        nmv += b
+        nmv1 = b
     X, AX, w, wmax = _start(X, AX)
     scale = float(wmax) if anorm is None else float(anorm)
     attainable = 1e3 * np.finfo(np.float64).eps * max(scale, 1e-300) * np.sqrt(n)
     consts = jax.device_put(np.array([tol, scale, attainable], dtype=np.float64))
+    # phase 1: a wanted column whose residual is at the float32 noise counts as done (locked)
+    consts_low = jax.device_put(np.array([tol, scale, max(attainable, NOISE_MARGIN * noise)]))
     P = jax.device_put(np.zeros((n, b)))
     AP = jax.device_put(np.zeros((n, b)))
     # buffers that the steps' large intermediates are written into, again and again (see
@@ -209,26 +294,68 @@ def jax_lobpcg(
     work = tuple(jax.device_put(np.zeros((n, 2 * b))) for _ in range(3))
     qbuf = jax.device_put(np.zeros((n, 2 * b)))
     pre = {} if precond is None else precond
-    it = 0
+    phase1 = low is not None
+    product, cs = (low, consts_low) if phase1 else (matmat, consts)
+    it = it1 = 0
+    best, since = np.inf, 0  # phase 1's stall test
     nq = 1
-    for it in range(1, maxiter + 1):
+    while it < maxiter:
+        it += 1
         if it % REFRESH_EVERY == 0:
             X, AX, w, rank = _refresh(X, AX)
             if int(rank) < b:
                 break
-        Q, W, AP_o, ok, _ = _prepare(
-            X, AX, w, P, AP, Yd, consts, pre, qbuf, k=k, precondition=precond is not None
+        Q, W, AP_o, ok, res = _prepare(
+            X, AX, w, P, AP, Yd, cs, pre, qbuf, k=k, precondition=precond is not None
         )
-        ok_h, nq_h = jax.device_get((ok, nq))
-        if ok_h[:k].all() or int(nq_h) == 0:
+        ok_h, nq_h, res_h = jax.device_get((ok, nq, res))
+        done = ok_h[:k].all() or int(nq_h) == 0
+        if phase1:
+            worst = float(res_h[:k].max())
+            best, since = (worst, 0) if worst < STALL_FACTOR * best else (best, since + 1)
+            if done or since >= STALL_ITERATIONS or it == maxiter:
+                # phase 2: this iteration is done again with float64 products, from X (and P)
+                # with A X (and A P) recomputed in float64, Rayleigh-Ritz on X
+                phase1, product, cs = False, matmat, consts
+                it1 = it - 1
+                low.release()
+                low = None
+                qbuf = Q
+                if restart_p:
+                    P = jax.device_put(np.zeros((n, b)))
+                    AP = jax.device_put(np.zeros((n, b)))
+                else:
+                    P = _columns(Q, b)  # P made orthogonal to X by _prepare
+                    AP = matmat(P)
+                    nmv += b
+                X, AX, w, rank = _refresh(X, matmat(X))
+                nmv += b
+                nq = 1
+                if int(rank) < b:
+                    break
+                it -= 1
+                continue
+        if done:
             break
-        AQW = matmat(W)
+        AQW = product(W)
         nmv += b
+        nmv1 += b if phase1 else 0
         X, AX, w, P, AP, nq, work = _rayleigh_ritz(X, AX, w, Q, AQW, AP_o, work)
         qbuf = Q  # no longer needed: the next Q is written into it
+    if phase1:  # maxiter ended phase 1 (or a rank loss): the final test on float64 products
+        it1 = it
+        low.release()
+        X, AX, w, _ = _refresh(X, matmat(X))
+        nmv += b
     res, ok = jax.device_get(_final(X, AX, w, Yd, consts, k=k))
-    info = LobpcgInfo(it, nmv, int(np.sum(ok[:k])), np.asarray(res[:k]))
+    info = MixedLobpcgInfo(it, nmv, int(np.sum(ok[:k])), np.asarray(res[:k]), it1, nmv1, noise)
     return np.asarray(w)[:k], np.asarray(X)[:, :k], info
+
+
+@partial(jit, static_argnames=("b",))
+def _columns(Q, b: int):
+    """Q[:, b:] (a copy)."""
+    return Q[:, b:]
 
 
 # -- the operator and preconditioner of a HessianInput -------------------------------------------------
@@ -290,19 +417,41 @@ def ell_fits(B, columns: int):
     Always True off the CPU backend (the products must run on the device there)."""
     if jax.default_backend() != "cpu":
         return True, ""
-    from ..pair._planner import available_memory
+    from ..pair._planner import memory_limit
 
     c, n_chunks, w = ell_shape(B, columns=columns)
     ell = n_chunks * c * 9 * w * 8
-    vectors = SOLVER_BLOCKS * B.shape[0] * columns * 8
-    avail = available_memory()
+    vectors = solver_bytes(B.shape[0], columns)
+    avail = memory_limit()
     need = 2 * ell + vectors
     if need <= ELL_MEMORY_SHARE * avail:
         return True, ""
     return False, (
-        f"padded rows {ell / 2**30:.1f} GB twice + vectors {vectors / 2**30:.1f} GB > "
-        f"{ELL_MEMORY_SHARE:.0%} of {avail / 2**30:.1f} GB available"
+        f"padded rows {ell / 2**30:.2f} GiB twice + vectors {vectors / 2**30:.2f} GiB > "
+        f"{ELL_MEMORY_SHARE:.0%} of {avail / 2**30:.2f} GiB available"
     )
+
+
+def solver_bytes(n: int, columns: int) -> int:
+    """Bytes of the solver's (n, columns) float64 arrays at its peak (SOLVER_BLOCKS of them:
+    measured 16.5 at N = 10^6, docs/scaling.md)."""
+    return SOLVER_BLOCKS * n * columns * 8
+
+
+def check_solver_memory(n: int, columns: int, kv: int) -> None:
+    """MemoryPlanError when the solver's own arrays cannot fit in the memory available (or
+    $MDHESS_MEMORY_LIMIT): before anything of the size of the problem is allocated."""
+    from .._errors import MemoryPlanError
+    from ..pair._planner import memory_limit
+
+    need, limit = solver_bytes(n, columns), memory_limit()
+    if need > limit:
+        raise MemoryPlanError(
+            f"normal_modes(solver='jax-lobpcg'): {kv} pairs of {n} degrees of freedom keep {columns} "
+            f"columns in about {SOLVER_BLOCKS} arrays of ({n}, {columns}) float64: about "
+            f"{need / 2**30:.2f} GiB, more than the {limit / 2**30:.2f} GiB available (free memory, or "
+            "$MDHESS_MEMORY_LIMIT); ask for fewer modes (k) or free memory"
+        )
 
 
 def device_lowest_preconditioner(inp, masses, matmat, *, A_host, positions, cell, seed: int):
@@ -370,6 +519,8 @@ def _solve(inp, masses, Y, req, *, kv: int):
     n = inp.n3
     positions = req.positions if req.positions is not None else inp.positions
     lowest = req.which == "lowest"
+    b = min(kv + max(BUFFER_MIN, kv // 4), n - Y.shape[1])
+    check_solver_memory(n, b, kv)
     # the mass-weighted matrix on the host: given entry by entry, or (for the coarse grid)
     # assembled transiently from an operator's blocks, as the numpy path does
     # (a BSR matrix of 3x3 blocks is read in place: no CSR, no scaled copy; docs/scaling.md)
@@ -379,7 +530,6 @@ def _solve(inp, masses, Y, req, *, kv: int):
         A_host = inp.mass_weighted_csr(masses)
     if A_host is not None and not scipy.sparse.issparse(A_host):
         A_host = scipy.sparse.csr_matrix(A_host)
-    b = min(kv + max(BUFFER_MIN, kv // 4), n - Y.shape[1])
     matmat, product = device_matmat(inp, masses, A_host if inp.is_matrix else None, columns=b)
     info = {"product": product, "device": str(jax.devices()[0])}
     precond = None
