@@ -86,28 +86,42 @@ def no_csr(monkeypatch):
     monkeypatch.setattr(minput.SparseInput, "_mass_weighted_csr", refuse)
 
 
-@pytest.mark.parametrize("route", ["padded rows", "host product", "numpy lobpcg"])
-def test_modes_in_place_equal_the_csr_route(lj, route, no_csr, monkeypatch, small_chunks):
+ROUTES = {  # route: (solver, padded rows fit, CSR fits, info["product"] starts with)
+    "padded rows": ("jax-lobpcg", True, False, "padded"),
+    "host, in place": ("jax-lobpcg", False, False, "the BSR blocks in place, on the host (forced"),
+    "host, CSR": ("jax-lobpcg", False, True, "the mass-weighted CSR, on the host (forced"),
+    "numpy, in place": ("lobpcg", True, False, None),
+}
+
+
+@pytest.mark.parametrize("route", list(ROUTES))
+def test_modes_in_place_equal_the_csr_route(lj, route, monkeypatch, small_chunks):
+    """Each product route against dense eigh of the same matrix; the in-place routes with any
+    CSR of the mass-weighted matrix refused."""
     R, box, B, m = lj
-    solver = "lobpcg" if route == "numpy lobpcg" else "jax-lobpcg"
-    if route == "host product":
-        monkeypatch.setattr(jl, "ell_fits", lambda B, columns: (False, "forced by the test"))
+    solver, ell, csr, product = ROUTES[route]
+    ref = mdhess.normal_modes(B.toarray(), m, k=16, positions=R, box=box, solver="dense")
+    monkeypatch.setattr(jl, "ell_fits", lambda B, columns: (ell, "" if ell else "forced by the test"))
+    monkeypatch.setattr(minput, "csr_fits", lambda B, columns: csr)
+    if not csr:
+        monkeypatch.setattr(minput.SparseInput, "_mass_weighted_csr", _refuse)
     nm = mdhess.normal_modes(B, m, k=16, positions=R, box=box, solver=solver, tol=1e-12)
-    monkeypatch.undo()
-    if route == "padded rows":
-        assert nm.info["product"].startswith("padded")
-    elif route == "host product":
-        assert nm.info["product"] == "the BSR blocks in place, on the host (forced by the test)"
+    if product:
+        assert nm.info["product"].startswith(product)
     assert "coarse grid" in nm.info["preconditioner"]
-    ref = mdhess.normal_modes(B.tocsr(), m, k=16, positions=R, box=box, solver="dense")
-    w, w_ref = nm.eigenvalues[3:], ref.eigenvalues[3:]
-    np.testing.assert_allclose(w, w_ref, rtol=1e-9, atol=0)
+    np.testing.assert_allclose(nm.eigenvalues[3:], ref.eigenvalues[3:], rtol=1e-9, atol=0)
 
 
-def test_indefinite_bsr_in_place(lj, no_csr):
+def _refuse(self, masses):
+    raise AssertionError("the mass-weighted CSR was made")
+
+
+def test_indefinite_bsr_in_place(lj, no_csr, monkeypatch):
     """A saddle point (B - c I: negative modes): the preconditioner is built from A - sigma I
     with the spectrum bound from the blocks' row sums; against dense eigh."""
     R, box, B, m = lj
+    monkeypatch.setattr(jl, "ell_fits", lambda B, columns: (False, "forced by the test"))
+    monkeypatch.setattr(minput, "csr_fits", lambda B, columns: False)
     S = B.copy()
     w_lo = mdhess.normal_modes(B.toarray(), k=8, solver="dense").eigenvalues[3:]
     c = float(w_lo[2])  # two modes below zero after the shift (unit masses)
@@ -137,7 +151,7 @@ def test_memory_limits(lj, monkeypatch):
     limit = int((vectors + 2 * ell) / jl.ELL_MEMORY_SHARE) - 1000  # just short of the padded rows
     monkeypatch.setenv("MDHESS_MEMORY_LIMIT", str(limit))
     nm = mdhess.normal_modes(B, m, k=16, positions=R, box=box, solver="jax-lobpcg", tol=1e-12)
-    assert nm.info["product"].startswith("the BSR blocks in place, on the host (padded rows")
+    assert "on the host (padded rows" in nm.info["product"]
     monkeypatch.setenv("MDHESS_MEMORY_LIMIT", str(limit + 2000))
     nm2 = mdhess.normal_modes(B, m, k=16, positions=R, box=box, solver="jax-lobpcg", tol=1e-12)
     assert nm2.info["product"].startswith("padded")

@@ -43,6 +43,7 @@ from ._device_ops import (
     ell_matmat,
     ell_shape,
 )
+from ._input import SOLVER_BLOCKS, BlockRowProduct
 from ._lobpcg import BUFFER_MIN, REORTH_KEEP, LobpcgInfo, blas_single_thread
 from ._precond import blocks_indefinite, coarse_spacing, shift_below_spectrum, trilinear_prolongator
 
@@ -183,20 +184,29 @@ def _to_float32(blocks):
 
 
 # -- precision="mixed": phase 1 with float32 products --------------------------------------------
-# Phase 1 stops when every wanted column's residual is within NOISE_MARGIN of the error of the
-# float32 product measured on the start block (or passes the usual test). Why that level: with
-# the blocks and X rounded to float32 (unit roundoff u = 2^-24) and the (3w)-term row sums
-# accumulated in float32, the product of a unit column x carries an error E x with
-# ||E x|| <= (2 + 3w) u || |A| |x| || <= (2 + 3w) u ||A||_inf (worst case; A symmetric, so
-# || |A| ||_2 <= ||A||_inf). Measured (LJ fcc, N = 108 and 864, 2.5 sigma cutoff, 55-79 blocks a
-# row): ||E x|| = 0.9-1.1 u ||A||_inf on random unit columns, 0.42-0.46 u ||A||_inf on the
-# softest eigenvectors: the rounding errors add at random, far below the worst case. A residual
-# computed from float32 products cannot fall below ~||E x||: measuring ||E x|| on the (random)
-# start block, with that 2x excess for smooth columns, and stopping at NOISE_MARGIN times it
-# leaves phase 1 while the float32 iterations still make progress. A column that stops
-# improving before that (STALL_ITERATIONS iterations without a new low of the wanted columns'
-# largest residual, by STALL_FACTOR) ends phase 1 too.
-NOISE_MARGIN = 2.0
+# The noise of a float32 product. With the blocks and X rounded to float32 (unit roundoff
+# u = 2^-24) and the (3w)-term row sums accumulated in float32, the product of a unit column x
+# carries an error E x with ||E x|| <= (2 + 3w) u || |A| |x| || <= (2 + 3w) u ||A||_inf (worst
+# case; A symmetric, so || |A| ||_2 <= ||A||_inf). Measured (LJ fcc, N = 108 and 864, cutoff
+# 2.5 sigma, 55-79 blocks a row): ||E x|| = 0.9-1.1 u ||A||_inf on random unit columns and
+# 0.42-0.46 u ||A||_inf on the softest eigenvectors: the rounding errors add at random, far below
+# the worst case. ``jax_lobpcg`` measures it on its start block (``noise``: one float32 product
+# beside the float64 one it makes anyway), an estimate of the real thing from above.
+#
+# Where phase 1 stops. The iteration with float32 products follows the float64 one residual for
+# residual down to ~50 times that noise; below ~20 times it the residuals do not stall but GROW,
+# geometrically (1.3-1.6x an iteration), whatever the noise's origin (measured at N = 108: float32
+# rounding of X alone, or random noise of the same size added to float64 products, do the same;
+# a float32 copy of the blocks used with float64 arithmetic, a fixed symmetric perturbation,
+# does not). So phase 1 ends at the first of: every wanted residual norm (absolute) within
+# NOISE_MARGIN times the noise (columns reaching it earlier are locked, as converged ones are);
+# the wanted columns' largest residual rising once it is below NOISE_WATCH times the noise;
+# STALL_ITERATIONS iterations without a new low of it by STALL_FACTOR; the usual test passed.
+# Measured, tol 1e-12 at N = 108 (mass-weighted) and 1e-10 at N = 2048: 29 + 12 and 21 + 11
+# iterations (float32 + float64) against 41 and 31 in float64 alone; a margin of 2 (the
+# divergence reached first, caught by the stall test) took 37 + 16.
+NOISE_MARGIN = 50.0
+NOISE_WATCH = 1000.0
 STALL_ITERATIONS = 8
 STALL_FACTOR = 0.7
 
@@ -241,7 +251,6 @@ def jax_lobpcg(
     maxiter: int = 500,
     anorm=None,
     low=None,
-    restart_p: bool = False,
 ):
     """Lowest ``k`` eigenpairs of a symmetric A restricted to the complement of span(Y), on the
     JAX device.
@@ -259,8 +268,6 @@ def jax_lobpcg(
             usual test. ``low.release()`` is called at the switch. Everything else (X, A X, the
             Rayleigh-Ritz, orthonormalisation, the preconditioner) is float64 in both phases.
             ``maxiter`` bounds both phases together.
-        restart_p: at the switch, drop the search directions P (else they are kept, A P
-            recomputed in float64).
 
     Returns:
         (w (k,), X (n, k), MixedLobpcgInfo) with numpy arrays.
@@ -297,7 +304,7 @@ def jax_lobpcg(
     phase1 = low is not None
     product, cs = (low, consts_low) if phase1 else (matmat, consts)
     it = it1 = 0
-    best, since = np.inf, 0  # phase 1's stall test
+    best, since, last = np.inf, 0, np.inf  # phase 1's exit tests
     nq = 1
     while it < maxiter:
         it += 1
@@ -308,26 +315,26 @@ def jax_lobpcg(
         Q, W, AP_o, ok, res = _prepare(
             X, AX, w, P, AP, Yd, cs, pre, qbuf, k=k, precondition=precond is not None
         )
-        ok_h, nq_h, res_h = jax.device_get((ok, nq, res))
+        ok_h, nq_h, res_h, w_h = jax.device_get((ok, nq, res, w))
         done = ok_h[:k].all() or int(nq_h) == 0
         if phase1:
-            worst = float(res_h[:k].max())
+            # the wanted columns' largest residual norm (res: relative to max(|w|, 1e-6 scale))
+            worst = float(np.max(res_h[:k] * np.maximum(np.abs(w_h[:k]), 1e-6 * max(scale, 1e-300))))
+            rising = last <= NOISE_WATCH * noise and worst > last
             best, since = (worst, 0) if worst < STALL_FACTOR * best else (best, since + 1)
-            if done or since >= STALL_ITERATIONS or it == maxiter:
-                # phase 2: this iteration is done again with float64 products, from X (and P)
-                # with A X (and A P) recomputed in float64, Rayleigh-Ritz on X
+            last = worst
+            if done or worst <= NOISE_MARGIN * noise or rising or since >= STALL_ITERATIONS or it == maxiter:
+                # phase 2: this iteration is done again with float64 products, from X with A X
+                # recomputed in float64 (Rayleigh-Ritz on X) and P = 0. (Keeping P, with A P
+                # recomputed, took as many iterations (41 at N = 108, 32 at N = 2048) for one
+                # more product of the block.)
                 phase1, product, cs = False, matmat, consts
                 it1 = it - 1
                 low.release()
                 low = None
                 qbuf = Q
-                if restart_p:
-                    P = jax.device_put(np.zeros((n, b)))
-                    AP = jax.device_put(np.zeros((n, b)))
-                else:
-                    P = _columns(Q, b)  # P made orthogonal to X by _prepare
-                    AP = matmat(P)
-                    nmv += b
+                P = jax.device_put(np.zeros((n, b)))
+                AP = jax.device_put(np.zeros((n, b)))
                 X, AX, w, rank = _refresh(X, matmat(X))
                 nmv += b
                 nq = 1
@@ -352,26 +359,26 @@ def jax_lobpcg(
     return np.asarray(w)[:k], np.asarray(X)[:, :k], info
 
 
-@partial(jit, static_argnames=("b",))
-def _columns(Q, b: int):
-    """Q[:, b:] (a copy)."""
-    return Q[:, b:]
-
-
 # -- the operator and preconditioner of a HessianInput -------------------------------------------------
 @jit
 def _scale(s, X):
     return s * X.astype(jnp.float64)
 
 
-def device_matmat(inp, masses, A_host=None, *, columns: int = 32):
-    """(matmat, description): X -> A X on the device for A = M^-1/2 H M^-1/2.
+def device_matmat(inp, masses, A_host=None, *, columns: int = 32, precision: str = "float64"):
+    """(matmat, description, low): X -> A X on the device for A = M^-1/2 H M^-1/2.
 
     A matrix (or ``A_host``, its mass-weighted CSR when already made) becomes padded block rows;
     an operator keeps its own product, mass-weighted around it. A BSR matrix of 3x3 blocks is
     read in place, and on a CPU backend its padded copy is skipped when it would not fit beside
     the solver's vectors (``columns`` wide): the products then run on its blocks in place
-    (``BlockRowProduct``, threads over block rows)."""
+    (``BlockRowProduct``, threads over block rows).
+
+    ``low``: for precision="mixed" on padded block rows, the ``LowPrecisionProduct`` of phase 1
+    (a float32 copy of the rows made on the device: 1.5x the float64 rows' memory until the
+    switch, which stays below the 2x that ``ell_fits`` plans for the build); else None (the
+    operator's own product and the host product are float64 only)."""
+    mixed = precision == "mixed"
     lean = getattr(inp, "blocks3", None) is not None
     if lean and A_host is None:
         B = inp.blocks3
@@ -383,13 +390,15 @@ def device_matmat(inp, masses, A_host=None, *, columns: int = 32):
             def matmat(X):
                 return ell_matmat(blocks, cols, X, n_atoms=n_atoms)
 
-            return matmat, f"padded 3x3 block rows ({cols.shape[-1]} per atom)"
-        host = inp.matmat(masses)
+            low = LowPrecisionProduct(blocks, cols, n_atoms) if mixed else None
+            return matmat, f"padded 3x3 block rows ({cols.shape[-1]} per atom)", low
+        host = inp.matmat(masses, columns)
+        where = "the mass-weighted CSR" if not isinstance(host, BlockRowProduct) else "the BSR blocks in place"
 
         def matmat(X):
             return jax.device_put(host(np.asarray(X)))
 
-        return matmat, f"the BSR blocks in place, on the host ({why})"
+        return matmat, f"{where}, on the host ({why})", None
     if inp.is_matrix or A_host is not None:
         A = inp.mass_weighted_csr(masses) if A_host is None else A_host
         blocks, cols, n_atoms = ell_from_sparse(A)
@@ -397,18 +406,18 @@ def device_matmat(inp, masses, A_host=None, *, columns: int = 32):
         def matmat(X):
             return ell_matmat(blocks, cols, X, n_atoms=n_atoms)
 
-        return matmat, f"padded 3x3 block rows ({cols.shape[-1]} per atom)"
+        low = LowPrecisionProduct(blocks, cols, n_atoms) if mixed else None
+        return matmat, f"padded 3x3 block rows ({cols.shape[-1]} per atom)", low
     s = jax.device_put(np.repeat(1.0 / np.sqrt(masses), 3)[:, None])
     op = inp.H
 
     def matmat(X):
         return _scale(s, op @ _scale(s, X))
 
-    return matmat, "the operator's own product"
+    return matmat, "the operator's own product", None
 
 
 ELL_MEMORY_SHARE = 0.8  # of the available memory, for the padded rows, their copy and the vectors
-SOLVER_BLOCKS = 20  # (3N, columns) float64 arrays the solve holds at its peak (X, A X, P, A P, Q, work)
 
 
 def ell_fits(B, columns: int):
@@ -530,8 +539,16 @@ def _solve(inp, masses, Y, req, *, kv: int):
         A_host = inp.mass_weighted_csr(masses)
     if A_host is not None and not scipy.sparse.issparse(A_host):
         A_host = scipy.sparse.csr_matrix(A_host)
-    matmat, product = device_matmat(inp, masses, A_host if inp.is_matrix else None, columns=b)
+    matmat, product, low = device_matmat(
+        inp, masses, A_host if inp.is_matrix else None, columns=b, precision=req.precision
+    )
     info = {"product": product, "device": str(jax.devices()[0])}
+    if low is not None:
+        info["precision"] = "mixed"
+    elif req.precision == "mixed":
+        info["precision"] = f"float64 (precision='mixed' needs padded block rows; the product: {product})"
+    else:
+        info["precision"] = "float64"
     precond = None
     if lowest:
         precond, info["preconditioner"] = device_lowest_preconditioner(
@@ -544,8 +561,11 @@ def _solve(inp, masses, Y, req, *, kv: int):
         def mm(X):
             return _scale(-1.0, matmat(X))
 
+        if low is not None:
+            low.sign = -1.0
+
     X0 = np.random.default_rng(req.seed).standard_normal((n, b))
-    w, X, li = jax_lobpcg(mm, X0, kv, Y=Y, precond=precond, tol=req.tol, maxiter=req.maxiter)
+    w, X, li = jax_lobpcg(mm, X0, kv, Y=Y, precond=precond, tol=req.tol, maxiter=req.maxiter, low=low)
     if not lowest:
         w = -w[::-1]
         X = X[:, ::-1]
@@ -555,6 +575,13 @@ def _solve(inp, masses, Y, req, *, kv: int):
         converged=li.converged,
         max_residual=float(li.residuals.max()),
     )
+    if info["precision"] == "mixed":
+        info.update(
+            iterations_float32=li.iterations_float32,
+            iterations_float64=li.iterations - li.iterations_float32,
+            matvecs_float32=li.matvecs_float32,
+            float32_noise=li.noise,
+        )
     if li.converged < kv:
         warnings.warn(
             f"normal_modes: LOBPCG converged {li.converged} of {kv} modes in {li.iterations} iterations "

@@ -194,7 +194,8 @@ def solve_lobpcg(inp, masses, Y, req, *, kv: int):
         n = inp.n3
         positions = req.positions if req.positions is not None else inp.positions
         info = {}
-        matmat = inp.matmat(masses)
+        b = min(kv + max(BUFFER_MIN, kv // 4), n - Y.shape[1])
+        matmat = inp.matmat(masses, b)
         try:
             precond = None
             if req.which == "lowest":
@@ -208,7 +209,6 @@ def solve_lobpcg(inp, masses, Y, req, *, kv: int):
                 def mm(X):
                     return -matmat(X)
 
-            b = min(kv + max(BUFFER_MIN, kv // 4), n - Y.shape[1])
             X0 = np.random.default_rng(req.seed).standard_normal((n, b))
             with Status(req.progress, f"normal_modes (lobpcg, {kv} modes)", total=req.maxiter) as st:
 
