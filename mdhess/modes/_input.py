@@ -164,28 +164,28 @@ def bsr_galerkin(B, P) -> np.ndarray:
     return out
 
 
+PRODUCT_CHUNK_BLOCKS = 1 << 16  # stored blocks per chunk of ``BlockRowProduct`` (its CSR: ~7 MB)
+
+
 class BlockRowProduct:
-    """X -> s (B (s X)) for a canonical BSR B of 3x3 blocks (s = M^-1/2 per component), the block
-    rows split over threads (scipy's sparse products release the GIL); B's arrays are shared,
-    never copied."""
+    """X -> s (B (s X)) for a canonical BSR B of 3x3 blocks (s = M^-1/2 per component), without
+    a copy of B: chunks of ~2^16 blocks of block rows are turned into CSR one at a time and
+    multiplied (scipy's CSR product: the same sums in the same order as its BSR one, bit for bit,
+    2.4x faster with the conversion included: 0.33 s against 0.77 s for 27 columns at
+    N = 13,500), the chunks shared among threads (scipy's sparse routines release the GIL)."""
 
     def __init__(self, B, masses=None, n_threads=None):
         self.s = None
         if masses is not None and not np.all(masses == 1.0):
             self.s = np.repeat(1.0 / np.sqrt(np.asarray(masses, dtype=np.float64)), 3)[:, None]
         self.B = B
-        n = B.shape[0] // 3
+        self.chunks = list(_row_chunks(B, PRODUCT_CHUNK_BLOCKS))
         n_threads = n_threads or min(4, os.cpu_count() or 1)
         self.pool = None
-        self.parts = []
-        if n_threads > 1 and B.shape[0] >= PARALLEL_MIN_ROWS:
-            # cuts with equal numbers of stored blocks (row lengths differ at surfaces)
-            targets = np.linspace(0, B.indptr[-1], n_threads + 1)
-            cuts = np.unique(np.concatenate([[0], np.searchsorted(B.indptr, targets[1:-1]), [n]]))
-            self.parts = [block_rows(B, int(a), int(b)) for a, b in itertools.pairwise(cuts)]
+        if n_threads > 1 and len(self.chunks) > 1 and B.shape[0] >= PARALLEL_MIN_ROWS:
             from concurrent.futures import ThreadPoolExecutor
 
-            self.pool = ThreadPoolExecutor(len(self.parts))
+            self.pool = ThreadPoolExecutor(n_threads)
 
     def __call__(self, X):
         X = np.asarray(X, dtype=np.float64)
@@ -194,16 +194,17 @@ class BlockRowProduct:
             X = X[:, None]
         if self.s is not None:
             X = self.s * X
-        if not self.parts:
-            Y = self.B @ X
+        Y = np.empty((self.B.shape[0], X.shape[1]))
+
+        def chunk(ab):
+            a, b = ab
+            Y[3 * a : 3 * b] = block_rows(self.B, a, b).tocsr() @ X
+
+        if self.pool is None:
+            for ab in self.chunks:
+                chunk(ab)
         else:
-            Y = np.empty((self.B.shape[0], X.shape[1]))
-            futs, r = [], 0
-            for p in self.parts:
-                futs.append(self.pool.submit(_product_into, p, X, Y[r : r + p.shape[0]]))
-                r += p.shape[0]
-            for f in futs:
-                f.result()
+            list(self.pool.map(chunk, self.chunks))
         if self.s is not None:
             Y *= self.s
         return Y[:, 0] if one else Y
@@ -211,10 +212,6 @@ class BlockRowProduct:
     def close(self):
         if self.pool is not None:
             self.pool.shutdown(wait=False)
-
-
-def _product_into(part, X, out):
-    out[...] = part @ X
 
 
 # -- the Hessian --------------------------------------------------------------------------------
