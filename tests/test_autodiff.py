@@ -75,10 +75,10 @@ def test_reverse_over_reverse_and_elastic_network():
     E = mdhess.energy_fn(net)
     R2 = jnp.asarray(R + np.random.default_rng(3).normal(scale=0.1, size=R.shape))
     H = mdhess.hessian(net, np.asarray(R2))
-    assert rel(jax.hessian(E)(R2).reshape(90, 90), H) <= TOL["ad"]
+    assert rel(jax.jit(jax.hessian(E))(R2).reshape(90, 90), H) <= TOL["ad"]  # jitted: eager op-by-op dispatch compiles each op
     # d/dR |F|^2 = -2 H F: reverse mode through the custom forces rule
-    F = -jax.grad(E)(R2)
-    g = jax.grad(lambda x: jnp.sum(jax.grad(E)(x) ** 2))(R2)
+    F = -jax.jit(jax.grad(E))(R2)
+    g = jax.jit(jax.grad(lambda x: jnp.sum(jax.grad(E)(x) ** 2)))(R2)
     assert rel(np.asarray(g).ravel(), -2 * np.asarray(H) @ np.asarray(F).ravel()) <= 1e-11
 
 
@@ -98,7 +98,7 @@ def test_jax_md_neighbor_lists_drive_energy_fn(fmt, standard_promotion):
     E = mdhess.energy_fn(pot, box=box)
     Rj = jnp.asarray(R)
     assert abs(float(E(Rj, neighbor=nbrs)) - mdhess.energy(pot, R, box=box)) <= 1e-10
-    H = jax.hessian(lambda x: E(x, neighbor=nbrs))(Rj).reshape(192, 192)
+    H = jax.jit(jax.hessian(lambda x: E(x, neighbor=nbrs)))(Rj).reshape(192, 192)
     assert rel(H, mdhess.hessian(pot, R, box=box)) <= TOL["ad"]
 
 
@@ -130,7 +130,7 @@ def _three_body(R):
 
 def test_hessian_of_non_pairwise_energy_matches_jax_hessian():
     R = np.random.default_rng(4).normal(size=(12, 3))
-    ref = np.asarray(jax.hessian(_three_body)(jnp.asarray(R))).reshape(36, 36)
+    ref = np.asarray(jax.jit(jax.hessian(_three_body))(jnp.asarray(R))).reshape(36, 36)
     for b in (5, None):  # a ragged last batch and one batch; 1 and 36 (each its own compile) are in the slow set
         H = mdhess.hessian_of(_three_body, R, batch_size=b)
         assert rel(H, ref) <= 1e-13
@@ -139,7 +139,7 @@ def test_hessian_of_non_pairwise_energy_matches_jax_hessian():
 @pytest.mark.slow
 def test_hessian_of_non_pairwise_energy_every_batch_size():
     R = np.random.default_rng(4).normal(size=(12, 3))
-    ref = np.asarray(jax.hessian(_three_body)(jnp.asarray(R))).reshape(36, 36)
+    ref = np.asarray(jax.jit(jax.hessian(_three_body))(jnp.asarray(R))).reshape(36, 36)
     for b in (1, 36):  # one tangent at a time; all 3N at once
         assert rel(mdhess.hessian_of(_three_body, R, batch_size=b), ref) <= 1e-13
 
