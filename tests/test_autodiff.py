@@ -30,7 +30,7 @@ AD_CASES = [
     ("lennard_jones", "free"),
     pytest.param("lennard_jones", "orthorhombic", marks=pytest.mark.slow),
     ("morse", "triclinic"),
-    ("soft_sphere_hertz", "orthorhombic"),
+    pytest.param("soft_sphere_hertz", "orthorhombic", marks=pytest.mark.slow),  # default: 3 cases (run time)
     ("lennard_jones_switch", "free_cutoff"),
     pytest.param("coulomb_dsf", "triclinic", marks=pytest.mark.slow),
     pytest.param("buckingham", "free", marks=pytest.mark.slow),
@@ -102,6 +102,7 @@ def test_jax_md_neighbor_lists_drive_energy_fn(fmt, standard_promotion):
     assert rel(H, mdhess.hessian(pot, R, box=box)) <= TOL["ad"]
 
 
+@pytest.mark.slow  # ~9 s: 3000 FIRE steps compiled; jax-md integration also in tests/test_jax_md.py
 def test_fire_minimisation_with_energy_fn_lowers_energy_to_a_minimum(standard_promotion):
     from jax_md import minimize, space
 
