@@ -317,8 +317,8 @@ class BsrAssembly:
                 np.add.at(self.diag[1], pt.j[lo:hi], Kh)  # sums: the same numbers, bit for bit
         else:
             if self.diag is None:
-                z = jnp.zeros((pt.n_atoms, 3, 3), self.dtype)
-                self.diag = (z, jnp.zeros_like(z))
+                z = np.zeros((pt.n_atoms, 3, 3), self.dtype)  # device_put: no eager compile (_device.py)
+                self.diag = (jax.device_put(z), jax.device_put(z))
             self.diag = _add_diagonal(*self.diag, to_device(K), to_device(i), to_device(j))
         negK = np.negative(Kh)  # off-diagonal blocks are -K
         put_blocks(self.buf, pt.entry[lo:hi], negK)
