@@ -13,12 +13,16 @@ float64, unit masses), three solvers on the same BSR matrix in one run:
 Both LOBPCGs run at the library's default tol=1e-10; the printed max_rel_diff compares the 17
 non-zero eigenvalues (3 translations projected) with each other and with eigsh's.
 
+With ``--precision mixed`` the JAX LOBPCG runs a second time, in the same run, with
+``precision="mixed"`` (float32 products, then float64): its wall time, the iterations of each
+phase and its max_rel_diff against the float64 JAX LOBPCG are printed.
+
 With ``--baseline COMMIT`` the JAX LOBPCG of that commit (its mdhess/modes/_jax_lobpcg.py and
 _device_ops.py, loaded beside the working tree's) runs too, in the same process, on the same
 matrix: before/after under the same machine load.
 
 Run:  python benchmarks/bench_jax_lobpcg.py [--cells 30] [--cap 1800] [--repeat] [--skip-eigsh]
-      [--eigsh-alongside] [--baseline COMMIT]
+      [--eigsh-alongside] [--baseline COMMIT] [--precision mixed]
       (cells 30: N = 108,000; 20: 32,000)
 Wall and CPU (time.process_time, all threads) times are printed.
 The machine load (os.getloadavg) is printed before and after each step: the machine is shared.
@@ -127,6 +131,8 @@ def main():
         "--jax-only", action="store_true",
         help="only the JAX LOBPCG (N = 10^6: --cells 63); residuals checked with scipy's BSR product",
     )
+    ap.add_argument("--precision", default="float64", choices=("float64", "mixed"),
+                    help="mixed: the JAX LOBPCG also with precision='mixed'")
     ap.add_argument("--worker", default=None)
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
@@ -143,12 +149,12 @@ def main():
     current = jl.solve_jax_lobpcg
     old = baseline_solver(a.baseline) if a.baseline else None
 
-    def run(label, solver, impl=current):
+    def run(label, solver, impl=current, precision="float64"):
         jl.solve_jax_lobpcg = impl  # normal_modes looks it up at each call
         t, c = time.perf_counter(), time.process_time()
         try:
             nm = mdhess.normal_modes(
-                B, k=K, positions=R, box=box, solver=solver, progress=a.jax_only
+                B, k=K, positions=R, box=box, solver=solver, progress=a.jax_only, precision=precision
             )
         finally:
             jl.solve_jax_lobpcg = current
@@ -161,6 +167,13 @@ def main():
             f"{i.get('converged')} converged, rss {rss_mb():.0f} MB, load {load()}",
             flush=True,
         )
+        if precision != "float64":
+            print(
+                f"  precision {i.get('precision')}: {i.get('iterations_float32')} float32 + "
+                f"{i.get('iterations_float64')} float64 iterations, {i.get('matvecs_float32')} float32 products, "
+                f"noise {i.get('float32_noise', 0):.2g}",
+                flush=True,
+            )
 
     out = f"/tmp/bench_jax_lobpcg_eigsh_{os.getpid()}.json"
     cmd = [sys.executable, __file__, "--worker", "eigsh", "--cells", str(a.cells), "--out", out]
@@ -170,6 +183,11 @@ def main():
     if old is not None:
         run(f"jax-lobpcg @{a.baseline}", "jax-lobpcg", old)
     run("jax-lobpcg", "jax-lobpcg")
+    if a.precision == "mixed":
+        run("jax-lobpcg mixed", "jax-lobpcg", precision="mixed")
+        w64, wmx = rows["jax-lobpcg"][1], rows["jax-lobpcg mixed"][1]
+        nz = np.abs(w64) > 1e-8 * np.abs(w64).max()
+        print(f"  mixed vs float64 jax-lobpcg: max_rel_diff {np.max(np.abs(wmx[nz] - w64[nz]) / np.abs(w64[nz])):.2g}")
     if a.jax_only:
         return check_alone(B, rows["jax-lobpcg"], nm_last[0])
     run("lobpcg", "lobpcg")
@@ -177,6 +195,8 @@ def main():
         run("jax-lobpcg (2nd call)", "jax-lobpcg")
         if old is not None:
             run(f"jax-lobpcg @{a.baseline} (2nd call)", "jax-lobpcg", old)
+        if a.precision == "mixed":
+            run("jax-lobpcg mixed (2nd call)", "jax-lobpcg", precision="mixed")
 
     def nonzero(w):  # the 3 translations (eigenvalue ~0) dropped: they may sit above negative modes
         w = np.sort(np.asarray(w))
@@ -209,6 +229,10 @@ def main():
             rows["eigsh"] = (None, None)
     t_jax, t_np = rows["jax-lobpcg"][0], rows["lobpcg"][0]
     print(f"ratio jax-lobpcg / lobpcg: {t_jax / t_np:.2f} (target <= 1)")
+    for label in ("jax-lobpcg mixed", "jax-lobpcg mixed (2nd call)"):
+        if label in rows:
+            ref = rows["jax-lobpcg (2nd call)" if "2nd" in label else "jax-lobpcg"][0]
+            print(f"ratio {label} / float64: {rows[label][0] / ref:.2f}")
     if old is not None:
         print(f"ratio jax-lobpcg @{a.baseline} / lobpcg: {rows[f'jax-lobpcg @{a.baseline}'][0] / t_np:.2f}")
     if rows.get("eigsh", (None,))[0]:
