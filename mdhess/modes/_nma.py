@@ -29,6 +29,7 @@ __all__ = ["NormalModes", "normal_modes"]
 SOLVERS = ("auto", "dense", "shift-invert", "lobpcg", "jax-lobpcg")
 PROJECTIONS = ("auto", "none", "translations", "rigid")
 WHICH = ("lowest", "highest")
+PRECISIONS = ("float64", "mixed")
 
 # The "auto" rule (choose_solver); crossovers measured: docs/normal-modes.md, "Solvers" ("auto").
 # Dense eigh up to DENSE_MAX degrees of freedom with positions (two-level preconditioner for
@@ -68,10 +69,16 @@ def on_cpu() -> bool:
 
 
 # -- steps --------------------------------------------------------------------------------------
-def _check_choices(*, which, project, solver, sigma) -> None:
+def _check_choices(*, which, project, solver, sigma, precision="float64") -> None:
     check_choice(which, WHICH, call="normal_modes", name="which")
     check_choice(project, PROJECTIONS, call="normal_modes", name="project")
     check_choice(solver, SOLVERS, call="normal_modes", name="solver")
+    check_choice(precision, PRECISIONS, call="normal_modes", name="precision")
+    if precision == "mixed" and solver != "jax-lobpcg":
+        raise InputError(
+            f"normal_modes(precision='mixed') needs solver='jax-lobpcg' (the float32 products run "
+            f"there); got solver={solver!r}"
+        )
     if sigma is not None and (
         isinstance(sigma, bool)
         or not isinstance(sigma, (int, float, np.integer, np.floating))
@@ -147,6 +154,7 @@ def normal_modes(
     zero_tol: float = 1e-8,
     seed: int = 0,
     progress: bool = False,
+    precision: str = "float64",
 ) -> NormalModes:
     """Normal modes (eigenpairs of the mass-weighted Hessian) with rigid-body modes projected out.
 
@@ -192,6 +200,14 @@ def normal_modes(
         progress: show the solve's progress on stderr (quiet by default): LOBPCG iterations or
             shift-invert solves as a tqdm bar, the phases of a dense solve (mass weighting,
             ``eigh``) with their times.
+        precision: "float64" (default) or "mixed" (solver="jax-lobpcg" only): the iterations
+            run with float32 products (everything else float64) until the residuals reach the
+            float32 rounding level, then go on with float64 products to the same convergence
+            test, so the accuracy is the float64 solver's. ``info`` reports "precision" and the
+            iterations of each phase ("iterations_float32", "iterations_float64"). The float32
+            copy of the matrix costs half its float64 padded rows while it lives; an operator
+            from ``mdhess.hvp``, or a product left on the host for lack of memory, runs float64
+            (``info["precision"]`` says so). See docs/normal-modes.md.
 
     Returns:
         NormalModes.
@@ -199,14 +215,15 @@ def normal_modes(
     Raises:
         InputError: H not square or not symmetric (the asymmetry found is stated), N not a whole
             number of atoms, masses of the wrong length or not positive, k out of range, unknown
-            which/project/units/solver, positions of the wrong shape, rotations asked for a
+            which/project/units/solver/precision (or "mixed" with another solver than
+            "jax-lobpcg"), positions of the wrong shape, rotations asked for a
             periodic box or without positions, sigma not a finite number or at an eigenvalue.
     """
     # validate the inputs
     inp = hessian_input(H)
     inp.check_symmetric()
     m = check_masses(masses, inp.n_atoms)
-    _check_choices(which=which, project=project, solver=solver, sigma=sigma)
+    _check_choices(which=which, project=project, solver=solver, sigma=sigma, precision=precision)
     us = unit_system(units)
     R = None if positions is None else check_positions(
         positions, call="normal_modes", n_atoms=inp.n_atoms, shape_hint=" to match H"
@@ -231,6 +248,7 @@ def normal_modes(
         sigma=sigma,
         seed=seed,
         progress=progress,
+        precision=precision,
     )
     w, V, info, scale = vibrational_modes(inp, m, Y, request)
     # merge the projected zero modes and keep k
