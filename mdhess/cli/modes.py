@@ -37,7 +37,7 @@ def command(
     ),
     units: Optional[str] = typer.Option(None, "--units", metavar="UNITS", help="lj, metal or real (default: the potential's)."),
     solver: str = typer.Option(
-        "auto", "--solver", metavar="SOLVER", help="auto, dense, shift-invert or lobpcg (see mdhess.normal_modes)."
+        "auto", "--solver", metavar="SOLVER", help="auto, dense, shift-invert, lobpcg or jax-lobpcg (see mdhess.normal_modes)."
     ),
     temperature: Optional[float] = typer.Option(
         None, "--temperature", "-T", metavar="T", help="Harmonic thermodynamics at this temperature (K; reduced units for lj)."
