@@ -13,6 +13,8 @@ residual <= sqrt(tol) |theta| = 1e-6 |theta|, checked as 1e-5 / relative gap (a 
 """
 
 import functools
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,27 +25,10 @@ from mdhess._errors import InputError
 from mdhess.modes._device_ops import ell_from_sparse, ell_matmat
 from mdhess.modes._rigid import rigid_body_basis
 
-A_FCC = 1.5496  # sigma: compressed LJ fcc, stable under a small rattle (no negative modes)
+sys.path.insert(0, str(Path(__file__).parent))
+from test_jax_lobpcg import system  # noqa: E402  (the same N = 108 crystals)
+
 TOL = 1e-12
-
-
-def fcc_cells(n_cells, cell, rattle=0.01, seed=0):
-    """Positions of an n_cells^3 fcc crystal in the (3, 3) cell (rows: cell vectors of the whole box)."""
-    basis = np.array([[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
-    g = np.stack(np.meshgrid(*[np.arange(n_cells)] * 3, indexing="ij"), -1).reshape(-1, 1, 3)
-    frac = ((g + basis[None]).reshape(-1, 3)) / n_cells
-    R = frac @ cell
-    return R + np.random.default_rng(seed).normal(scale=rattle, size=R.shape)
-
-
-def system(kind):
-    """(potential, positions, box, masses, k): N = 108; k such that 13 vibrational pairs are solved."""
-    masses = np.random.default_rng(1).uniform(1.0, 2.0, 108)
-    if kind == "free":  # 6 rigid-body directions projected
-        R = fcc_cells(3, np.eye(3) * 3 * A_FCC)
-        return mdhess.lennard_jones(cutoff=2.5), R, None, masses, 19
-    cell = np.diag([3.0, 3.0, 3.0]) * A_FCC
-    return mdhess.lennard_jones(cutoff=2.2), fcc_cells(3, cell), cell, masses, 16
 
 
 @functools.cache
