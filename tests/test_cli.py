@@ -384,3 +384,33 @@ def test_info_on_interrupted_run(tmp_path, capsys):
     run.write_frame(0, lambda g: None)
     code, out, _ = run_main(["info", tmp_path / "o.h5.partial"], capsys)
     assert code == 0 and "1 of 3 frames finished" in out
+
+
+def test_modes_cli_mixed_precision(tmp_path, capsys, monkeypatch):
+    """``--precision mixed`` reaches ``normal_modes`` (its float32 phase ran) and gives the
+    float64 eigenvalues (same convergence test: 1e-9 relative leaves an order of margin over its
+    ~1e-10); without ``--solver jax-lobpcg`` it is refused before any output exists."""
+    out = tmp_path / "m.h5"
+    args = ["modes", DATA, "-p", "kob-andersen", "--frames", "0", "-k", "8", "-o", out, "-q"]
+    code, _, err = run_main(args + ["--precision", "mixed"], capsys)
+    assert code == 2 and "--precision mixed needs --solver jax-lobpcg (its float32 products); got --solver auto" in err
+    assert not out.exists()
+    code, _, err = run_main(args + ["--precision", "half"], capsys)
+    assert code == 2 and "--precision must be one of ('float64', 'mixed'); got 'half'" in err
+    infos, original = [], mdhess.normal_modes
+
+    def recording(*a, **kw):
+        nm = original(*a, **kw)
+        infos.append(nm.info)
+        return nm
+
+    monkeypatch.setattr(mdhess, "normal_modes", recording)
+    code, _, err = run_main(args + ["--solver", "jax-lobpcg", "--precision", "mixed"], capsys)
+    assert code == 0, err
+    assert infos[0]["precision"] == "mixed" and infos[0]["iterations_float32"] > 0
+    nm = mdhess.read_modes(out, 0)
+    with mdhess.read_trajectory(DATA) as t:
+        fr = t[0]
+    H = mdhess.hessian(KA, fr.positions, box=fr.box, species=fr.species, format="bsr")
+    ref = mdhess.normal_modes(H, k=8, units="lj", positions=fr.positions, box=fr.box, solver="dense")
+    np.testing.assert_allclose(nm.eigenvalues, ref.eigenvalues, rtol=1e-9, atol=1e-10)

@@ -800,9 +800,12 @@ def run_hessian(
 
 
 # -- modes -----------------------------------------------------------------------------------------
-def _check_modes_args(k, units, thermo: ThermoOptions, plot) -> None:
+def _check_modes_args(k, units, thermo: ThermoOptions, plot, solver="auto", precision="float64") -> None:
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise InputError(f"-k must be a positive integer; got {k!r}")
+    check_choice(precision, ("float64", "mixed"), label="--precision")
+    if precision == "mixed" and solver != "jax-lobpcg":
+        raise InputError(f"--precision mixed needs --solver jax-lobpcg (its float32 products); got --solver {solver}")
     if units is not None:
         check_choice(units, tuple(UNIT_SYSTEMS), label="--units")
     thermo.check()
@@ -918,16 +921,21 @@ class ModesJob:
         thermo: thermodynamics per frame.
     """
 
-    def __init__(self, input, src: ModesInput, sel, *, k, units, solver, thermo: ThermoOptions, progress=False):
+    def __init__(self, input, src: ModesInput, sel, *, k, units, solver, thermo: ThermoOptions, progress=False,
+                 precision="float64"):  # fmt: skip
         self.input, self.src, self.sel = input, src, sel
         self.k, self.units, self.solver, self.thermo = k, units, solver, thermo
+        self.precision = precision
         self.progress = progress  # the solver's own progress (single huge frames)
         self.frequency_unit = None  # of the frames computed by this process
 
     def settings(self) -> dict:
         t = self.thermo
-        return {**self.src.identity, "k": self.k, "units": self.units, "solver": self.solver,
-                "temperature": t.temperature, "hbar": t.hbar, "classical": t.classical}  # fmt: skip
+        out = {**self.src.identity, "k": self.k, "units": self.units, "solver": self.solver,
+               "temperature": t.temperature, "hbar": t.hbar, "classical": t.classical}  # fmt: skip
+        if self.precision != "float64":  # absent for float64: runs begun before the option resume
+            out["precision"] = self.precision
+        return out
 
     def compute(self, todo, devices=None) -> Iterator[Computed]:
         """The modes of each slot; with ``devices`` (``--distributed``, fewer frames than
@@ -943,7 +951,7 @@ class ModesJob:
             try:
                 nm = normal_modes(
                     H, fr.masses, k=self.k, which="lowest", project="auto", units=self.units, solver=self.solver,
-                    box=fr.box, positions=fr.positions, progress=self.progress,
+                    box=fr.box, positions=fr.positions, progress=self.progress, precision=self.precision,
                 )  # fmt: skip
             except InputError as exc:
                 raise InputError(f"frame {fr.index}: {exc}") from None
@@ -971,14 +979,16 @@ class ModesJob:
         }
 
 
-def modes_worker(input, potential, source: SourceOptions, units, quench: QuenchOptions, k, solver, thermo, sel) -> Callable:
+def modes_worker(
+    input, potential, source: SourceOptions, units, quench: QuenchOptions, k, solver, thermo, sel, precision="float64"
+) -> Callable:
     """In a worker process of ``--processes``: the input opened and checked; returns
     ``slot -> Computed`` (one frame's modes, no progress of its own)."""
     if read_file_kind(input) == "hessian":
         src = _hessian_file_input(input, potential, units, quench)
     else:
         src = _trajectory_input(input, potential, source, units, quench, lambda n_atoms: False, announce=False)
-    job = ModesJob(input, src, sel, k=k, units=units, solver=solver, thermo=thermo)
+    job = ModesJob(input, src, sel, k=k, units=units, solver=solver, thermo=thermo, precision=precision)
     return functools.partial(modes_of_slot, job)
 
 
@@ -990,7 +1000,7 @@ def modes_of_slot(job: ModesJob, slot: int) -> Computed:
 def run_modes(
     input, output, *, k=20, potential=None, units=None, solver="auto", thermo: ThermoOptions | None = None,
     source: SourceOptions | None = None, options: RunOptions | None = None, plot=None, quench: QuenchOptions | None = None,
-    csv=None, width: float | None = None,
+    csv=None, width: float | None = None, precision: str = "float64",
 ) -> JobResult:  # fmt: skip
     """Lowest ``k`` normal modes of each selected frame of a trajectory or Hessian file.
 
@@ -1010,6 +1020,7 @@ def run_modes(
         quench: minimise each frame first (trajectory input only; default: no).
         csv: CSV file for the frequencies and participation ratios (``write_modes_csv``), or None.
         width: the DOS plot's Gaussian standard deviation, frequency units (None: automatic).
+        precision: "float64" or "mixed" (``solver="jax-lobpcg"`` only), as for ``mdhess.normal_modes``.
 
     Returns:
         ``JobResult``; ``csv_files`` lists the CSV files written.
@@ -1019,7 +1030,7 @@ def run_modes(
     """
     thermo, source, options = thermo or ThermoOptions(), source or SourceOptions(), options or RunOptions()
     quench = quench or QuenchOptions()
-    _check_modes_args(k, units, thermo, plot)
+    _check_modes_args(k, units, thermo, plot, solver, precision)
     _check_outputs(csv, width)
     quench.check()
     options.check()
@@ -1043,13 +1054,16 @@ def run_modes(
         n_sel[0] = len(sel)
         units = units or src.units
         thermo.check_units(units)
-        job = ModesJob(input, src, sel, k=k, units=units, solver=solver, thermo=thermo, progress=detail(src.n_atoms))
+        job = ModesJob(input, src, sel, k=k, units=units, solver=solver, thermo=thermo, progress=detail(src.n_atoms),
+                       precision=precision)  # fmt: skip
 
         def compute(todo):
             if options.workers(len(todo)) > 1:
                 from ._pool import compute_in_processes
 
-                factory = functools.partial(modes_worker, input, potential, source, units, quench, k, solver, thermo, sel)
+                factory = functools.partial(
+                    modes_worker, input, potential, source, units, quench, k, solver, thermo, sel, precision
+                )
                 here = functools.partial(modes_of_slot, job)
                 return compute_in_processes(factory, here, todo, options.workers(len(todo)))
             return job.compute(todo)

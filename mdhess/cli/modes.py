@@ -39,6 +39,10 @@ def command(
     solver: str = typer.Option(
         "auto", "--solver", metavar="SOLVER", help="auto, dense, shift-invert, lobpcg or jax-lobpcg (see mdhess.normal_modes)."
     ),
+    precision: str = typer.Option(
+        "float64", "--precision", metavar="P",
+        help="float64, or mixed (--solver jax-lobpcg: float32 products, then float64 to the same accuracy).",
+    ),
     temperature: Optional[float] = typer.Option(
         None, "--temperature", "-T", metavar="T", help="Harmonic thermodynamics at this temperature (K; reduced units for lj)."
     ),
@@ -82,6 +86,7 @@ def command(
 
     res = run_modes(
         str(input), output, k=k, potential=potential, units=units, solver=solver, plot=plot, csv=csv, width=width,
+        precision=precision,
         thermo=ThermoOptions(temperature=temperature, hbar=hbar, classical=classical),
         source=SourceOptions(frames=frames, group=group, reference_frame=reference_frame, length_scale_override=length_scale,
                              ignore_species=ignore_species, input_format=input_format,
