@@ -39,7 +39,7 @@ def lj():
 
 @pytest.fixture
 def small_chunks(monkeypatch):
-    monkeypatch.setattr(minput, "ROW_CHUNK_BLOCKS", 50)  # ~4 atoms a chunk: 27 chunks
+    monkeypatch.setattr(minput, "ROW_CHUNK_BLOCKS", 50)  # one atom a chunk (~52 blocks a row): 108 chunks
     monkeypatch.setattr(minput, "PRODUCT_CHUNK_BLOCKS", 150)
     monkeypatch.setattr(minput, "PARALLEL_MIN_ROWS", 3)
 

@@ -24,6 +24,7 @@ import scipy.linalg
 import scipy.sparse
 
 from .._device import jit
+from ._input import is_canonical_bsr3, row_chunks
 
 # gathered block per chunk of rows: small on a CPU, so that it stays in cache between the gather
 # and the product (measured at N = 13,500, 79 blocks a row, 27 columns: 4 MB chunks of ~70 atoms
@@ -44,7 +45,7 @@ def ell_from_sparse(A, *, dtype=np.float64, chunk_bytes=None, columns: int = 32,
     used with ``chunk_bytes`` to size the chunks.
     """
     n = A.shape[0] // 3
-    if A.format == "bsr" and A.blocksize == (3, 3) and A.has_canonical_format:
+    if is_canonical_bsr3(A):
         B = A  # read in place (mdhess's BSR output)
     else:
         B = scipy.sparse.bsr_matrix(A, blocksize=(3, 3))
@@ -54,9 +55,7 @@ def ell_from_sparse(A, *, dtype=np.float64, chunk_bytes=None, columns: int = 32,
     cols = np.tile(np.minimum(np.arange(n_pad), max(n - 1, 0))[:, None], (1, w)).astype(np.int32)
     blocks = np.zeros((n_pad, 3, w, 3), dtype=dtype)  # [n, a, slot, b]
     ip = B.indptr
-    step = max(1, (1 << 22) // w)  # atoms per fill step (temporaries of ~4M blocks at most)
-    for a in range(0, n, step):
-        b = min(n, a + step)
+    for a, b in row_chunks(B):  # temporaries of ~4M blocks at most
         p0, p1 = int(ip[a]), int(ip[b])
         cnt = np.diff(ip[a : b + 1])
         rows = np.repeat(np.arange(a, b), cnt)

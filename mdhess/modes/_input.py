@@ -87,12 +87,15 @@ def csr_diagonal_blocks(A):
 ROW_CHUNK_BLOCKS = 1 << 22  # stored blocks per chunk of block rows in the helpers below (~300 MB)
 
 
-def _is_canonical_bsr3(H) -> bool:
+def is_canonical_bsr3(H) -> bool:
+    """H is a scipy BSR matrix of 3x3 blocks with sorted, unique block indices (mdhess's output)."""
     return H.format == "bsr" and H.blocksize == (3, 3) and bool(H.has_canonical_format)
 
 
-def _row_chunks(B, max_blocks: int = ROW_CHUNK_BLOCKS):
-    """(a, b) atom ranges whose block rows hold about ``max_blocks`` stored blocks each."""
+def row_chunks(B, max_blocks: int | None = None):
+    """(a, b) atom ranges whose block rows hold about ``max_blocks`` stored blocks each (default
+    ``ROW_CHUNK_BLOCKS``, read at each call)."""
+    max_blocks = ROW_CHUNK_BLOCKS if max_blocks is None else max_blocks
     n, ip = B.shape[0] // 3, B.indptr
     a = 0
     while a < n:
@@ -131,7 +134,7 @@ def bsr_diagonal_blocks(B) -> np.ndarray:
     """(N, 3, 3) diagonal blocks of a canonical BSR matrix of 3x3 blocks (zero where not stored)."""
     n = B.shape[0] // 3
     D = np.zeros((n, 3, 3))
-    for a, b in _row_chunks(B):
+    for a, b in row_chunks(B):
         p0, p1 = int(B.indptr[a]), int(B.indptr[b])
         rows = np.repeat(np.arange(a, b), np.diff(B.indptr[a : b + 1]))
         hit = np.flatnonzero(B.indices[p0:p1] == rows)
@@ -142,7 +145,7 @@ def bsr_diagonal_blocks(B) -> np.ndarray:
 def bsr_abs_row_sum_max(B, s) -> float:
     """max over rows of sum_j |s_i B_ij s_j| (s: (N,) per-atom scale)."""
     best = 0.0
-    for a, b in _row_chunks(B):
+    for a, b in row_chunks(B):
         p0, p1 = int(B.indptr[a]), int(B.indptr[b])
         cnt = np.diff(B.indptr[a : b + 1])
         sums = np.abs(B.data[p0:p1]).sum(axis=2) * s[B.indices[p0:p1], None]  # (blocks, 3)
@@ -159,7 +162,7 @@ def bsr_galerkin(B, P) -> np.ndarray:
     P = scipy.sparse.csr_matrix(P)
     Pb = P.tobsr(blocksize=(3, 1))  # scipy's BSR product converts its right operand to this
     out = np.zeros((P.shape[1], P.shape[1]))
-    for a, b in _row_chunks(B):
+    for a, b in row_chunks(B):
         out += (P[3 * a : 3 * b].T @ (block_rows(B, a, b) @ Pb)).toarray()
     return out
 
@@ -179,7 +182,7 @@ class BlockRowProduct:
         if masses is not None and not np.all(masses == 1.0):
             self.s = np.repeat(1.0 / np.sqrt(np.asarray(masses, dtype=np.float64)), 3)[:, None]
         self.B = B
-        self.chunks = list(_row_chunks(B, PRODUCT_CHUNK_BLOCKS))
+        self.chunks = list(row_chunks(B, PRODUCT_CHUNK_BLOCKS))
         n_threads = n_threads or min(4, os.cpu_count() or 1)
         self.pool = None
         if n_threads > 1 and len(self.chunks) > 1 and B.shape[0] >= PARALLEL_MIN_ROWS:
@@ -318,7 +321,7 @@ class SparseInput(HessianInput):
 
     def __init__(self, H):
         super().__init__(H)
-        self.blocks3 = H if _is_canonical_bsr3(H) else None
+        self.blocks3 = H if is_canonical_bsr3(H) else None
 
     def fill(self) -> float:
         return self.H.nnz / float(self.n3) ** 2
