@@ -37,7 +37,7 @@ def command(
     format: str = typer.Option("dense", "--format", metavar="FORMAT", help="dense (3N, 3N) or bsr (3x3 block sparse)."),
     dtype: str = typer.Option("float64", "--dtype", metavar="DTYPE", help="float64 or float32."),
     compression: str = typer.Option(
-        "auto", "--compression", metavar="KIND", help="auto (gzip where it pays: dense Hessians, indices), gzip or none."
+        "auto", "--compression", metavar="KIND", help="auto (gzip where it pays: dense Hessians; BSR arrays raw), gzip or none."
     ),
     group: Optional[str] = typer.Option(
         None, "--group", metavar="NAME", help="H5MD particle group (default: the only one, or 'all')."

@@ -1,7 +1,13 @@
-"""Opening HDF5 files with errors that name the file and what is wrong with it."""
+"""Opening HDF5 files with errors that name the file and what is wrong with it; writing raw
+chunks whose checksums are taken from memory."""
 
+import contextlib
+import hashlib
 import os
+import threading
 from pathlib import Path
+
+import numpy as np
 
 from .._errors import InputError
 
@@ -70,3 +76,53 @@ def attr_str(value) -> str | None:
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     return str(value)
+
+
+# -- raw chunks, checksummed as they are written ------------------------------------------------------
+_memo = threading.local()
+
+
+@contextlib.contextmanager
+def recording_chunks():
+    """Within the block, ``write_raw_chunks`` (this thread) records the SHA-256 of every chunk it
+    stores, by dataset name: ``{name: (dtype.str, shape, chunks, [(offset, 0, digest), ...])}``,
+    the tuples ``frame_digest`` forms from the stored chunks, so the checksum of a frame needs no
+    read-back of its raw datasets (9.4 MB a frame of the 2000-atom CLI benchmark)."""
+    memo: dict = {}
+    prev = getattr(_memo, "chunks", None)
+    _memo.chunks = memo
+    try:
+        yield memo
+    finally:
+        _memo.chunks = prev
+
+
+def write_raw_chunks(group, name: str, data: np.ndarray, rows: int):
+    """An uncompressed dataset chunked ``(rows,) + data.shape[1:]``, its chunks written as bytes
+    (``H5Dwrite_chunk``: no chunk cache, no copy through HDF5's selection machinery; ~1.3x faster
+    than ``create_dataset(data=...)`` for 9.4 MB). The last chunk is padded with zeros, as HDF5
+    pads it itself (the stored chunks are the same bytes either way: tests/test_results_digest.py).
+
+    Args:
+        group: h5py group; name: dataset name; data: numeric array, ndim >= 1, size > 0.
+        rows: rows per chunk.
+    """
+    data = np.ascontiguousarray(data)
+    chunks = (int(rows),) + data.shape[1:]
+    ds = group.create_dataset(name, shape=data.shape, dtype=data.dtype, chunks=chunks)
+    memo = getattr(_memo, "chunks", None)
+    digests = []
+    tail = (0,) * (data.ndim - 1)
+    for lo in range(0, data.shape[0], rows):
+        block = data[lo : lo + rows]
+        if block.shape[0] < rows:
+            padded = np.zeros(chunks, data.dtype)
+            padded[: block.shape[0]] = block
+            block = padded
+        raw = block.reshape(-1).view(np.uint8)  # the chunk's bytes (any byte order)
+        ds.id.write_direct_chunk((lo,) + tail, raw)
+        if memo is not None:
+            digests.append(((lo,) + tail, 0, hashlib.sha256(raw).digest()))
+    if memo is not None:
+        memo[ds.name] = (data.dtype.str, data.shape, chunks, digests)
+    return ds

@@ -48,7 +48,7 @@ from pathlib import Path
 import numpy as np
 
 from .._errors import InputError
-from ._hdf5 import attr_str, first_line
+from ._hdf5 import attr_str, first_line, recording_chunks
 
 FILE_VERSION = 1
 RESULT_KINDS = ("hessian", "modes", "elastic")  # the mdhess_kind of the files ResultRun writes
@@ -116,7 +116,7 @@ def _attr_bytes(value) -> bytes:
     return f"a{a.dtype.str}{a.shape}".encode() + np.ascontiguousarray(a).tobytes()
 
 
-def frame_digest(group) -> str:
+def frame_digest(group, known: dict | None = None) -> str:
     """SHA-256 (hex) of one frame group: the names, dtypes, shapes and stored bytes of every
     dataset in it (each chunk as stored, compressed or not: HDF5's group copy, used by a resume's
     carry-over and a distributed run's merge, keeps chunks as they are, so a frame and its copy
@@ -125,6 +125,9 @@ def frame_digest(group) -> str:
 
     Args:
         group: an h5py group (an output's or a work file's ``frames/<slot>``).
+        known: chunk checksums recorded as the datasets were written (``_hdf5.recording_chunks``),
+            by dataset name; used for a dataset whose dtype, shape, chunk shape and chunk count
+            still match, instead of reading its chunks back. None: every chunk is read.
 
     Raises:
         OSError, RuntimeError, KeyError: unreadable data (the caller reports the file as damaged).
@@ -150,10 +153,15 @@ def frame_digest(group) -> str:
             elif obj.chunks is not None:  # the stored (compressed) chunk bytes: no decompression
                 h.update(f"C{obj.dtype.str}{obj.shape}{obj.chunks}".encode())
                 dsid, chunks = obj.id, []
-                for i in range(dsid.get_num_chunks()):
-                    offset = tuple(dsid.get_chunk_info(i).chunk_offset)
-                    mask, raw = dsid.read_direct_chunk(offset)
-                    chunks.append((offset, int(mask), hashlib.sha256(raw).digest()))
+                memo = (known or {}).get(obj.name)
+                n_chunks = dsid.get_num_chunks()
+                if memo is not None and memo[:3] == (obj.dtype.str, obj.shape, obj.chunks) and len(memo[3]) == n_chunks:
+                    chunks = list(memo[3])  # recorded as written: no read-back
+                else:
+                    for i in range(n_chunks):
+                        offset = tuple(int(o) for o in dsid.get_chunk_info(i).chunk_offset)
+                        mask, raw = dsid.read_direct_chunk(offset)
+                        chunks.append((offset, int(mask), hashlib.sha256(raw).digest()))
                 for offset, mask, d in sorted(chunks):
                     h.update(f"{offset}{mask}".encode() + d)
             else:
@@ -356,8 +364,9 @@ class FrameFile:
             g = frames.create_group(name)
             g.attrs["source_frame"] = k
             g.attrs["settings_sha256"] = self.settings_sha256
-            fill(g)
-            g.attrs["sha256"] = frame_digest(g)
+            with recording_chunks() as known:
+                fill(g)
+            g.attrs["sha256"] = frame_digest(g, known)
             g.attrs["complete"] = True
             f.flush()
         except BaseException as exc:
