@@ -239,6 +239,9 @@ def main():
         return scale_worker(args)
     t0 = time.perf_counter()
     budget = args.budget if args.budget is not None else (240.0 if args.quick else 600.0)
+    # on a GPU JAX takes 75% of the device's memory at start-up unless told otherwise; this process
+    # and the scale part's child share one device, so each takes only what it uses (inherited)
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     import jax
 
     dev = jax.devices()[0]
