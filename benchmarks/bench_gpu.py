@@ -31,6 +31,7 @@ docs/benchmarks.md with the device name.
 """
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -41,6 +42,8 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, os.path.dirname(__file__))
+from _harness import rss_mb  # noqa: E402
 
 
 def device_time(fn, repeats):
@@ -118,13 +121,8 @@ def dense_part(args, out):
 def tile_counts(n_tiles: float) -> tuple[int, int, int]:
     """Near-cubic (a, b, c) with a b c >= n_tiles, the smallest such product."""
     m = max(1, int(round(n_tiles ** (1 / 3))))
-    best = None
-    for a in (m - 1, m, m + 1):
-        for b in (m - 1, m, m + 1):
-            for c in (m - 1, m, m + 1):
-                if min(a, b, c) >= 1 and a * b * c >= n_tiles and (best is None or a * b * c < np.prod(best)):
-                    best = (a, b, c)
-    return best
+    sides = [x for x in (m - 1, m, m + 1) if x >= 1]
+    return min((t for t in itertools.product(sides, repeat=3) if np.prod(t) >= n_tiles), key=np.prod)
 
 
 def ka_glass(n_target: int):
@@ -142,9 +140,7 @@ def ka_glass(n_target: int):
 
 
 def peak_rss_gb():
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    return rss_mb() / 1024.0
 
 
 def parse_modes(text: str):
