@@ -2,8 +2,8 @@
 replace (issue 14, item 5: per-frame time of small frames).
 
 - ``host_segment_sum`` (np.bincount) == np.add.at == jax.ops.segment_sum, bit for bit (float64);
-- ``_sort_keys`` (packed 64-bit sort) == np.argsort's order where keys are unique, and np.argsort's
-  own order where they repeat;
+- ``_sort_keys`` (packed 64-bit sort or two 16-bit radix passes, whichever the CPU runs faster)
+  == np.argsort's order where keys are unique, and np.argsort's own order where they repeat;
 - ``put_blocks`` (np.put of 72-byte items) == fancy-index assignment; a length mismatch raises;
 - ``neighbor_pairs(keep=...)`` == ``neighbor_pairs().select(...)`` (vesin, free space, and the
   direct image enumeration of small cells);
@@ -39,10 +39,12 @@ def test_host_segment_sum_is_add_at_bit_for_bit():
         _layouts.host_segment_sum(K.astype(np.float32), idx, n)
 
 
+@pytest.mark.parametrize("way", ["packed", "radix"])
 @pytest.mark.parametrize("repeats", [False, True])
-def test_sort_keys_is_argsort(repeats):
+def test_sort_keys_is_argsort(repeats, way, monkeypatch):
+    monkeypatch.setattr(_layouts, "_sort_way", way)  # either sort of 32-bit keys, whichever this CPU prefers
     rng = np.random.default_rng(2)
-    key = rng.permutation(5000).astype(np.int32) * 7
+    key = rng.permutation(70002).astype(np.int32) * 7 + 65530  # both 16-bit halves vary
     if repeats:
         key[::3] = key[1::3][: key[::3].shape[0]]
     order, skey = _layouts._sort_keys(key)
@@ -51,6 +53,25 @@ def test_sort_keys_is_argsort(repeats):
     k64 = key.astype(np.int64)  # 64-bit keys (N > 46340): np.argsort itself
     order, skey = _layouts._sort_keys(k64)
     assert np.array_equal(order, np.argsort(k64)) and np.array_equal(skey, k64[order])
+
+
+def test_sort_keys_picks_a_sort_once_and_keeps_it(monkeypatch):
+    """The first call with SORT_PROBE_KEYS keys or more times both sorts and keeps the faster;
+    smaller calls before it do not choose; the result is np.argsort's order whichever wins."""
+    monkeypatch.setattr(_layouts, "_sort_way", None)
+    monkeypatch.setattr(_layouts, "SORT_PROBE_KEYS", 4096)
+    rng = np.random.default_rng(5)
+    small = rng.permutation(1000).astype(np.int32)
+    assert np.array_equal(_layouts._sort_keys(small)[0], np.argsort(small))
+    assert _layouts._sort_way is None
+    key = rng.permutation(20000).astype(np.int32) * 3
+    order, skey = _layouts._sort_keys(key)
+    assert _layouts._sort_way in ("packed", "radix")
+    assert np.array_equal(order, np.argsort(key)) and np.array_equal(skey, np.sort(key))
+    neg = key - 30000  # negative keys are never given to the radix sort (its halves are unsigned)
+    monkeypatch.setattr(_layouts, "_sort_way", "radix")
+    order, skey = _layouts._sort_keys(neg)
+    assert np.array_equal(order, np.argsort(neg)) and np.array_equal(skey, np.sort(neg))
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
