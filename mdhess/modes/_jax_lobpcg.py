@@ -251,6 +251,8 @@ def jax_lobpcg(
     maxiter: int = 500,
     anorm=None,
     low=None,
+    keep_low: bool = False,
+    on_device: bool = False,
 ):
     """Lowest ``k`` eigenpairs of a symmetric A restricted to the complement of span(Y), on the
     JAX device.
@@ -268,15 +270,20 @@ def jax_lobpcg(
             usual test. ``low.release()`` is called at the switch. Everything else (X, A X, the
             Rayleigh-Ritz, orthonormalisation, the preconditioner) is float64 in both phases.
             ``maxiter`` bounds both phases together.
+        keep_low: leave ``low`` unreleased (it serves the next batch of ``batched_lobpcg``).
+        on_device: return w and X as device arrays (else numpy).
 
     Returns:
-        (w (k,), X (n, k), MixedLobpcgInfo) with numpy arrays.
+        (w (k,), X (n, k), MixedLobpcgInfo).
     """
     # (eager JAX operations are avoided here: each compiles a small program of its own)
     n, b = np.shape(X0)
     if b < k:
         raise ValueError(f"jax_lobpcg: initial block has {b} columns < k = {k}")
-    Yd = jax.device_put(np.zeros((n, 0)) if Y is None else np.asarray(Y, dtype=np.float64))
+    if isinstance(Y, jax.Array):  # already on the device (batched_lobpcg's locked modes)
+        Yd = Y
+    else:
+        Yd = jax.device_put(np.zeros((n, 0)) if Y is None else np.asarray(Y, dtype=np.float64))
     X, rank = _init(jax.device_put(np.asarray(X0, dtype=np.float64)), Yd)
     if int(rank) < b:
         raise ValueError(f"jax_lobpcg: initial block has rank {int(rank)} < its width {b}")
@@ -330,7 +337,8 @@ def jax_lobpcg(
                 # more product of the block.)
                 phase1, product, cs = False, matmat, consts
                 it1 = it - 1
-                low.release()
+                if not keep_low:
+                    low.release()
                 low = None
                 qbuf = Q
                 P = jax.device_put(np.zeros((n, b)))
@@ -351,12 +359,78 @@ def jax_lobpcg(
         qbuf = Q  # no longer needed: the next Q is written into it
     if phase1:  # maxiter ended phase 1 (or a rank loss): the final test on float64 products
         it1 = it
-        low.release()
+        if not keep_low:
+            low.release()
         X, AX, w, _ = _refresh(X, matmat(X))
         nmv += b
     res, ok = jax.device_get(_final(X, AX, w, Yd, consts, k=k))
     info = MixedLobpcgInfo(it, nmv, int(np.sum(ok[:k])), np.asarray(res[:k]), it1, nmv1, noise)
+    if on_device:
+        return w[:k], X[:, :k], info
     return np.asarray(w)[:k], np.asarray(X)[:, :k], info
+
+
+# -- many modes in batches ---------------------------------------------------------------------------
+@partial(jit, donate_argnames=("C",))
+def _put_columns(C, X, at):
+    return jax.lax.dynamic_update_slice(C, X, (0, at))
+
+
+@partial(jit, static_argnames=("c",))
+def _sorted_modes(C, w, c: int):
+    order = jnp.argsort(w)
+    return w[order], C[:, c:][:, order], order
+
+
+def batched_lobpcg(matmat, n: int, k: int, batch: int, *, Y=None, precond=None, tol=1e-8, maxiter=500,
+                   seed=0, low=None):  # fmt: skip
+    """The lowest ``k`` eigenpairs of A off span(Y), ``batch`` at a time: each batch is a
+    ``jax_lobpcg`` of ``batch`` pairs (and its buffer columns) constrained off Y and off every
+    pair locked by the batches before it, so the solver's own arrays are sized by ``batch``, not
+    by ``k``. The locked pairs are one (n, c + k) device array (Y in its first c columns), filled
+    batch by batch; its unfilled columns are zero, which the projection ignores.
+
+    Each batch finds the lowest pairs of A on the complement of what is locked, i.e. the next
+    ones up, to the same convergence test. A cluster of near-equal eigenvalues cut by a batch
+    boundary is split between two batches (each keeps vectors of the cluster's invariant
+    subspace); the pairs are sorted by eigenvalue at the end.
+
+    Args:
+        matmat, precond, tol, maxiter, low: as for ``jax_lobpcg`` (``low`` serves every batch and
+            is released at the end).
+        n: rows of A; k: pairs wanted; batch: pairs a batch (1 <= batch < k).
+        Y: (n, c) orthonormal constraint vectors, or None.
+        seed: of the batches' random start blocks.
+
+    Returns:
+        (w (k,), X (n, k), MixedLobpcgInfo summed over the batches) with numpy arrays.
+    """
+    c = 0 if Y is None else int(np.shape(Y)[1])
+    C = np.zeros((n, c + k))
+    if c:
+        C[:, :c] = np.asarray(Y, dtype=np.float64)
+    C = jax.device_put(C)
+    rng = np.random.default_rng(seed)
+    ws, its, nmv, conv, res, it1, nmv1, noise = [], 0, 0, 0, [], 0, 0, 0.0
+    try:
+        for lo in range(0, k, batch):
+            m = min(batch, k - lo)
+            b = min(m + max(BUFFER_MIN, m // 4), n - c - lo)
+            X0 = rng.standard_normal((n, b))
+            w, X, li = jax_lobpcg(matmat, X0, m, Y=C, precond=precond, tol=tol, maxiter=maxiter, low=low,
+                                  keep_low=True, on_device=True)  # fmt: skip
+            C = _put_columns(C, X, c + lo)
+            ws.append(w)
+            its, nmv, conv = its + li.iterations, nmv + li.matvecs, conv + li.converged
+            it1, nmv1, noise = it1 + li.iterations_float32, nmv1 + li.matvecs_float32, max(noise, li.noise)
+            res.append(li.residuals)
+    finally:
+        if low is not None:
+            low.release()
+    w, X, order = _sorted_modes(C, jnp.concatenate(ws), c=c)
+    del C
+    res = np.concatenate(res)[np.asarray(order)]
+    return np.asarray(w), np.asarray(X), MixedLobpcgInfo(its, nmv, conv, res, it1, nmv1, noise)
 
 
 # -- the operator and preconditioner of a HessianInput -------------------------------------------------
@@ -447,20 +521,50 @@ def solver_bytes(n: int, columns: int) -> int:
     return SOLVER_BLOCKS * n * columns * 8
 
 
-def check_solver_memory(n: int, columns: int, kv: int) -> None:
-    """MemoryPlanError when the solver's own arrays cannot fit in the memory available (or
-    $MDHESS_MEMORY_LIMIT): before anything of the size of the problem is allocated."""
-    from .._errors import MemoryPlanError
-    from ..pair._planner import memory_limit
+LOCKED_BLOCKS = 3
+"""(n, k) float64 arrays that solving in batches holds besides a batch's solver: the locked
+pairs, their sorted copy and the copy returned to the host."""
 
-    need, limit = solver_bytes(n, columns), memory_limit()
-    if need > limit:
-        raise MemoryPlanError(
-            f"normal_modes(solver='jax-lobpcg'): {kv} pairs of {n} degrees of freedom keep {columns} "
-            f"columns in about {SOLVER_BLOCKS} arrays of ({n}, {columns}) float64: about "
-            f"{need / 2**30:.2f} GiB, more than the {limit / 2**30:.2f} GiB available (free memory, or "
-            "$MDHESS_MEMORY_LIMIT); ask for fewer modes (k) or free memory"
-        )
+BATCH_MIN = 16
+"""Fewest pairs a batch: below it the solver's buffer columns and the projection off the locked
+pairs outweigh the batch itself."""
+
+
+def solver_columns(kv: int) -> int:
+    """Columns of the LOBPCG block for ``kv`` wanted pairs (the wanted ones and their buffer)."""
+    return kv + max(BUFFER_MIN, kv // 4)
+
+
+def check_solver_memory(n: int, columns: int, kv: int) -> int:
+    """The pairs a batch of the solve (``kv``: all in one block), from the memory available (or
+    $MDHESS_MEMORY_LIMIT), before anything of the size of the problem is allocated: all ``kv``
+    where their block's SOLVER_BLOCKS (n, columns) arrays fit; else the largest batch whose
+    solver fits beside the LOCKED_BLOCKS (n, kv) arrays of the locked pairs.
+
+    Raises:
+        MemoryPlanError: not even a batch of BATCH_MIN pairs fits.
+    """
+    from .._errors import MemoryPlanError
+    from ..pair._planner import _fmt, memory_limit
+
+    limit = memory_limit()
+    if solver_bytes(n, columns) <= limit:
+        return kv
+    room = limit - LOCKED_BLOCKS * n * kv * 8
+    batch = kv - 1
+    while batch >= BATCH_MIN and solver_bytes(n, solver_columns(batch)) > room:
+        batch = batch * 3 // 4 if batch > 64 else batch - 1
+    if batch >= BATCH_MIN:
+        return batch
+    need = solver_bytes(n, columns)
+    least = LOCKED_BLOCKS * n * kv * 8 + solver_bytes(n, solver_columns(BATCH_MIN))
+    raise MemoryPlanError(
+        f"normal_modes(solver='jax-lobpcg'): {kv} pairs of {n} degrees of freedom keep {columns} "
+        f"columns in about {SOLVER_BLOCKS} arrays of ({n}, {columns}) float64: about {_fmt(need)} "
+        f"in one block, and at least {_fmt(least)} in batches of {BATCH_MIN} (the locked pairs: "
+        f"{LOCKED_BLOCKS} arrays of ({n}, {kv})); more than the {_fmt(limit)} available (free "
+        "memory, or $MDHESS_MEMORY_LIMIT); ask for fewer modes (k) or free memory"
+    )
 
 
 def device_lowest_preconditioner(inp, masses, matmat, *, A_host, positions, cell, seed: int):
@@ -528,8 +632,10 @@ def _solve(inp, masses, Y, req, *, kv: int):
     n = inp.n3
     positions = req.positions if req.positions is not None else inp.positions
     lowest = req.which == "lowest"
-    b = min(kv + max(BUFFER_MIN, kv // 4), n - Y.shape[1])
-    check_solver_memory(n, b, kv)
+    b = min(solver_columns(kv), n - Y.shape[1])
+    batch = check_solver_memory(n, b, kv)  # kv: one block; fewer: batches (batched_lobpcg)
+    if batch < kv:
+        b = solver_columns(batch)
     # the mass-weighted matrix on the host: given entry by entry, or (for the coarse grid)
     # assembled transiently from an operator's blocks, as the numpy path does
     # (a BSR matrix of 3x3 blocks is read in place: no CSR, no scaled copy; docs/scaling.md)
@@ -564,8 +670,14 @@ def _solve(inp, masses, Y, req, *, kv: int):
         if low is not None:
             low.sign = -1.0
 
-    X0 = np.random.default_rng(req.seed).standard_normal((n, b))
-    w, X, li = jax_lobpcg(mm, X0, kv, Y=Y, precond=precond, tol=req.tol, maxiter=req.maxiter, low=low)
+    if batch < kv:
+        info["batches"] = -(-kv // batch)
+        info["batch"] = batch
+        w, X, li = batched_lobpcg(mm, n, kv, batch, Y=Y, precond=precond, tol=req.tol, maxiter=req.maxiter,
+                                  seed=req.seed, low=low)  # fmt: skip
+    else:
+        X0 = np.random.default_rng(req.seed).standard_normal((n, b))
+        w, X, li = jax_lobpcg(mm, X0, kv, Y=Y, precond=precond, tol=req.tol, maxiter=req.maxiter, low=low)
     if not lowest:
         w = -w[::-1]
         X = X[:, ::-1]
