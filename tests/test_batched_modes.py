@@ -86,6 +86,8 @@ def test_batches_refused_when_even_the_smallest_does_not_fit(lj256, monkeypatch)
         mdhess.normal_modes(B, m, k=100, positions=R, box=box, solver="jax-lobpcg")
     monkeypatch.setenv("MDHESS_MEMORY_LIMIT", str(least + 1000))  # just enough: batches of BATCH_MIN
     assert jl.check_solver_memory(n3, jl.solver_columns(97), 97) == jl.BATCH_MIN
+    with pytest.raises(mdhess.MemoryPlanError):  # less the operator's rows where they must be on the device
+        jl.check_solver_memory(n3, jl.solver_columns(97), 97, reserve=2000)
 
 
 def test_mixed_precision_in_batches(lj256, monkeypatch):
@@ -94,7 +96,7 @@ def test_mixed_precision_in_batches(lj256, monkeypatch):
     R, box, B, m = lj256
     k = 60
     ref = mdhess.normal_modes(B.toarray(), m, k=k, solver="dense", box=box, positions=R)
-    monkeypatch.setattr(jl, "check_solver_memory", lambda n, columns, kv: 20)  # batches of 20
+    monkeypatch.setattr(jl, "check_solver_memory", lambda n, columns, kv, reserve=0: 20)  # batches of 20
     nm = mdhess.normal_modes(B, m, k=k, positions=R, box=box, solver="jax-lobpcg", tol=1e-12, precision="mixed")
     assert nm.info["batches"] == 3 and nm.info["precision"] == "mixed"
     assert nm.info["product"].startswith("padded")

@@ -102,7 +102,7 @@ def test_modes_in_place_equal_the_csr_route(lj, route, monkeypatch, small_chunks
     R, box, B, m = lj
     solver, ell, csr, product = ROUTES[route]
     ref = mdhess.normal_modes(B.toarray(), m, k=16, positions=R, box=box, solver="dense")
-    monkeypatch.setattr(jl, "ell_fits", lambda B, columns: (ell, "" if ell else "forced by the test"))
+    monkeypatch.setattr(jl, "ell_fits", lambda B, columns, reserve=0: (ell, "" if ell else "forced by the test"))
     monkeypatch.setattr(minput, "csr_fits", lambda B, columns: csr)
     if not csr:
         monkeypatch.setattr(minput.SparseInput, "_mass_weighted_csr", _refuse)
@@ -121,7 +121,7 @@ def test_indefinite_bsr_in_place(lj, no_csr, monkeypatch):
     """A saddle point (B - c I: negative modes): the preconditioner is built from A - sigma I
     with the spectrum bound from the blocks' row sums; against dense eigh."""
     R, box, B, m = lj
-    monkeypatch.setattr(jl, "ell_fits", lambda B, columns: (False, "forced by the test"))
+    monkeypatch.setattr(jl, "ell_fits", lambda B, columns, reserve=0: (False, "forced by the test"))
     monkeypatch.setattr(minput, "csr_fits", lambda B, columns: False)
     S = B.copy()
     w_lo = mdhess.normal_modes(B.toarray(), k=8, solver="dense").eigenvalues[3:]

@@ -106,7 +106,7 @@ def test_host_product_runs_float64(monkeypatch):
     and ``info`` says so."""
     import mdhess.modes._jax_lobpcg as jl
 
-    monkeypatch.setattr(jl, "ell_fits", lambda B, columns: (False, "no memory (test)"))
+    monkeypatch.setattr(jl, "ell_fits", lambda B, columns, reserve=0: (False, "no memory (test)"))
     _, R, box, masses, k, B, _, w, _ = prepared("orthorhombic")
     nm = mdhess.normal_modes(
         B, masses, k=k, positions=R, box=box, solver="jax-lobpcg", tol=TOL, precision="mixed"

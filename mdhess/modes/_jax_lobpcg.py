@@ -439,7 +439,7 @@ def _scale(s, X):
     return s * X.astype(jnp.float64)
 
 
-def device_matmat(inp, masses, A_host=None, *, columns: int = 32, precision: str = "float64"):
+def device_matmat(inp, masses, A_host=None, *, columns: int = 32, precision: str = "float64", reserve: int = 0):
     """(matmat, description, low): X -> A X on the device for A = M^-1/2 H M^-1/2.
 
     A matrix (or ``A_host``, its mass-weighted CSR when already made) becomes padded block rows;
@@ -451,13 +451,14 @@ def device_matmat(inp, masses, A_host=None, *, columns: int = 32, precision: str
     ``low``: for precision="mixed" on padded block rows, the ``LowPrecisionProduct`` of phase 1
     (a float32 copy of the rows made on the device: 1.5x the float64 rows' memory until the
     switch, which stays below the 2x that ``ell_fits`` plans for the build); else None (the
-    operator's own product and the host product are float64 only)."""
+    operator's own product and the host product are float64 only). ``reserve``: bytes held
+    besides (the locked pairs of a batched solve), kept out of the padded rows' room."""
     mixed = precision == "mixed"
     lean = getattr(inp, "blocks3", None) is not None
     if lean and A_host is None:
         B = inp.blocks3
         s_atom = None if np.all(masses == 1.0) else 1.0 / np.sqrt(masses)
-        fits, why = ell_fits(B, columns)
+        fits, why = ell_fits(B, columns, reserve=reserve)
         if fits:
             blocks, cols, n_atoms = ell_from_sparse(B, columns=columns, row_scale=s_atom)
 
@@ -494,10 +495,11 @@ def device_matmat(inp, masses, A_host=None, *, columns: int = 32, precision: str
 ELL_MEMORY_SHARE = 0.8  # of the available memory, for the padded rows, their copy and the vectors
 
 
-def ell_fits(B, columns: int):
+def ell_fits(B, columns: int, reserve: int = 0):
     """(fits, why): whether the padded block rows of B (built on the host, then copied to the
-    device: twice their size at the peak) and the solver's vectors fit in the available memory.
-    Always True off the CPU backend (the products must run on the device there)."""
+    device: twice their size at the peak) and the solver's vectors fit in the available memory
+    less ``reserve``. Always True off the CPU backend (the products must run on the device
+    there; ``check_solver_memory`` has counted them)."""
     if jax.default_backend() != "cpu":
         return True, ""
     from ..pair._planner import memory_limit
@@ -505,7 +507,7 @@ def ell_fits(B, columns: int):
     c, n_chunks, w = ell_shape(B, columns=columns)
     ell = n_chunks * c * 9 * w * 8
     vectors = solver_bytes(B.shape[0], columns)
-    avail = memory_limit()
+    avail = memory_limit() - reserve
     need = 2 * ell + vectors
     if need <= ELL_MEMORY_SHARE * avail:
         return True, ""
@@ -535,9 +537,10 @@ def solver_columns(kv: int) -> int:
     return kv + max(BUFFER_MIN, kv // 4)
 
 
-def check_solver_memory(n: int, columns: int, kv: int) -> int:
+def check_solver_memory(n: int, columns: int, kv: int, reserve: int = 0) -> int:
     """The pairs a batch of the solve (``kv``: all in one block), from the memory available (or
-    $MDHESS_MEMORY_LIMIT), before anything of the size of the problem is allocated: all ``kv``
+    $MDHESS_MEMORY_LIMIT) less ``reserve`` (the operator's padded rows where they must be on the
+    device), before anything of the size of the problem is allocated: all ``kv``
     where their block's SOLVER_BLOCKS (n, columns) arrays fit; else the largest batch whose
     solver fits beside the LOCKED_BLOCKS (n, kv) arrays of the locked pairs.
 
@@ -547,7 +550,7 @@ def check_solver_memory(n: int, columns: int, kv: int) -> int:
     from .._errors import MemoryPlanError
     from ..pair._planner import _fmt, memory_limit
 
-    limit = memory_limit()
+    limit = memory_limit() - reserve
     if solver_bytes(n, columns) <= limit:
         return kv
     room = limit - LOCKED_BLOCKS * n * kv * 8
@@ -633,20 +636,26 @@ def _solve(inp, masses, Y, req, *, kv: int):
     positions = req.positions if req.positions is not None else inp.positions
     lowest = req.which == "lowest"
     b = min(solver_columns(kv), n - Y.shape[1])
-    batch = check_solver_memory(n, b, kv)  # kv: one block; fewer: batches (batched_lobpcg)
-    if batch < kv:
-        b = solver_columns(batch)
-    # the mass-weighted matrix on the host: given entry by entry, or (for the coarse grid)
-    # assembled transiently from an operator's blocks, as the numpy path does
     # (a BSR matrix of 3x3 blocks is read in place: no CSR, no scaled copy; docs/scaling.md)
     lean = getattr(inp, "blocks3", None) is not None
+    reserve = 0
+    if lean and jax.default_backend() != "cpu":  # its padded rows go to the device (and a float32 copy)
+        c_atoms, n_chunks, width = ell_shape(inp.blocks3, columns=b)
+        reserve = int(n_chunks * c_atoms * 9 * width * 8 * (1.5 if req.precision == "mixed" else 1.0))
+    batch = check_solver_memory(n, b, kv, reserve=reserve)  # kv: one block; fewer: batches (batched_lobpcg)
+    locked = 0
+    if batch < kv:
+        b = solver_columns(batch)
+        locked = LOCKED_BLOCKS * n * kv * 8
+    # the mass-weighted matrix on the host: given entry by entry, or (for the coarse grid)
+    # assembled transiently from an operator's blocks, as the numpy path does
     A_host = None
     if not lean and (inp.is_matrix or (lowest and positions is not None)):
         A_host = inp.mass_weighted_csr(masses)
     if A_host is not None and not scipy.sparse.issparse(A_host):
         A_host = scipy.sparse.csr_matrix(A_host)
     matmat, product, low = device_matmat(
-        inp, masses, A_host if inp.is_matrix else None, columns=b, precision=req.precision
+        inp, masses, A_host if inp.is_matrix else None, columns=b, precision=req.precision, reserve=locked
     )
     info = {"product": product, "device": str(jax.devices()[0])}
     if low is not None:
