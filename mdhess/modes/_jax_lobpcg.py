@@ -548,7 +548,7 @@ def check_solver_memory(n: int, columns: int, kv: int, reserve: int = 0) -> int:
         MemoryPlanError: not even a batch of BATCH_MIN pairs fits.
     """
     from .._errors import MemoryPlanError
-    from ..pair._planner import _fmt, memory_limit
+    from ..pair._planner import format_bytes, memory_limit
 
     limit = memory_limit() - reserve
     if solver_bytes(n, columns) <= limit:
@@ -563,9 +563,9 @@ def check_solver_memory(n: int, columns: int, kv: int, reserve: int = 0) -> int:
     least = LOCKED_BLOCKS * n * kv * 8 + solver_bytes(n, solver_columns(BATCH_MIN))
     raise MemoryPlanError(
         f"normal_modes(solver='jax-lobpcg'): {kv} pairs of {n} degrees of freedom keep {columns} "
-        f"columns in about {SOLVER_BLOCKS} arrays of ({n}, {columns}) float64: about {_fmt(need)} "
-        f"in one block, and at least {_fmt(least)} in batches of {BATCH_MIN} (the locked pairs: "
-        f"{LOCKED_BLOCKS} arrays of ({n}, {kv})); more than the {_fmt(limit)} available (free "
+        f"columns in about {SOLVER_BLOCKS} arrays of ({n}, {columns}) float64: about {format_bytes(need)} "
+        f"in one block, and at least {format_bytes(least)} in batches of {BATCH_MIN} (the locked pairs: "
+        f"{LOCKED_BLOCKS} arrays of ({n}, {kv})); more than the {format_bytes(limit)} available (free "
         "memory, or $MDHESS_MEMORY_LIMIT); ask for fewer modes (k) or free memory"
     )
 

@@ -78,11 +78,11 @@ class MemoryPlan:
     parts: dict = field(default_factory=dict)
 
     def __str__(self):
-        parts = ", ".join(f"{k} {_fmt(v)}" for k, v in self.parts.items())
-        return f"{self.request}: about {_fmt(self.total_bytes)} ({parts})"
+        parts = ", ".join(f"{k} {format_bytes(v)}" for k, v in self.parts.items())
+        return f"{self.request}: about {format_bytes(self.total_bytes)} ({parts})"
 
 
-def _fmt(b: float) -> str:
+def format_bytes(b: float) -> str:
     for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
         if b >= size:
             return f"{b / size:.2f} {unit}" if b / size < 1e4 else f"{b / size:.3g} {unit}"
@@ -140,7 +140,7 @@ def check(plan: MemoryPlan, limit=None, *, suggestion: str = "") -> None:
     lim = memory_limit(limit)
     if plan.total_bytes > lim:
         raise MemoryPlanError(
-            f"{plan} exceeds the memory limit of {_fmt(lim)}; refused before allocating. {suggestion}".rstrip()
+            f"{plan} exceeds the memory limit of {format_bytes(lim)}; refused before allocating. {suggestion}".rstrip()
         )
 
 
