@@ -218,8 +218,10 @@ def normal_modes(
             which/project/units/solver/precision (or "mixed" with another solver than
             "jax-lobpcg"), positions of the wrong shape, rotations asked for a
             periodic box or without positions, sigma not a finite number or at an eigenvalue.
-        MemoryPlanError: solver="jax-lobpcg" whose arrays (about 20 of (3N, k + 10) float64)
-            exceed the free memory (or $MDHESS_MEMORY_LIMIT), before the solve starts.
+        MemoryPlanError: solver="jax-lobpcg" whose arrays exceed the free memory (or
+            $MDHESS_MEMORY_LIMIT) even in batches of 16 modes, before the solve starts (where
+            the ~20 arrays of (3N, k + k/4) float64 of one block do not fit, the modes are
+            found in batches, each kept off those found before it: ``info["batches"]``).
 
     A BSR matrix of 3x3 blocks is read in place (no CSR of the mass-weighted matrix is made
     unless it fits; docs/scaling.md, "Normal modes of 10^6 atoms").
