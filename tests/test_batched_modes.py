@@ -102,3 +102,19 @@ def test_mixed_precision_in_batches(lj256, monkeypatch):
     assert nm.info["product"].startswith("padded")
     assert nm.info["iterations_float32"] >= 3 and nm.info["iterations_float64"] >= 3
     np.testing.assert_allclose(nm.eigenvalues[3:], ref.eigenvalues[3:], rtol=1e-9)
+
+
+def test_auto_takes_the_batched_solver_where_one_block_does_not_fit(monkeypatch):
+    """solver="auto" on a CPU picks the numpy LOBPCG at this size; where its one block of
+    vectors (20 x 2592 x 50 x 8 = 20.7 MB here) exceeds the memory limit, the JAX one, which
+    solves in batches, instead of running out of memory."""
+    from mdhess.modes._input import hessian_input
+    from mdhess.modes._nma import choose_solver
+
+    R, box = fcc(6)
+    B = mdhess.hessian(mdhess.lennard_jones(cutoff=2.2), R, box=box, format="bsr")
+    inp = hessian_input(B)
+    assert choose_solver("auto", inp, k=40, which="lowest", positions=R, cell=box) == "lobpcg"
+    monkeypatch.setenv("MDHESS_MEMORY_LIMIT", "10M")
+    assert choose_solver("auto", inp, k=40, which="lowest", positions=R, cell=box) == "jax-lobpcg"
+    assert choose_solver("lobpcg", inp, k=40, which="lowest", positions=R, cell=box) == "lobpcg"  # as asked

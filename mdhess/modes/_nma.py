@@ -18,7 +18,8 @@ from .._errors import InputError
 from .._progress import check_progress
 from .._units import unit_system
 from ..pair._geometry import as_cell
-from ._input import SolveRequest, check_masses, hessian_input
+from ._input import SOLVER_BLOCKS, SolveRequest, check_masses, hessian_input
+from ._lobpcg import BUFFER_MIN
 from ._result import NormalModes
 from ._rigid import merge_zero_modes, rigid_directions, rotations_wanted
 from ._shift_invert import cholmod_available
@@ -107,6 +108,14 @@ def _check_k(k, n3: int) -> int:
     return int(k)
 
 
+def lobpcg_block_fits(n3: int, k: int) -> bool:
+    """Whether a LOBPCG block of ``k`` wanted modes (SOLVER_BLOCKS arrays of (3N, k + k/4)
+    float64) fits in the memory available (or $MDHESS_MEMORY_LIMIT)."""
+    from ..pair._planner import memory_limit
+
+    return SOLVER_BLOCKS * n3 * (k + max(BUFFER_MIN, k // 4)) * 8 <= memory_limit()
+
+
 def choose_solver(solver: str, inp, *, k: int, which: str, positions, cell) -> str:
     """The solver to run: ``solver``, or for "auto" the measured rule (constants above).
     InputError for shift-invert on an operator without blocks."""
@@ -119,6 +128,8 @@ def choose_solver(solver: str, inp, *, k: int, which: str, positions, cell) -> s
             limit = DENSE_MAX if positions is not None else DENSE_MAX_NO_POSITIONS
         small = n3 <= limit or (k > n3 // DENSE_K_FRACTION and n3 <= DENSE_K_MAX)
         solver = "dense" if small else ("lobpcg" if on_cpu() and n3 < JAX_LOBPCG_CPU_MIN_DOF else "jax-lobpcg")
+        if solver == "lobpcg" and not lobpcg_block_fits(n3, k):
+            solver = "jax-lobpcg"  # it solves in batches of modes where one block does not fit
         if (
             inp.is_matrix  # a dense array of a sparse matrix is converted to CSR
             and which == "lowest"
