@@ -396,8 +396,8 @@ def batched_lobpcg(matmat, n: int, k: int, batch: int, *, Y=None, precond=None, 
     subspace); the pairs are sorted by eigenvalue at the end.
 
     Args:
-        matmat, precond, tol, maxiter, low: as for ``jax_lobpcg`` (``low`` serves every batch and
-            is released at the end).
+        matmat, precond, tol, maxiter, low: as for ``jax_lobpcg`` (``maxiter`` bounds each batch;
+            ``low`` serves every batch and is released at the end).
         n: rows of A; k: pairs wanted; batch: pairs a batch (1 <= batch < k).
         Y: (n, c) orthonormal constraint vectors, or None.
         seed: of the batches' random start blocks.
