@@ -21,15 +21,12 @@ from mdhess.modes._massweight import mass_weight
 
 sys.path.insert(0, os.path.dirname(__file__))
 from test_jax_lobpcg import sin_angle  # noqa: E402
-from test_lean_bsr_modes import fcc  # noqa: E402
+from test_lean_bsr_modes import fcc, lj_system  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def lj256():
-    R, box = fcc(4)
-    B = mdhess.hessian(mdhess.lennard_jones(cutoff=2.2), R, box=box, format="bsr")
-    masses = np.random.default_rng(1).uniform(1.0, 3.0, len(R))
-    return R, box, B, masses
+    return lj_system(4)
 
 
 def test_batches_equal_dense_eigh(lj256, monkeypatch):

@@ -29,12 +29,17 @@ def fcc(n_cells, rattle=0.02, seed=0):
     return R + np.random.default_rng(seed).normal(scale=rattle, size=R.shape), np.eye(3) * n_cells * A_FCC
 
 
-@pytest.fixture(scope="module")
-def lj():
-    R, box = fcc(3)
+def lj_system(n_cells):
+    """(R, box, BSR Hessian, masses): rattled LJ fcc of 4 n_cells^3 atoms, random masses 1-3."""
+    R, box = fcc(n_cells)
     B = mdhess.hessian(mdhess.lennard_jones(cutoff=2.2), R, box=box, format="bsr")
     masses = np.random.default_rng(1).uniform(1.0, 3.0, len(R))
     return R, box, B, masses
+
+
+@pytest.fixture(scope="module")
+def lj():
+    return lj_system(3)
 
 
 @pytest.fixture
