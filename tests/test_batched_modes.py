@@ -115,3 +115,13 @@ def test_auto_takes_the_batched_solver_where_one_block_does_not_fit(monkeypatch)
     monkeypatch.setenv("MDHESS_MEMORY_LIMIT", "10M")
     assert choose_solver("auto", inp, k=40, which="lowest", positions=R, cell=box) == "jax-lobpcg"
     assert choose_solver("lobpcg", inp, k=40, which="lowest", positions=R, cell=box) == "lobpcg"  # as asked
+
+
+def test_highest_modes_in_batches(lj256, monkeypatch):
+    """which="highest" runs the batches on -A: the highest 40 in batches of 20 equal dense eigh's."""
+    R, box, B, m = lj256
+    ref = mdhess.normal_modes(B.toarray(), m, k=40, which="highest", solver="dense", box=box, positions=R)
+    monkeypatch.setattr(jl, "check_solver_memory", lambda n, columns, kv, reserve=0: 20)
+    nm = mdhess.normal_modes(B, m, k=40, which="highest", positions=R, box=box, solver="jax-lobpcg", tol=1e-12)
+    assert nm.info["batches"] == 2
+    np.testing.assert_allclose(nm.eigenvalues, ref.eigenvalues, rtol=1e-9)
