@@ -94,7 +94,8 @@ def test_mixed_precision_in_batches(lj256, monkeypatch):
     k = 60
     ref = mdhess.normal_modes(B.toarray(), m, k=k, solver="dense", box=box, positions=R)
     monkeypatch.setattr(jl, "check_solver_memory", lambda n, columns, kv, reserve=0: 20)  # batches of 20
-    nm = mdhess.normal_modes(B, m, k=k, positions=R, box=box, solver="jax-lobpcg", tol=1e-12, precision="mixed")
+    kw = dict(positions=R, box=box, solver="jax-lobpcg", tol=1e-12)
+    nm = mdhess.normal_modes(B, m, k=k, precision="mixed", **kw)
     assert nm.info["batches"] == 3 and nm.info["precision"] == "mixed"
     assert nm.info["product"].startswith("padded")
     assert nm.info["iterations_float32"] >= 3 and nm.info["iterations_float64"] >= 3
@@ -122,6 +123,7 @@ def test_highest_modes_in_batches(lj256, monkeypatch):
     R, box, B, m = lj256
     ref = mdhess.normal_modes(B.toarray(), m, k=40, which="highest", solver="dense", box=box, positions=R)
     monkeypatch.setattr(jl, "check_solver_memory", lambda n, columns, kv, reserve=0: 20)
-    nm = mdhess.normal_modes(B, m, k=40, which="highest", positions=R, box=box, solver="jax-lobpcg", tol=1e-12)
+    kw = dict(positions=R, box=box, solver="jax-lobpcg", tol=1e-12)
+    nm = mdhess.normal_modes(B, m, k=40, which="highest", **kw)
     assert nm.info["batches"] == 2
     np.testing.assert_allclose(nm.eigenvalues, ref.eigenvalues, rtol=1e-9)

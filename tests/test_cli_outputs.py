@@ -143,7 +143,7 @@ def glass_hessian():
     return mdhess.hessian(pot, R0, box=cell, species=s, format="bsr"), R0, cell
 
 
-@pytest.mark.parametrize("solver", ["dense", "lobpcg", "shift-invert"])
+@pytest.mark.parametrize("solver", ["dense", "lobpcg", "shift-invert", "jax-lobpcg"])
 def test_normal_modes_progress_is_opt_in(glass_hessian, solver, capsys):
     H, R, cell = glass_hessian
     kw = dict(k=8, solver=solver, box=cell, positions=R)

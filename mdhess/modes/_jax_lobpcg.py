@@ -35,6 +35,7 @@ import numpy as np
 import scipy.sparse
 
 from .._device import jit
+from .._progress import Status
 from ._device_ops import (
     apply_preconditioner,
     coarse_inverse,
@@ -253,6 +254,7 @@ def jax_lobpcg(
     low=None,
     keep_low: bool = False,
     on_device: bool = False,
+    callback=None,
 ):
     """Lowest ``k`` eigenpairs of a symmetric A restricted to the complement of span(Y), on the
     JAX device.
@@ -272,6 +274,8 @@ def jax_lobpcg(
             ``maxiter`` bounds both phases together.
         keep_low: leave ``low`` unreleased (it serves the next batch of ``batched_lobpcg``).
         on_device: return w and X as device arrays (else numpy).
+        callback: None, or ``callback(iteration, converged, largest relative residual)`` after
+            each iteration's convergence test (progress).
 
     Returns:
         (w (k,), X (n, k), MixedLobpcgInfo).
@@ -324,6 +328,8 @@ def jax_lobpcg(
         )
         ok_h, nq_h, res_h, w_h = jax.device_get((ok, nq, res, w))
         done = ok_h[:k].all() or int(nq_h) == 0
+        if callback is not None:
+            callback(it, int(ok_h[:k].sum()), float(res_h[:k].max()))
         if phase1:
             # the wanted columns' largest residual norm (res: relative to max(|w|, 1e-6 scale))
             worst = float(np.max(res_h[:k] * np.maximum(np.abs(w_h[:k]), 1e-6 * max(scale, 1e-300))))
@@ -383,7 +389,7 @@ def _sorted_modes(C, w, c: int):
 
 
 def batched_lobpcg(matmat, n: int, k: int, batch: int, *, Y=None, precond=None, tol=1e-8, maxiter=500,
-                   seed=0, low=None):  # fmt: skip
+                   seed=0, low=None, callback=None):  # fmt: skip
     """The lowest ``k`` eigenpairs of A off span(Y), ``batch`` at a time: each batch is a
     ``jax_lobpcg`` of ``batch`` pairs (and its buffer columns) constrained off Y and off every
     pair locked by the batches before it, so the solver's own arrays are sized by ``batch``, not
@@ -401,6 +407,8 @@ def batched_lobpcg(matmat, n: int, k: int, batch: int, *, Y=None, precond=None, 
         n: rows of A; k: pairs wanted; batch: pairs a batch (1 <= batch < k).
         Y: (n, c) orthonormal constraint vectors, or None.
         seed: of the batches' random start blocks.
+        callback: None, or ``callback(batch index, iteration, converged, largest relative
+            residual)`` after each iteration of each batch (progress).
 
     Returns:
         (w (k,), X (n, k), MixedLobpcgInfo summed over the batches) with numpy arrays.
@@ -417,8 +425,9 @@ def batched_lobpcg(matmat, n: int, k: int, batch: int, *, Y=None, precond=None, 
             m = min(batch, k - lo)
             b = min(m + max(BUFFER_MIN, m // 4), n - c - lo)
             X0 = rng.standard_normal((n, b))
+            cb = None if callback is None else partial(callback, lo // batch)
             w, X, li = jax_lobpcg(matmat, X0, m, Y=C, precond=precond, tol=tol, maxiter=maxiter, low=low,
-                                  keep_low=True, on_device=True)  # fmt: skip
+                                  keep_low=True, on_device=True, callback=cb)  # fmt: skip
             C = _put_columns(C, X, c + lo)
             ws.append(w)
             its, nmv, conv = its + li.iterations, nmv + li.matvecs, conv + li.converged
@@ -439,7 +448,9 @@ def _scale(s, X):
     return s * X.astype(jnp.float64)
 
 
-def device_matmat(inp, masses, A_host=None, *, columns: int = 32, precision: str = "float64", reserve: int = 0):
+def device_matmat(
+    inp, masses, A_host=None, *, columns: int = 32, precision: str = "float64", reserve: int = 0
+):
     """(matmat, description, low): X -> A X on the device for A = M^-1/2 H M^-1/2.
 
     A matrix (or ``A_host``, its mass-weighted CSR when already made) becomes padded block rows;
@@ -679,14 +690,28 @@ def _solve(inp, masses, Y, req, *, kv: int):
         if low is not None:
             low.sign = -1.0
 
-    if batch < kv:
-        info["batches"] = -(-kv // batch)
-        info["batch"] = batch
-        w, X, li = batched_lobpcg(mm, n, kv, batch, Y=Y, precond=precond, tol=req.tol, maxiter=req.maxiter,
-                                  seed=req.seed, low=low)  # fmt: skip
-    else:
-        X0 = np.random.default_rng(req.seed).standard_normal((n, b))
-        w, X, li = jax_lobpcg(mm, X0, kv, Y=Y, precond=precond, tol=req.tol, maxiter=req.maxiter, low=low)
+    n_batches = -(-kv // batch)
+    with Status(req.progress, f"normal_modes (jax-lobpcg, {kv} modes)", total=req.maxiter * n_batches) as st:
+        if batch < kv:
+            info["batches"] = n_batches
+            info["batch"] = batch
+
+            def progress(i, it, done, res):
+                wanted = min(batch, kv - i * batch)
+                st.step(1, f"batch {i + 1}/{n_batches}: {done}/{wanted} converged, residual {res:.1e}")
+
+            w, X, li = batched_lobpcg(
+                mm, n, kv, batch, Y=Y, precond=precond, tol=req.tol, maxiter=req.maxiter, seed=req.seed,
+                low=low, callback=progress if req.progress else None,
+            )  # fmt: skip
+        else:
+
+            def progress(it, done, res):
+                st.step(1, f"{done}/{kv} converged, residual {res:.1e}")
+
+            X0 = np.random.default_rng(req.seed).standard_normal((n, b))
+            w, X, li = jax_lobpcg(mm, X0, kv, Y=Y, precond=precond, tol=req.tol, maxiter=req.maxiter, low=low,
+                                  callback=progress if req.progress else None)  # fmt: skip
     if not lowest:
         w = -w[::-1]
         X = X[:, ::-1]

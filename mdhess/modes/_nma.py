@@ -127,9 +127,9 @@ def choose_solver(solver: str, inp, *, k: int, which: str, positions, cell) -> s
         else:
             limit = DENSE_MAX if positions is not None else DENSE_MAX_NO_POSITIONS
         small = n3 <= limit or (k > n3 // DENSE_K_FRACTION and n3 <= DENSE_K_MAX)
-        solver = "dense" if small else ("lobpcg" if on_cpu() and n3 < JAX_LOBPCG_CPU_MIN_DOF else "jax-lobpcg")
-        if solver == "lobpcg" and not lobpcg_block_fits(n3, k):
-            solver = "jax-lobpcg"  # it solves in batches of modes where one block does not fit
+        host = on_cpu() and n3 < JAX_LOBPCG_CPU_MIN_DOF and lobpcg_block_fits(n3, k)
+        # (the JAX LOBPCG solves in batches of modes where one block does not fit)
+        solver = "dense" if small else ("lobpcg" if host else "jax-lobpcg")
         if (
             inp.is_matrix  # a dense array of a sparse matrix is converted to CSR
             and which == "lowest"
