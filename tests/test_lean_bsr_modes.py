@@ -65,6 +65,14 @@ def test_block_helpers_match_the_csr(lj, small_chunks):
     assert prod.pool is not None and len(prod.chunks) > 3
     np.testing.assert_allclose(prod(X), A @ X, rtol=0, atol=1e-12 * np.abs(A @ X).max())
     np.testing.assert_allclose(prod(X[:, 0]), A @ X[:, 0], rtol=0, atol=1e-12 * np.abs(A @ X).max())
+    out = np.full(X.shape, np.nan)  # a caller's buffer, written again and again: the same numbers
+    ref = prod(X)
+    for Z in (X, 2 * X):
+        got = prod(Z, out=out)
+        assert got is out and np.array_equal(got, prod(Z))
+    assert np.array_equal(prod(X, out=out), ref)
+    with pytest.raises(ValueError, match="C-contiguous float64"):
+        prod(X, out=np.empty((X.shape[0], 4)))
     prod.close()
 
 

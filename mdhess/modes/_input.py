@@ -190,14 +190,28 @@ class BlockRowProduct:
 
             self.pool = ThreadPoolExecutor(n_threads)
 
-    def __call__(self, X):
+    def __call__(self, X, out=None):
+        """B's product with X ((3N,) or (3N, b)); ``out``: a C-contiguous float64 (3N, b) array to
+        write it into and return (the caller's buffer, reused from call to call: a fresh
+        (3N, b) result is first touched page by page, ~0.2 s of system time a product at 10^6
+        atoms on this project's VMs). The masses' scaling of X goes into a buffer of this
+        object, reused alike."""
         X = np.asarray(X, dtype=np.float64)
         one = X.ndim == 1
         if one:
             X = X[:, None]
         if self.s is not None:
-            X = self.s * X
-        Y = np.empty((self.B.shape[0], X.shape[1]))
+            sx = getattr(self, "_sx", None)
+            if sx is None or sx.shape != X.shape:
+                sx = self._sx = np.empty(X.shape)
+            X = np.multiply(self.s, X, out=sx)
+        shape = (self.B.shape[0], X.shape[1])
+        if out is None or one:
+            Y = np.empty(shape)
+        elif out.shape != shape or out.dtype != np.float64 or not out.flags.c_contiguous:
+            raise ValueError(f"BlockRowProduct: out must be a C-contiguous float64 array of shape {shape}")
+        else:
+            Y = out
 
         def chunk(ab):
             a, b = ab

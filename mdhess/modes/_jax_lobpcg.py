@@ -479,10 +479,19 @@ def device_matmat(
             low = LowPrecisionProduct(blocks, cols, n_atoms) if mixed else None
             return matmat, f"padded 3x3 block rows ({cols.shape[-1]} per atom)", low
         host = inp.matmat(masses, columns)
-        where = "the mass-weighted CSR" if not isinstance(host, BlockRowProduct) else "the BSR blocks in place"
+        in_place = isinstance(host, BlockRowProduct)
+        where = "the BSR blocks in place" if in_place else "the mass-weighted CSR"
+        buf = {}
 
         def matmat(X):
-            return jax.device_put(host(np.asarray(X)))
+            Xh = np.asarray(X)
+            if not in_place or Xh.ndim != 2:
+                return jax.device_put(host(Xh))
+            out = buf.get(Xh.shape)
+            if out is None:  # one buffer a shape (the block, the start block): reused every product
+                out = buf[Xh.shape] = np.empty(Xh.shape)
+            Y = jax.device_put(host(Xh, out=out))  # a copy (device_put on a CPU never aliases)
+            return Y.block_until_ready()  # the copy made before the buffer is written again
 
         return matmat, f"{where}, on the host ({why})", None
     if inp.is_matrix or A_host is not None:
