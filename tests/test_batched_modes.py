@@ -127,3 +127,20 @@ def test_highest_modes_in_batches(lj256, monkeypatch):
     nm = mdhess.normal_modes(B, m, k=40, which="highest", **kw)
     assert nm.info["batches"] == 2
     np.testing.assert_allclose(nm.eigenvalues, ref.eigenvalues, rtol=1e-9)
+
+
+def test_accelerator_plan_counts_the_padded_rows(lj256, monkeypatch):
+    """Off the CPU the padded rows must go to the device: the plan counts them before sizing the
+    solve. A limit that holds one block of vectors but not also the rows gives batches (the
+    accelerator imitated by the backend's name; the products still run on this CPU)."""
+    R, box, B, m = lj256
+    k = 100
+    n3 = B.shape[0]
+    ref = mdhess.normal_modes(B.toarray(), m, k=k, solver="dense", box=box, positions=R)
+    monkeypatch.setattr(jl.jax, "default_backend", lambda: "gpu")
+    c, chunks, w = jl.ell_shape(B, columns=jl.solver_columns(k - 3))
+    rows = chunks * c * 9 * w * 8
+    monkeypatch.setenv("MDHESS_MEMORY_LIMIT", str(jl.solver_bytes(n3, jl.solver_columns(k - 3)) + rows // 2))
+    nm = mdhess.normal_modes(B, m, k=k, positions=R, box=box, solver="jax-lobpcg", tol=1e-12)
+    assert nm.info["batches"] >= 2 and nm.info["product"].startswith("padded")
+    np.testing.assert_allclose(nm.eigenvalues[3:], ref.eigenvalues[3:], rtol=1e-9)
