@@ -129,6 +129,27 @@ def worker(full: bool) -> dict:
             m4 = mdhess.normal_modes(op4, k=10, solver=solver)
             res["modes"] = _modes_diff(m4, m1)
             res["modes_gap"] = float(np.diff(np.asarray(m1.eigenvalues)[m1.n_projected :]).min())
+        if kind in ("free", "triclinic") or full:
+            # the JAX LOBPCG with its vectors split across the devices (free: 98 atoms, 2 padding)
+            kw = dict(k=10, solver="jax-lobpcg", positions=R, box=box, tol=1e-10)
+            j1, j4 = mdhess.normal_modes(op1, **kw), mdhess.normal_modes(op4, **kw)
+            res["modes_jax"] = _modes_diff(j4, j1)
+            res["modes_jax_gap"] = float(np.diff(np.asarray(j1.eigenvalues)[j1.n_projected :]).min())
+            res["modes_jax_vectors"] = j4.info.get("vectors")
+        if full and kind == "orthorhombic":  # highest modes, and batches of 4 modes, split alike
+            import mdhess.modes._jax_lobpcg as jl
+
+            kw = dict(k=8, solver="jax-lobpcg", positions=R, box=box, tol=1e-10, which="highest")
+            res["modes_jax_highest"] = _modes_diff(mdhess.normal_modes(op4, **kw), mdhess.normal_modes(op1, **kw))
+            plan = jl.check_solver_memory
+            jl.check_solver_memory = lambda *a, **k: 4
+            try:
+                kw = dict(k=10, solver="jax-lobpcg", positions=R, box=box, tol=1e-10)
+                b4 = mdhess.normal_modes(op4, **kw)
+                res["modes_jax_batched"] = _modes_diff(b4, mdhess.normal_modes(op1, **kw))
+                res["modes_jax_batches"] = b4.info.get("batches")
+            finally:
+                jl.check_solver_memory = plan
         if full and kind == "orthorhombic":
             d1 = mdhess.normal_modes(op1, k=10, solver="dense")
             res["modes_dense"] = _modes_diff(mdhess.normal_modes(op4, k=10, solver="dense"), d1)
@@ -195,6 +216,25 @@ def test_sharded_lowest_modes_equal_single_device_triclinic(four_devices):
 @pytest.mark.parametrize("kind", KINDS)
 def test_sharded_lowest_modes_equal_single_device(four_devices_full, kind):
     _check_modes(four_devices_full[kind])
+
+
+@pytest.mark.parametrize("kind", ["free", "triclinic"])
+def test_jax_lobpcg_vectors_split_across_devices(four_devices, kind):
+    """normal_modes(solver="jax-lobpcg") on a sharded operator keeps its vectors' rows split
+    across the 4 devices (98 atoms: padded to 100, the padding constrained away): the same modes
+    as on one device."""
+    r = four_devices[kind]
+    assert r["modes_jax_vectors"] == f"rows split across 4 devices ({2 if kind == 'free' else 0} padding atoms)"
+    assert r["modes_jax"]["eig"] <= TOL_EIG, r["modes_jax"]
+    assert r["modes_jax"]["angle"] <= TOL_ANGLE, (r["modes_jax"], r["modes_jax_gap"])
+
+
+@pytest.mark.slow  # highest modes and batches, vectors split across devices
+def test_jax_lobpcg_split_vectors_highest_and_batched(four_devices_full):
+    r = four_devices_full["orthorhombic"]
+    for key in ("modes_jax", "modes_jax_highest", "modes_jax_batched"):
+        assert r[key]["eig"] <= TOL_EIG and r[key]["angle"] <= TOL_ANGLE, (key, r[key])
+    assert r["modes_jax_batches"] == 2
 
 
 @pytest.mark.slow

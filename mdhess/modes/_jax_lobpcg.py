@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.sparse
+from jax.sharding import NamedSharding, PartitionSpec
 
 from .._device import jit
 from .._progress import Status
@@ -255,6 +256,7 @@ def jax_lobpcg(
     keep_low: bool = False,
     on_device: bool = False,
     callback=None,
+    sharding=None,
 ):
     """Lowest ``k`` eigenpairs of a symmetric A restricted to the complement of span(Y), on the
     JAX device.
@@ -276,6 +278,9 @@ def jax_lobpcg(
         on_device: return w and X as device arrays (else numpy).
         callback: None, or ``callback(iteration, converged, largest relative residual)`` after
             each iteration's convergence test (progress).
+        sharding: None, or the ``jax.sharding.Sharding`` of the (n, .) arrays (rows split
+            across devices; n a multiple of their number): X, A X, the search directions and
+            the work buffers are made with it, and the jitted steps keep it (XLA partitions them).
 
     Returns:
         (w (k,), X (n, k), MixedLobpcgInfo).
@@ -287,8 +292,8 @@ def jax_lobpcg(
     if isinstance(Y, jax.Array):  # already on the device (batched_lobpcg's locked modes)
         Yd = Y
     else:
-        Yd = jax.device_put(np.zeros((n, 0)) if Y is None else np.asarray(Y, dtype=np.float64))
-    X, rank = _init(jax.device_put(np.asarray(X0, dtype=np.float64)), Yd)
+        Yd = jax.device_put(np.zeros((n, 0)) if Y is None else np.asarray(Y, dtype=np.float64), sharding)
+    X, rank = _init(jax.device_put(np.asarray(X0, dtype=np.float64), sharding), Yd)
     if int(rank) < b:
         raise ValueError(f"jax_lobpcg: initial block has rank {int(rank)} < its width {b}")
     AX = matmat(X)
@@ -305,12 +310,12 @@ def jax_lobpcg(
     consts = jax.device_put(np.array([tol, scale, attainable], dtype=np.float64))
     # phase 1: a wanted column whose residual is at the float32 noise counts as done (locked)
     consts_low = jax.device_put(np.array([tol, scale, max(attainable, NOISE_MARGIN * noise)]))
-    P = jax.device_put(np.zeros((n, b)))
-    AP = jax.device_put(np.zeros((n, b)))
+    P = jax.device_put(np.zeros((n, b)), sharding)
+    AP = jax.device_put(np.zeros((n, b)), sharding)
     # buffers that the steps' large intermediates are written into, again and again (see
     # _rayleigh_ritz)
-    work = tuple(jax.device_put(np.zeros((n, 2 * b))) for _ in range(3))
-    qbuf = jax.device_put(np.zeros((n, 2 * b)))
+    work = tuple(jax.device_put(np.zeros((n, 2 * b)), sharding) for _ in range(3))
+    qbuf = jax.device_put(np.zeros((n, 2 * b)), sharding)
     pre = {} if precond is None else precond
     phase1 = low is not None
     product, cs = (low, consts_low) if phase1 else (matmat, consts)
@@ -347,8 +352,8 @@ def jax_lobpcg(
                     low.release()
                 low = None
                 qbuf = Q
-                P = jax.device_put(np.zeros((n, b)))
-                AP = jax.device_put(np.zeros((n, b)))
+                P = jax.device_put(np.zeros((n, b)), sharding)
+                AP = jax.device_put(np.zeros((n, b)), sharding)
                 X, AX, w, rank = _refresh(X, matmat(X))
                 nmv += b
                 nq = 1
@@ -389,7 +394,7 @@ def _sorted_modes(C, w, c: int):
 
 
 def batched_lobpcg(matmat, n: int, k: int, batch: int, *, Y=None, precond=None, tol=1e-8, maxiter=500,
-                   seed=0, low=None, callback=None):  # fmt: skip
+                   seed=0, low=None, callback=None, sharding=None):  # fmt: skip
     """The lowest ``k`` eigenpairs of A off span(Y), ``batch`` at a time: each batch is a
     ``jax_lobpcg`` of ``batch`` pairs (and its buffer columns) constrained off Y and off every
     pair locked by the batches before it, so the solver's own arrays are sized by ``batch``, not
@@ -409,6 +414,7 @@ def batched_lobpcg(matmat, n: int, k: int, batch: int, *, Y=None, precond=None, 
         seed: of the batches' random start blocks.
         callback: None, or ``callback(batch index, iteration, converged, largest relative
             residual)`` after each iteration of each batch (progress).
+        sharding: as for ``jax_lobpcg`` (the locked pairs are split the same way).
 
     Returns:
         (w (k,), X (n, k), MixedLobpcgInfo summed over the batches) with numpy arrays.
@@ -417,7 +423,7 @@ def batched_lobpcg(matmat, n: int, k: int, batch: int, *, Y=None, precond=None, 
     C = np.zeros((n, c + k))
     if c:
         C[:, :c] = np.asarray(Y, dtype=np.float64)
-    C = jax.device_put(C)
+    C = jax.device_put(C, sharding)
     rng = np.random.default_rng(seed)
     ws, its, nmv, conv, res, it1, nmv1, noise = [], 0, 0, 0, [], 0, 0, 0.0
     try:
@@ -427,7 +433,7 @@ def batched_lobpcg(matmat, n: int, k: int, batch: int, *, Y=None, precond=None, 
             X0 = rng.standard_normal((n, b))
             cb = None if callback is None else partial(callback, lo // batch)
             w, X, li = jax_lobpcg(matmat, X0, m, Y=C, precond=precond, tol=tol, maxiter=maxiter, low=low,
-                                  keep_low=True, on_device=True, callback=cb)  # fmt: skip
+                                  keep_low=True, on_device=True, callback=cb, sharding=sharding)  # fmt: skip
             C = _put_columns(C, X, c + lo)
             ws.append(w)
             its, nmv, conv = its + li.iterations, nmv + li.matvecs, conv + li.converged
@@ -537,9 +543,12 @@ def ell_fits(B, columns: int, reserve: int = 0):
     )
 
 
-def solver_bytes(n: int, columns: int) -> int:
+def solver_bytes(n: int, columns: int, shards: int = 1) -> int:
     """Bytes of the solver's (n, columns) float64 arrays at its peak (SOLVER_BLOCKS of them:
-    measured 16.5 at N = 10^6, docs/scaling.md)."""
+    measured 16.5 at N = 10^6, docs/scaling.md), on each device when their rows are split across
+    ``shards`` devices (plus the product's input and output, whole on every device)."""
+    if shards > 1:
+        return SOLVER_BLOCKS * n * columns * 8 // shards + 2 * n * columns * 8
     return SOLVER_BLOCKS * n * columns * 8
 
 
@@ -557,10 +566,11 @@ def solver_columns(kv: int) -> int:
     return kv + max(BUFFER_MIN, kv // 4)
 
 
-def check_solver_memory(n: int, columns: int, kv: int, reserve: int = 0) -> int:
+def check_solver_memory(n: int, columns: int, kv: int, reserve: int = 0, shards: int = 1) -> int:
     """The pairs a batch of the solve (``kv``: all in one block), from the memory available (or
     $MDHESS_MEMORY_LIMIT) less ``reserve`` (the operator's padded rows where they must be on the
-    device), before anything of the size of the problem is allocated: all ``kv``
+    device; ``shards``: devices the solver's rows are split across), before anything of the size
+    of the problem is allocated: all ``kv``
     where their block's SOLVER_BLOCKS (n, columns) arrays fit; else the largest batch whose
     solver fits beside the LOCKED_BLOCKS (n, kv) arrays of the locked pairs.
 
@@ -571,16 +581,16 @@ def check_solver_memory(n: int, columns: int, kv: int, reserve: int = 0) -> int:
     from ..pair._planner import format_bytes, memory_limit
 
     limit = memory_limit() - reserve
-    if solver_bytes(n, columns) <= limit:
+    if solver_bytes(n, columns, shards) <= limit:
         return kv
-    room = limit - LOCKED_BLOCKS * n * kv * 8
+    room = limit - LOCKED_BLOCKS * n * kv * 8 // shards
     batch = kv - 1
-    while batch >= BATCH_MIN and solver_bytes(n, solver_columns(batch)) > room:
+    while batch >= BATCH_MIN and solver_bytes(n, solver_columns(batch), shards) > room:
         batch = batch * 3 // 4 if batch > 64 else batch - 1
     if batch >= BATCH_MIN:
         return batch
-    need = solver_bytes(n, columns)
-    least = LOCKED_BLOCKS * n * kv * 8 + solver_bytes(n, solver_columns(BATCH_MIN))
+    need = solver_bytes(n, columns, shards)
+    least = LOCKED_BLOCKS * n * kv * 8 // shards + solver_bytes(n, solver_columns(BATCH_MIN), shards)
     raise MemoryPlanError(
         f"normal_modes(solver='jax-lobpcg'): {kv} pairs of {n} degrees of freedom keep {columns} "
         f"columns in about {SOLVER_BLOCKS} arrays of ({n}, {columns}) float64: about {format_bytes(need)} "
@@ -641,6 +651,51 @@ def device_lowest_preconditioner(inp, masses, matmat, *, A_host, positions, cell
     return params, description
 
 
+# -- vectors split across the devices of a sharded operator ---------------------------------------
+@partial(jit, static_argnames=("n",))
+def _first_rows(X, n: int):
+    return X[:n]
+
+
+@partial(jit, static_argnames=("pad",))
+def _zero_rows_below(AX, pad: int):
+    return jnp.concatenate([AX, jnp.zeros((pad,) + AX.shape[1:], AX.dtype)])
+
+
+def _shard_rows(matmat, precond, Y, mesh):
+    """(matmat, precond, Y, sharding, n_pad): the solve moved to (n_pad, .) arrays whose rows are
+    split across the mesh's devices (``jax_lobpcg``'s ``sharding``), so each device holds 1/D of
+    the solver's vectors. n_pad = 3 N_pad, N_pad the atoms rounded up to a multiple of D; the
+    padding rows' unit vectors join the constraints Y, so every iterate is zero there and the
+    padded operator (A on the first n rows, zero below) has the same pairs off Y as A. The
+    operator's product is A's (its input gathered, its output split again); the preconditioner
+    gets identity blocks and zero prolongator rows for the padding atoms."""
+    n, c = Y.shape
+    d = mesh.devices.size
+    n_pad = 3 * (-(-(n // 3) // d) * d)
+    pad = n_pad - n
+    sharding = NamedSharding(mesh, PartitionSpec(mesh.axis_names[0], None))
+    Yp = np.zeros((n_pad, c + pad))
+    Yp[:n, :c] = Y
+    Yp[n + np.arange(pad), c + np.arange(pad)] = 1.0
+
+    def mm(X):
+        AX = matmat(_first_rows(X, n))
+        return jax.device_put(_zero_rows_below(AX, pad) if pad else AX, sharding)
+
+    if precond is not None and pad:
+        precond = dict(precond)
+        dinv = np.asarray(precond["dinv"])
+        precond["dinv"] = jax.device_put(np.concatenate([dinv, np.tile(np.eye(3), (pad // 3, 1, 1))]))
+        if "p" in precond:  # the prolongator's rows (one a degree of freedom); its transpose reads rows < n
+            cols, vals = (np.asarray(a) for a in precond["p"])
+            precond["p"] = (
+                jax.device_put(np.concatenate([cols, np.zeros((pad, cols.shape[1]), cols.dtype)])),
+                jax.device_put(np.concatenate([vals, np.zeros((pad, vals.shape[1]), vals.dtype)])),
+            )
+    return mm, precond, Yp, sharding, n_pad
+
+
 # -- the driver ---------------------------------------------------------------------------------
 def solve_jax_lobpcg(inp, masses, Y, req, *, kv: int):
     """(w, V, info): the ``kv`` lowest or highest pairs of Q A Q on the complement of Y by the JAX
@@ -662,7 +717,10 @@ def _solve(inp, masses, Y, req, *, kv: int):
     if lean and jax.default_backend() != "cpu":  # its padded rows go to the device (and a float32 copy)
         c_atoms, n_chunks, width = ell_shape(inp.blocks3, columns=b)
         reserve = int(n_chunks * c_atoms * 9 * width * 8 * (1.5 if req.precision == "mixed" else 1.0))
-    batch = check_solver_memory(n, b, kv, reserve=reserve)  # kv: one block; fewer: batches (batched_lobpcg)
+    mesh = getattr(getattr(inp, "H", None), "mesh", None)  # an operator sharded across devices
+    shards = 1 if mesh is None else int(mesh.devices.size)
+    # kv: one block; fewer: batches (batched_lobpcg)
+    batch = check_solver_memory(n, b, kv, reserve=reserve, shards=shards)
     locked = 0
     if batch < kv:
         b = solver_columns(batch)
@@ -699,6 +757,11 @@ def _solve(inp, masses, Y, req, *, kv: int):
         if low is not None:
             low.sign = -1.0
 
+    n_out = n
+    sharding = None
+    if shards > 1:
+        mm, precond, Y, sharding, n = _shard_rows(mm, precond, Y, mesh)
+        info["vectors"] = f"rows split across {shards} devices ({(n - n_out) // 3} padding atoms)"
     n_batches = -(-kv // batch)
     with Status(req.progress, f"normal_modes (jax-lobpcg, {kv} modes)", total=req.maxiter * n_batches) as st:
         if batch < kv:
@@ -711,7 +774,7 @@ def _solve(inp, masses, Y, req, *, kv: int):
 
             w, X, li = batched_lobpcg(
                 mm, n, kv, batch, Y=Y, precond=precond, tol=req.tol, maxiter=req.maxiter, seed=req.seed,
-                low=low, callback=progress if req.progress else None,
+                low=low, callback=progress if req.progress else None, sharding=sharding,
             )  # fmt: skip
         else:
 
@@ -720,7 +783,8 @@ def _solve(inp, masses, Y, req, *, kv: int):
 
             X0 = np.random.default_rng(req.seed).standard_normal((n, b))
             w, X, li = jax_lobpcg(mm, X0, kv, Y=Y, precond=precond, tol=req.tol, maxiter=req.maxiter, low=low,
-                                  callback=progress if req.progress else None)  # fmt: skip
+                                  callback=progress if req.progress else None, sharding=sharding)  # fmt: skip
+    X = X[:n_out]  # (padding rows of a sharded solve dropped)
     if not lowest:
         w = -w[::-1]
         X = X[:, ::-1]
