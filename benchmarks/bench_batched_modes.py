@@ -42,7 +42,7 @@ def main(argv=None):
     plan = jl.check_solver_memory
     rows = []
     for batch in [None] + [int(b) for b in args.batches.split(",")]:
-        jl.check_solver_memory = plan if batch is None else (lambda n, columns, kv, reserve=0, b=batch: min(b, kv))
+        jl.check_solver_memory = plan if batch is None else (lambda n, columns, kv, reserve=0, shards=1, b=batch: min(b, kv))
         t = time.perf_counter()
         nm = mdhess.normal_modes(B, k=args.k, positions=R, box=box, solver="jax-lobpcg", tol=1e-10)
         dt = time.perf_counter() - t

@@ -93,7 +93,7 @@ def test_mixed_precision_in_batches(lj256, monkeypatch):
     R, box, B, m = lj256
     k = 60
     ref = mdhess.normal_modes(B.toarray(), m, k=k, solver="dense", box=box, positions=R)
-    monkeypatch.setattr(jl, "check_solver_memory", lambda n, columns, kv, reserve=0: 20)  # batches of 20
+    monkeypatch.setattr(jl, "check_solver_memory", lambda n, columns, kv, reserve=0, shards=1: 20)  # batches of 20
     kw = dict(positions=R, box=box, solver="jax-lobpcg", tol=1e-12)
     nm = mdhess.normal_modes(B, m, k=k, precision="mixed", **kw)
     assert nm.info["batches"] == 3 and nm.info["precision"] == "mixed"
@@ -122,7 +122,7 @@ def test_highest_modes_in_batches(lj256, monkeypatch):
     """which="highest" runs the batches on -A: the highest 40 in batches of 20 equal dense eigh's."""
     R, box, B, m = lj256
     ref = mdhess.normal_modes(B.toarray(), m, k=40, which="highest", solver="dense", box=box, positions=R)
-    monkeypatch.setattr(jl, "check_solver_memory", lambda n, columns, kv, reserve=0: 20)
+    monkeypatch.setattr(jl, "check_solver_memory", lambda n, columns, kv, reserve=0, shards=1: 20)
     kw = dict(positions=R, box=box, solver="jax-lobpcg", tol=1e-12)
     nm = mdhess.normal_modes(B, m, k=40, which="highest", **kw)
     assert nm.info["batches"] == 2
