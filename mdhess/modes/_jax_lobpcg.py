@@ -718,7 +718,10 @@ def _solve(inp, masses, Y, req, *, kv: int):
         c_atoms, n_chunks, width = ell_shape(inp.blocks3, columns=b)
         reserve = int(n_chunks * c_atoms * 9 * width * 8 * (1.5 if req.precision == "mixed" else 1.0))
     mesh = getattr(getattr(inp, "H", None), "mesh", None)  # an operator sharded across devices
-    shards = 1 if mesh is None else int(mesh.devices.size)
+    # its devices all in this process: the solver's vectors split across them (across processes
+    # the vectors stay whole in each process, as before: its arrays are gathered to the host)
+    local = mesh is not None and all(d.process_index == jax.process_index() for d in mesh.devices.flat)
+    shards = int(mesh.devices.size) if local else 1
     # kv: one block; fewer: batches (batched_lobpcg)
     batch = check_solver_memory(n, b, kv, reserve=reserve, shards=shards)
     locked = 0
