@@ -7,15 +7,16 @@ fixed when JAX starts). Workload: a rattled LJ fcc crystal (reduced units, rc = 
 float64), ``mdhess.hvp(..., devices=jax.devices())``:
 
 - ``op @ v`` for one vector and for a block of 20 (best of 5 / 3, result on the host);
-- the lowest 20 modes, ``normal_modes(op, k=20, solver="lobpcg", tol=1e-8)`` on a smaller crystal
-  (the products sharded, the LOBPCG's own block algebra on the host), timed on a second call
-  (the first compiles the products for LOBPCG's block widths);
+- the lowest 20 modes, ``normal_modes(op, k=20, solver=SOLVER, tol=1e-8)`` on a smaller crystal,
+  timed on a second call (the first compiles the products for LOBPCG's block widths). SOLVER
+  "lobpcg" (default): the products sharded, the LOBPCG's block algebra on the host;
+  "jax-lobpcg": its vectors split by rows across the same devices as well;
 - for reference, the plain single-device operator (``devices=None``) in the 1-device process.
 
 The virtual devices share this machine's cores (2 here): the ratios show the overhead of the
 sharded program and how much of the cores it uses, not what separate GPUs would give.
 
-Run:  python benchmarks/bench_sharded.py [--cells 15] [--modes-cells 8] [--devices 1 2 4]
+Run:  python benchmarks/bench_sharded.py [--cells 15] [--modes-cells 8] [--devices 1 2 4] [--solver jax-lobpcg]
 """
 
 import argparse
@@ -40,7 +41,7 @@ def _best(fn, repeats):
     return min(ts)
 
 
-def worker(cells: int, modes_cells: int) -> dict:
+def worker(cells: int, modes_cells: int, solver: str = "lobpcg") -> dict:
     import jax
 
     import mdhess
@@ -67,7 +68,7 @@ def worker(cells: int, modes_cells: int) -> dict:
     opm = mdhess.hvp(pot, Rm, box=Lm, devices=devs)
     for key in ("modes20_first", "modes20"):  # the first solve compiles the products' block widths
         t = time.perf_counter()
-        m = mdhess.normal_modes(opm, k=20, solver="lobpcg", tol=1e-8)
+        m = mdhess.normal_modes(opm, k=20, solver=solver, tol=1e-8)
         out[key] = time.perf_counter() - t
     out["eigenvalues"] = np.asarray(m.eigenvalues).tolist()
     if len(devs) == 1:
@@ -75,7 +76,7 @@ def worker(cells: int, modes_cells: int) -> dict:
         plain = mdhess.hvp(pot, Rm, box=Lm)
         for key in ("plain_modes20_first", "plain_modes20"):
             t = time.perf_counter()
-            mdhess.normal_modes(plain, k=20, solver="lobpcg", tol=1e-8)
+            mdhess.normal_modes(plain, k=20, solver=solver, tol=1e-8)
             out[key] = time.perf_counter() - t
     return out
 
@@ -85,16 +86,18 @@ def main():
     ap.add_argument("--cells", type=int, default=15, help="fcc cells per edge for the products (4 n^3 atoms)")
     ap.add_argument("--modes-cells", type=int, default=8, help="fcc cells per edge for the lowest-20 solve")
     ap.add_argument("--devices", type=int, nargs="+", default=[1, 2, 4])
+    ap.add_argument("--solver", default="lobpcg", choices=["lobpcg", "jax-lobpcg"], help="of the lowest-20 solve")
     ap.add_argument("--worker", action="store_true")
     a = ap.parse_args()
     if a.worker:
-        print(json.dumps(worker(a.cells, a.modes_cells)))
+        print(json.dumps(worker(a.cells, a.modes_cells, a.solver)))
         return
     print(f"load average before: {os.getloadavg()}, cores: {os.cpu_count()}")
     rows = []
     for d in a.devices:
         env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={d}", JAX_PLATFORMS="cpu")
-        cmd = [sys.executable, __file__, "--worker", "--cells", str(a.cells), "--modes-cells", str(a.modes_cells)]
+        cmd = [sys.executable, __file__, "--worker", "--cells", str(a.cells), "--modes-cells", str(a.modes_cells),
+               "--solver", a.solver]  # fmt: skip
         res = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
         if res.returncode:
             print(f"{d} devices failed:\n{res.stderr[-2000:]}")
@@ -106,7 +109,7 @@ def main():
     base = rows[0]
     w0 = np.asarray(base["eigenvalues"])
     print(f"\nN = {base['n_atoms']} (products), {base['modes_n_atoms']} (lowest 20), LJ fcc rc 2.5, float64")
-    print("| devices | build | op @ v | op @ V (20 cols) | lowest 20 (LOBPCG, tol 1e-8) | speed-up v / V / modes | max rel eig diff vs 1 device |")
+    print(f"| devices | build | op @ v | op @ V (20 cols) | lowest 20 ({a.solver}, tol 1e-8) | speed-up v / V / modes | max rel eig diff vs 1 device |")
     print("|---|---|---|---|---|---|---|")
     if "plain_mv" in base:
         print(f"| 1, plain operator | - | {base['plain_mv'] * 1e3:.1f} ms | {base['plain_mm20'] * 1e3:.1f} ms | "
