@@ -109,6 +109,15 @@ CSR_MEMORY_SHARE = 0.8  # of the available memory, for the CSR, its making and t
 SOLVER_BLOCKS = 20  # (3N, columns) float64 arrays a LOBPCG holds at its peak (measured ~16.5)
 
 
+def solver_bytes(n: int, columns: int, shards: int = 1) -> int:
+    """Bytes of a LOBPCG's (n, columns) float64 arrays at its peak (SOLVER_BLOCKS of them:
+    measured 16.5 at N = 10^6, docs/scaling.md), on each device when their rows are split across
+    ``shards`` devices (plus the product's input and output, whole on every device)."""
+    if shards > 1:
+        return SOLVER_BLOCKS * n * columns * 8 // shards + 2 * n * columns * 8
+    return SOLVER_BLOCKS * n * columns * 8
+
+
 def csr_fits(B, columns: int) -> bool:
     """Whether the mass-weighted CSR of a BSR matrix of 3x3 blocks (made through a scaled copy of
     the blocks: 9 numbers a block, then 9 numbers and 9 column indices a block) fits beside
@@ -118,7 +127,7 @@ def csr_fits(B, columns: int) -> bool:
 
     nb = int(B.indptr[-1])
     idx = 4 if 9 * nb < 2**31 else 8
-    need = nb * 9 * 8 + nb * 9 * (8 + idx) + SOLVER_BLOCKS * B.shape[0] * columns * 8
+    need = nb * 9 * 8 + nb * 9 * (8 + idx) + solver_bytes(B.shape[0], columns)
     return need <= CSR_MEMORY_SHARE * memory_limit()
 
 

@@ -45,8 +45,8 @@ from ._device_ops import (
     ell_matmat,
     ell_shape,
 )
-from ._input import SOLVER_BLOCKS, BlockRowProduct
-from ._lobpcg import BUFFER_MIN, REORTH_KEEP, LobpcgInfo, blas_single_thread
+from ._input import SOLVER_BLOCKS, BlockRowProduct, solver_bytes
+from ._lobpcg import REORTH_KEEP, LobpcgInfo, blas_single_thread, solver_columns
 from ._precond import blocks_indefinite, coarse_spacing, shift_below_spectrum, trilinear_prolongator
 
 REFRESH_EVERY = 10  # iterations between re-orthonormalisations of X (as in _lobpcg.py)
@@ -429,7 +429,7 @@ def batched_lobpcg(matmat, n: int, k: int, batch: int, *, Y=None, precond=None, 
     try:
         for lo in range(0, k, batch):
             m = min(batch, k - lo)
-            b = min(m + max(BUFFER_MIN, m // 4), n - c - lo)
+            b = min(solver_columns(m), n - c - lo)
             X0 = rng.standard_normal((n, b))
             cb = None if callback is None else partial(callback, lo // batch)
             w, X, li = jax_lobpcg(matmat, X0, m, Y=C, precond=precond, tol=tol, maxiter=maxiter, low=low,
@@ -543,15 +543,6 @@ def ell_fits(B, columns: int, reserve: int = 0):
     )
 
 
-def solver_bytes(n: int, columns: int, shards: int = 1) -> int:
-    """Bytes of the solver's (n, columns) float64 arrays at its peak (SOLVER_BLOCKS of them:
-    measured 16.5 at N = 10^6, docs/scaling.md), on each device when their rows are split across
-    ``shards`` devices (plus the product's input and output, whole on every device)."""
-    if shards > 1:
-        return SOLVER_BLOCKS * n * columns * 8 // shards + 2 * n * columns * 8
-    return SOLVER_BLOCKS * n * columns * 8
-
-
 LOCKED_BLOCKS = 3
 """(n, k) float64 arrays that solving in batches holds besides a batch's solver: the locked
 pairs, their sorted copy and the copy returned to the host."""
@@ -559,11 +550,6 @@ pairs, their sorted copy and the copy returned to the host."""
 BATCH_MIN = 16
 """Fewest pairs a batch: below it the solver's buffer columns and the projection off the locked
 pairs outweigh the batch itself."""
-
-
-def solver_columns(kv: int) -> int:
-    """Columns of the LOBPCG block for ``kv`` wanted pairs (the wanted ones and their buffer)."""
-    return kv + max(BUFFER_MIN, kv // 4)
 
 
 def check_solver_memory(n: int, columns: int, kv: int, reserve: int = 0, shards: int = 1) -> int:

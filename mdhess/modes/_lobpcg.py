@@ -22,6 +22,11 @@ REORTH_KEEP = 0.5  # LOBPCG: a second Gram-Schmidt pass for columns that kept le
 BUFFER_MIN = 10  # extra LOBPCG columns beyond the wanted ones (at least)
 
 
+def solver_columns(kv: int) -> int:
+    """Columns of the LOBPCG block for ``kv`` wanted pairs (the wanted ones and their buffer)."""
+    return kv + max(BUFFER_MIN, kv // 4)
+
+
 # -- the algorithm ------------------------------------------------------------------------------
 def svqb(U, AU=None, drop: float = 1e-10):
     """Orthonormalise the columns of U (dropping near-dependent ones); apply the same map to AU."""
@@ -194,7 +199,7 @@ def solve_lobpcg(inp, masses, Y, req, *, kv: int):
         n = inp.n3
         positions = req.positions if req.positions is not None else inp.positions
         info = {}
-        b = min(kv + max(BUFFER_MIN, kv // 4), n - Y.shape[1])
+        b = min(solver_columns(kv), n - Y.shape[1])
         matmat = inp.matmat(masses, b)
         try:
             precond = None

@@ -18,8 +18,8 @@ from .._errors import InputError
 from .._progress import check_progress
 from .._units import unit_system
 from ..pair._geometry import as_cell
-from ._input import SOLVER_BLOCKS, SolveRequest, check_masses, hessian_input
-from ._lobpcg import BUFFER_MIN
+from ._input import SolveRequest, check_masses, hessian_input, solver_bytes
+from ._lobpcg import solver_columns
 from ._result import NormalModes
 from ._rigid import merge_zero_modes, rigid_directions, rotations_wanted
 from ._shift_invert import cholmod_available
@@ -113,7 +113,7 @@ def lobpcg_block_fits(n3: int, k: int) -> bool:
     float64) fits in the memory available (or $MDHESS_MEMORY_LIMIT)."""
     from ..pair._planner import memory_limit
 
-    return SOLVER_BLOCKS * n3 * (k + max(BUFFER_MIN, k // 4)) * 8 <= memory_limit()
+    return solver_bytes(n3, solver_columns(k)) <= memory_limit()
 
 
 def choose_solver(solver: str, inp, *, k: int, which: str, positions, cell) -> str:
