@@ -315,6 +315,40 @@ def test_subprocess_error_is_one_line_and_help_is_light(tmp_path):
     assert res.stdout.strip().splitlines()[-1] == "[]"  # --help imports no I/O, plotting or neighbour-list code
 
 
+QUICK_EXIT = """
+import atexit, sys, threading, time
+import h5py, numpy as np
+from mdhess.cli import quick_exit
+case, out = sys.argv[1], sys.argv[2]
+atexit.register(lambda: open(out + ".atexit", "w").write("ran"))
+print("unflushed", end="")  # a pipe: block-buffered, so still in the buffer
+if case == "open-hdf5":  # left open: only the library's own exit handler completes it
+    f = h5py.File(out, "w")
+    f["x"] = np.arange(1000.0)
+if case == "thread":  # a non-daemon thread still at work
+    threading.Thread(target=lambda: (time.sleep(0.5), open(out, "w").write("done"))).start()
+quick_exit({"int": 3, "str": "bye", "none": None}.get(case, 0))
+"""
+
+
+@pytest.mark.parametrize("case", ["int", "str", "none", "open-hdf5", "thread"])
+def test_quick_exit_loses_nothing(tmp_path, case):
+    """``mdhess`` ends with ``quick_exit``: os._exit after the atexit handlers and the flushes, or
+    the normal exit while an HDF5 file is open or another thread works (nothing lost either way)."""
+    out = str(tmp_path / "out")
+    res = subprocess.run([sys.executable, "-c", QUICK_EXIT, case, out], cwd=REPO, capture_output=True, text=True,
+                         timeout=120)  # fmt: skip
+    assert res.returncode == {"int": 3, "str": 1}.get(case, 0), res.stderr
+    assert res.stdout == "unflushed" and Path(out + ".atexit").read_text() == "ran"
+    if case == "str":
+        assert res.stderr.strip() == "bye"
+    if case == "open-hdf5":
+        with h5py.File(out, "r") as f:
+            assert np.array_equal(f["x"][()], np.arange(1000.0))
+    if case == "thread":
+        assert Path(out).read_text() == "done"
+
+
 @pytest.mark.slow
 def test_demo_from_a_non_editable_install(tmp_path):
     """Build the wheel, install it (no deps, into a fresh venv that sees this one's packages) and run

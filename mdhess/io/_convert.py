@@ -14,6 +14,7 @@ import numpy as np
 
 from .._errors import InputError
 from ._formats import read_trajectory
+from ._hdf5 import replace_output
 from ._trajectory import is_reduced_unit, length_factor
 
 
@@ -160,7 +161,7 @@ def convert_trajectory(
                         sv[slot] = fr.species
                     if on_frame is not None:
                         on_frame(k)
-            os.replace(tmp, out)
+            replace_output(tmp, out)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise

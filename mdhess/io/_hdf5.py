@@ -1,5 +1,5 @@
 """Opening HDF5 files with errors that name the file and what is wrong with it; writing raw
-chunks whose checksums are taken from memory."""
+chunks whose checksums are taken from memory; putting a finished output in place."""
 
 import contextlib
 import hashlib
@@ -47,6 +47,20 @@ def open_hdf5(path, *, what: str = "input"):
         return h5py.File(str(p), "r")
     except OSError as exc:
         raise InputError(f"{what} {str(p)!r} is truncated or damaged and cannot be opened as HDF5 ({first_line(exc)})") from None
+
+
+def replace_output(finished, output) -> None:
+    """Put the finished, closed file ``finished`` in place as ``output`` (same folder).
+
+    An existing ``output`` is removed first, then ``finished`` renamed: never renamed over it.
+    ext4 (its default auto_da_alloc) writes out a file renamed over another before the rename
+    returns: 0.3 s for a 1.1 GB file even when the old one is tiny (docs/cli.md, Output). Between
+    the two calls neither file is at ``output``; callers keep ``finished`` where a later run
+    finds it.
+    """
+    if os.path.lexists(output):
+        os.unlink(output)
+    os.replace(finished, output)
 
 
 def read_slice(dataset, index, *, path, what: str):

@@ -48,7 +48,7 @@ from pathlib import Path
 import numpy as np
 
 from .._errors import InputError
-from ._hdf5 import attr_str, first_line, recording_chunks
+from ._hdf5 import attr_str, first_line, recording_chunks, replace_output
 
 FILE_VERSION = 1
 RESULT_KINDS = ("hessian", "modes", "elastic")  # the mdhess_kind of the files ResultRun writes
@@ -804,7 +804,9 @@ class ResultRun(FrameFile):
             f.attrs["complete"] = True
             self._h5 = None
             f.close()
-            os.replace(self.work_file, self.output)
+            # not renamed over the old output (replace_output); a kill in between leaves the
+            # complete work file in OUTPUT.partial, which --resume finishes computing nothing
+            replace_output(self.work_file, self.output)
         except (OSError, RuntimeError) as exc:
             self._close_file()
             if isinstance(exc, RuntimeError) and str(exc).startswith("ResultRun.finish"):

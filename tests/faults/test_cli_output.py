@@ -358,6 +358,51 @@ def test_a_full_disk_while_finishing_keeps_the_frames(clean, tmp_path, monkeypat
     assert leftovers(tmp_path, "out.h5") == []
 
 
+def test_overwrite_is_never_a_rename_over_the_old_output(clean, tmp_path, monkeypatch, capsys):
+    """--overwrite removes the old output just before the rename (a rename over an existing file
+    makes ext4 write the new one out first: 0.3 s a GB). A kill between the two leaves the
+    complete work file, which --resume finishes without computing a frame."""
+    from mdhess.cli._jobs import TrajectorySource
+
+    traj, ref = clean
+    out = tmp_path / "out.h5"
+    out.write_bytes(b"an older output")
+    replace, over = os.replace, []
+
+    def recording(src, dst, *a, **kw):
+        over.append((str(dst), os.path.lexists(dst)))
+        return replace(src, dst, *a, **kw)
+
+    monkeypatch.setattr(os, "replace", recording)
+    code, _, err = run_main([*hessian_args(traj), "-o", out, "--overwrite"], capsys)
+    assert code == 0, err
+    assert (str(out), False) in over and not any(existed for _, existed in over), over
+    assert_same_hessians(out, ref)
+
+    def killed(src, dst, *a, **kw):  # the old output is gone, the new one not yet in its place
+        if str(dst) == str(out):
+            raise KeyboardInterrupt
+        return replace(src, dst, *a, **kw)
+
+    monkeypatch.setattr(os, "replace", killed)
+    code, _, err = run_main([*hessian_args(traj), "-o", out, "--overwrite"], capsys)
+    assert code == 130 and not out.exists(), err
+    assert finished_frames(tmp_path / "out.h5.partial") == 4
+    monkeypatch.setattr(os, "replace", replace)
+    computed = [0]
+    hessian = TrajectorySource.hessian
+
+    def counting(self, *a, **kw):
+        computed[0] += 1
+        return hessian(self, *a, **kw)
+
+    monkeypatch.setattr(TrajectorySource, "hessian", counting)
+    code, _, err = run_main([*hessian_args(traj), "-o", out, "--resume"], capsys)
+    assert code == 0 and computed[0] == 0, (err, computed)
+    assert_same_hessians(out, ref)
+    assert leftovers(tmp_path, "out.h5") == []
+
+
 def _private_tmpfs_works(tmp_path) -> str | None:
     """None when `unshare -m` + `mount -t tmpfs` work here, else why not."""
     if shutil.which("unshare") is None:
