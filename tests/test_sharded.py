@@ -336,7 +336,9 @@ def two_process_member(address: str, rank: int, out: str):
     y = np.asarray(op @ v)
     B = op.to_bsr().toarray()
     m = mdhess.normal_modes(op, k=10, solver="lobpcg")
-    np.savez(out, y=y, B=B, w=np.asarray(m.eigenvalues), V=np.asarray(m.vectors))
+    mj = mdhess.normal_modes(op, k=10, solver="jax-lobpcg", positions=R, box=box, tol=1e-10)
+    np.savez(out, y=y, B=B, w=np.asarray(m.eigenvalues), V=np.asarray(m.vectors), wj=np.asarray(mj.eigenvalues),
+             Vj=np.asarray(mj.vectors), vectors=mj.info.get("vectors", ""))  # fmt: skip
     mdhess.distributed.shutdown()
 
 
@@ -415,11 +417,15 @@ def test_two_processes_on_localhost_equal_one_process(tmp_path):
     y = np.asarray(op @ v)
     B = mdhess.hessian(pot, R, box=box, format="bsr").toarray()
     m = mdhess.normal_modes(op, k=10, solver="lobpcg")
+    mj = mdhess.normal_modes(op, k=10, solver="jax-lobpcg", positions=R, box=box, tol=1e-10)
     for rank in (0, 1):
         z = np.load(tmp_path / f"p{rank}.npz")
         assert _rel(z["y"], y) <= TOL_F64 and _rel(z["B"], B) <= TOL_F64
         d = _modes_diff(type("M", (), {"eigenvalues": z["w"], "vectors": z["V"]}), m)
         assert d["eig"] <= TOL_EIG and d["angle"] <= TOL_ANGLE, d
+        d = _modes_diff(type("M", (), {"eigenvalues": z["wj"], "vectors": z["Vj"]}), mj)
+        assert d["eig"] <= TOL_EIG and d["angle"] <= TOL_ANGLE, (d, str(z["vectors"]))
+        assert str(z["vectors"]).startswith("whole in each of the 2 processes"), str(z["vectors"])
 
 
 if __name__ == "__main__":

@@ -751,6 +751,8 @@ def _solve(inp, masses, Y, req, *, kv: int):
     if shards > 1:
         mm, precond, Y, sharding, n = _shard_rows(mm, precond, Y, mesh)
         info["vectors"] = f"rows split across {shards} devices ({(n - n_out) // 3} padding atoms)"
+    elif mesh is not None and not local:
+        info["vectors"] = f"whole in each of the {jax.process_count()} processes (the operator's mesh spans processes)"
     n_batches = -(-kv // batch)
     with Status(req.progress, f"normal_modes (jax-lobpcg, {kv} modes)", total=req.maxiter * n_batches) as st:
         if batch < kv:
