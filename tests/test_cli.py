@@ -315,6 +315,46 @@ def test_subprocess_error_is_one_line_and_help_is_light(tmp_path):
     assert res.stdout.strip().splitlines()[-1] == "[]"  # --help imports no I/O, plotting or neighbour-list code
 
 
+@pytest.mark.parametrize("fmt", ["bsr", "dense"])
+def test_frames_prepared_ahead_give_the_serial_run(tmp_path, capsys, monkeypatch, fmt):
+    """Small frames are read and prepared one ahead on a thread (``_hessians_ahead``): the same
+    file, frame for frame, as one frame at a time; a bad frame still ends the run at that frame
+    with the frames before it kept."""
+    from mdhess.cli import _jobs
+
+    prepared = []
+    prepare = _jobs.TrajectorySource.prepare
+
+    def counting(self, fr, *a, **kw):
+        prepared.append(fr.index)
+        return prepare(self, fr, *a, **kw)
+
+    monkeypatch.setattr(_jobs.TrajectorySource, "prepare", counting)
+    args = ["hessian", DATA, "-p", "kob-andersen", "--format", fmt, "--frames", "0:6", "-q"]
+    code, _, err = run_main([*args, "-o", tmp_path / "ahead.h5"], capsys)
+    assert code == 0 and prepared == list(range(6)), (err, prepared)
+    monkeypatch.setattr(_jobs, "PREFETCH_MAX_ATOMS", 0)  # one frame at a time
+    code, _, err = run_main([*args, "-o", tmp_path / "serial.h5"], capsys)
+    assert code == 0 and prepared == list(range(6)), err
+    with io.ResultFile(tmp_path / "ahead.h5", "hessian") as a, io.ResultFile(tmp_path / "serial.h5", "hessian") as b:
+        assert a.frame_index.tolist() == b.frame_index.tolist() == list(range(6))
+        for slot in range(6):
+            ha, hb = a.hessian(slot), b.hessian(slot)
+            assert (ha != hb).nnz == 0 if fmt == "bsr" else np.array_equal(ha, hb)
+    monkeypatch.undo()
+    traj = tmp_path / "bad.h5"
+    with mdhess.read_trajectory(DATA) as t:
+        R = np.stack([t[k].positions for k in range(5)])
+        box, species = t[0].box, t[0].species
+    R[3, 7] = np.nan
+    io.write_minimal(traj, R, box=np.diag(box), species=species)
+    out = tmp_path / "bad_out.h5"
+    code, _, err = run_main(["hessian", traj, "-p", "kob-andersen", "--format", fmt, "-q", "-o", out], capsys)
+    assert code == 2 and "frame 3" in err and "atom 7" in err, err
+    with h5py.File(tmp_path / "bad_out.h5.partial" / "frames.h5") as f:
+        assert sorted(k for k in f["frames"] if f["frames"][k].attrs.get("complete")) == ["000000", "000001", "000002"]
+
+
 QUICK_EXIT = """
 import atexit, sys, threading, time
 import h5py, numpy as np

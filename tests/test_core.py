@@ -310,3 +310,31 @@ def test_component_major_layout_is_the_symmetric_permutation(geometry):
     assert np.allclose(np.linalg.eigvalsh(Hc), np.linalg.eigvalsh(Hi), rtol=0, atol=1e-10 * np.abs(Hi).max())
     with pytest.raises(mdhess.InputError, match="layout"):
         mdhess.hessian(pot, R, box=box, layout="component", format="bsr")
+
+
+@pytest.mark.parametrize("geometry", ["free", "free_cutoff", "triclinic"])
+def test_prepared_hessian_on_another_thread_equals_hessian(geometry):
+    """``prepare_hessian`` (host half: checks, pair list, memory plan) on a worker thread, then
+    ``compute()`` here: the same matrices as ``hessian`` in every format and layout (the CLI
+    prepares the next frame this way), and the same errors."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mdhess.pair._api import prepare_hessian
+
+    R, box, rc = structure(geometry)
+    pot = mdhess.lennard_jones(cutoff=rc)
+    with ThreadPoolExecutor(1) as pool:
+        for fmt, layout in [("bsr", "interleaved"), ("dense", "interleaved"), ("dense", "component")]:
+            prep = pool.submit(prepare_hessian, pot, R, box=box, format=fmt).result()
+            H = prep.compute(layout)
+            ref = mdhess.hessian(pot, R, box=box, format=fmt, layout=layout)
+            if fmt == "bsr":
+                assert (H != ref).nnz == 0 and H.has_canonical_format
+            else:
+                assert np.array_equal(np.asarray(H), np.asarray(ref))
+    with pytest.raises(mdhess.InputError, match=r"hessian\(format=\.\.\.\)"):
+        prepare_hessian(pot, R, box=box, format="csr")
+    with pytest.raises(mdhess.InputError, match="dtype"):
+        prepare_hessian(pot, R, box=box, dtype="float16")
+    with pytest.raises(mdhess.MemoryPlanError):
+        prepare_hessian(pot, R, box=box, format="dense", memory_limit="1k")

@@ -213,13 +213,14 @@ def quench_frame(potential, fr: Frame, quench: QuenchOptions, *, progress: bool 
     return replace(fr, positions=q.positions), q
 
 
-def hessian_with_status(source, fr: Frame, fmt: str, dtype: str, detail: bool):
-    """``source.hessian(fr, fmt, dtype)``, with its time on stderr when ``detail`` (huge frames)."""
+def hessian_with_status(source, fr: Frame, fmt: str, dtype: str, detail: bool, prepared=None):
+    """``source.hessian(fr, fmt, dtype, prepared=prepared)``, with its time on stderr when
+    ``detail`` (huge frames)."""
     from .._progress import Status
 
     with Status(detail, f"frame {fr.index}") as st:
         st.phase(f"{fmt} Hessian of {fr.positions.shape[0]} atoms")
-        return source.hessian(fr, fmt, dtype)
+        return source.hessian(fr, fmt, dtype, prepared=prepared)
 
 
 # -- frames in -------------------------------------------------------------------------------------
@@ -392,13 +393,26 @@ class TrajectorySource:
         masses = fr.masses if fr.masses is not None else self.spec.atom_masses(s, self.traj.n_atoms)
         return Frame(k, fr.positions * self.scale, box, s, masses, fr.time)
 
-    def hessian(self, fr: Frame, fmt: str, dtype: str, devices=None):
+    def prepare(self, fr: Frame, fmt: str, dtype: str):
+        """The host half of frame ``fr``'s Hessian (checks, pair list, memory plan: a
+        ``PreparedHessian``, no JAX work); errors name the frame."""
+        from ..pair._api import prepare_hessian
+
+        try:
+            return prepare_hessian(self.potential, fr.positions, box=fr.box, species=fr.species, format=fmt, dtype=dtype)
+        except (InputError, FloatingPointError) as exc:
+            raise InputError(f"frame {fr.index}: {exc}") from None
+
+    def hessian(self, fr: Frame, fmt: str, dtype: str, devices=None, prepared=None):
         """The Hessian of frame ``fr``; errors name the frame. With ``devices`` (``--distributed``,
         fewer frames than processes) every process computes the block rows of its devices, and
-        the matrix is gathered."""
+        the matrix is gathered. ``prepared``: the frame's ``prepare`` (made ahead, on another
+        thread), or None."""
         import mdhess
 
         try:
+            if prepared is not None:
+                return prepared.compute()
             if devices is not None:
                 H = mdhess.hessian(self.potential, fr.positions, box=fr.box, species=fr.species, format="bsr",
                                    dtype=dtype, devices=devices).to_bsr()  # fmt: skip
@@ -660,6 +674,9 @@ def _hessians(source: TrajectorySource, sel, todo, fmt, dtype, batch_frames, que
     frame at a time (``hessian_stream``) when batching is on; each frame minimised first with
     ``--quench``."""
     if not _batching(batch_frames):
+        if not quench.enabled and len(todo) > 1 and source.traj.n_atoms <= PREFETCH_MAX_ATOMS:
+            yield from _hessians_ahead(source, sel, todo, fmt, dtype, detail)
+            return
         for slot in todo:
             ts = time.perf_counter()
             fr, q = quench_frame(source.potential, source.frame(sel[slot]), quench, progress=detail)
@@ -682,6 +699,35 @@ def _hessians(source: TrajectorySource, sel, todo, fmt, dtype, batch_frames, que
             ts = time.perf_counter()  # a batched frame's time: from the previous frame's write on
     except (InputError, FloatingPointError) as exc:
         raise InputError(str(exc)) from None  # already "frame K: ..."
+
+
+PREFETCH_MAX_ATOMS = 50_000
+"""Frames of up to this many atoms are read and prepared (checks, pair list, memory plan) one
+frame ahead on a second thread while the current frame's blocks are computed (``_hessians_ahead``;
+not with ``--quench``, whose minimisation comes first). Larger frames gain little from it and
+would hold a second pair list beside the Hessian their memory plan counts."""
+
+
+def _hessians_ahead(source: TrajectorySource, sel, todo, fmt, dtype, detail: bool) -> Iterator[Computed]:
+    """``_hessians`` without batching or quenching, the next frame read and prepared (numpy and
+    the neighbour list, which release the GIL) on a thread while this one's blocks are computed
+    and the one before is written: a frame of 2000 atoms is ~10 ms of list against ~15 ms of
+    blocks (docs/benchmarks.md, Command line). A frame's error is raised after the frames
+    before it were handed over, as without the thread."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def prepare(slot):
+        fr = source.frame(sel[slot])
+        return fr, source.prepare(fr, fmt, dtype)
+
+    with ThreadPoolExecutor(1, thread_name_prefix="mdhess-prepare") as pool:
+        nxt = pool.submit(prepare, todo[0])
+        ts = time.perf_counter()
+        for n, slot in enumerate(todo):
+            fr, prepared = nxt.result()
+            nxt = pool.submit(prepare, todo[n + 1]) if n + 1 < len(todo) else None
+            yield Computed(slot, fr, hessian_with_status(source, fr, fmt, dtype, detail, prepared=prepared), ts)
+            ts = time.perf_counter()
 
 
 def hessian_worker(input, potential, source: SourceOptions, fmt, dtype, quench: QuenchOptions, sel) -> Callable:

@@ -123,43 +123,93 @@ def hessian(
         p = Prepared(potential, positions, box, species, "hessian", memory_limit=memory_limit, plan=plan)
         _planner.check(plan(p.n_atoms, p.n_pairs), memory_limit, suggestion=SHARDED_SUGGESTION)  # exact pair count
         return sharded_operator(p, dt, devices, store_blocks=True, call="hessian")
-    # method="pair": the whole request is planned from the pair count estimated from the
-    # density and the cutoff, and refused before any list is built (then again, exactly, after)
-    whole = None if method == "ad" else lambda n, n_pairs: _planner.estimate_memory(n, n_pairs, format=format, dtype=dt)
-    p = Prepared(potential, positions, box, species, "hessian", memory_limit=memory_limit, plan=whole)
-    suggestion = (
-        "Try format='bsr' (stores only interacting blocks) or mdhess.hvp(...) (products H @ v without storing H)."
-    )
-    if method == "ad":
-        args = p.arrays(dt, pad=False)[:-1]
-        compiled = hessian_ad.lower(*args).compile()
-        _planner.check(_planner.from_compiled(f"hessian(method='ad', N={p.n_atoms})", compiled), memory_limit, suggestion="Use method='pair'.")
-        H = compiled(*args)
-        if not bool(jnp.all(jnp.isfinite(H))):
-            raise_nonfinite("hessian", "Hessian entries")
-        if format == "bsr":
-            import scipy.sparse
-
-            return scipy.sparse.bsr_matrix(np.asarray(H), blocksize=(3, 3))
-        return to_component_major(H) if component else H
-    plan = _planner.estimate_memory(p.n_atoms, p.n_pairs, format=format, dtype=dt, all_pairs=p.all_pairs)
-    _planner.check(plan, memory_limit, suggestion=suggestion)
-    if format == "dense" and p.all_pairs:
-        pot = cast_potential(p.potential, dt)
-        H = dense_all_pairs(
-            pot, to_device(p.R, dt), to_device(p.species), block=row_block_size(p.n_atoms), component_major=component
-        )
-        if not bool(jnp.all(jnp.isfinite(jnp.diagonal(H)))):  # a non-finite block reaches its diagonal block
-            raise_nonfinite("hessian", "pair blocks")
-        return H
+    if method == "pair":
+        return _prepare_pair(potential, positions, box, species, format, dt, memory_limit).compute(layout)
+    p = Prepared(potential, positions, box, species, "hessian", memory_limit=memory_limit)
+    args = p.arrays(dt, pad=False)[:-1]
+    compiled = hessian_ad.lower(*args).compile()
+    _planner.check(_planner.from_compiled(f"hessian(method='ad', N={p.n_atoms})", compiled), memory_limit, suggestion="Use method='pair'.")
+    H = compiled(*args)
+    if not bool(jnp.all(jnp.isfinite(H))):
+        raise_nonfinite("hessian", "Hessian entries")
     if format == "bsr":
-        return bsr_hessian(p, dt)  # streamed into the output, chunk by chunk (_assembly)
-    pot, R, s, i, j, shift, mask = p.arrays(dt)
-    K, ok = blocks_and_check(pot, R, s, i, j, shift, mask)
-    if not bool(ok):
-        raise_nonfinite("hessian", "pair blocks")
-    H = dense_from_blocks(K, i, j, p.n_atoms)
+        import scipy.sparse
+
+        return scipy.sparse.bsr_matrix(np.asarray(H), blocksize=(3, 3))
     return to_component_major(H) if component else H
+
+
+PAIR_SUGGESTION = (
+    "Try format='bsr' (stores only interacting blocks) or mdhess.hvp(...) (products H @ v without storing H)."
+)
+
+
+class PreparedHessian:
+    """A ``hessian(method="pair")`` request on one device with its host work done: arguments
+    checked, the pair list built and the whole request planned against the memory limit (made by
+    ``prepare_hessian``). ``compute()`` runs the kernels and lays the blocks out.
+
+    The two halves may run on different threads: the preparation is numpy and the compiled
+    neighbour list only (no JAX), so a caller with many small frames (the CLI) prepares the next
+    frame while this one's blocks are computed.
+    """
+
+    def __init__(self, prepared: Prepared, format: str, dtype):
+        self.prepared, self.format, self.dtype = prepared, format, dtype
+
+    @property
+    def n_atoms(self) -> int:
+        return self.prepared.n_atoms
+
+    def compute(self, layout: str = "interleaved"):
+        """The Hessian, as ``hessian(..., layout=layout)`` returns it.
+
+        Raises:
+            NonFiniteError: the blocks came out NaN or infinite.
+        """
+        check_choice(layout, DENSE_LAYOUTS, call="hessian", name="layout")
+        p, dt = self.prepared, self.dtype
+        component = layout == "component"
+        if self.format == "dense" and p.all_pairs:
+            pot = cast_potential(p.potential, dt)
+            H = dense_all_pairs(
+                pot, to_device(p.R, dt), to_device(p.species), block=row_block_size(p.n_atoms), component_major=component
+            )
+            if not bool(jnp.all(jnp.isfinite(jnp.diagonal(H)))):  # a non-finite block reaches its diagonal block
+                raise_nonfinite("hessian", "pair blocks")
+            return H
+        if self.format == "bsr":
+            return bsr_hessian(p, dt)  # streamed into the output, chunk by chunk (_assembly)
+        pot, R, s, i, j, shift, mask = p.arrays(dt)
+        K, ok = blocks_and_check(pot, R, s, i, j, shift, mask)
+        if not bool(ok):
+            raise_nonfinite("hessian", "pair blocks")
+        H = dense_from_blocks(K, i, j, p.n_atoms)
+        return to_component_major(H) if component else H
+
+
+def prepare_hessian(potential, positions, *, box=None, species=None, format="dense", dtype=None, memory_limit=None):
+    """The host half of ``hessian(..., method="pair")`` (one device): a ``PreparedHessian``
+    whose ``compute()`` gives what ``hessian`` returns. Arguments and errors as for
+    ``hessian`` (the memory plan is checked here, before and after the pair list).
+    """
+    check_choice(format, HESSIAN_FORMATS, call="hessian", name="format")
+    dt = resolve_dtype(dtype, "hessian")
+    if memory_limit is not None:
+        _planner.memory_limit(memory_limit)
+    return _prepare_pair(potential, positions, box, species, format, dt, memory_limit)
+
+
+def _prepare_pair(potential, positions, box, species, format, dt, memory_limit) -> PreparedHessian:
+    # the whole request is planned from the pair count estimated from the density and the
+    # cutoff, and refused before any list is built (then again, exactly, after)
+    def whole(n, n_pairs):
+        return _planner.estimate_memory(n, n_pairs, format=format, dtype=dt)
+
+    p = Prepared(potential, positions, box, species, "hessian", memory_limit=memory_limit, plan=whole)
+    plan = _planner.estimate_memory(p.n_atoms, p.n_pairs, format=format, dtype=dt, all_pairs=p.all_pairs)
+    _planner.check(plan, memory_limit, suggestion=PAIR_SUGGESTION)
+    return PreparedHessian(p, format, dt)
 
 
 def hvp(potential, positions, *, box=None, species=None, store_blocks=True, dtype=None, devices=None):
