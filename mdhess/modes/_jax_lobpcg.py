@@ -37,6 +37,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from .._device import jit
 from .._progress import Status
+from ..pair._sharded import replicate, to_host
 from ._device_ops import (
     apply_preconditioner,
     coarse_inverse,
@@ -48,6 +49,25 @@ from ._device_ops import (
 from ._input import SOLVER_BLOCKS, BlockRowProduct, solver_bytes
 from ._lobpcg import REORTH_KEEP, LobpcgInfo, blas_single_thread, solver_columns
 from ._precond import blocks_indefinite, coarse_spacing, shift_below_spectrum, trilinear_prolongator
+
+
+def _put(x, sharding=None):
+    """``x`` on the device(s): ``jax.device_put`` for no sharding or one of this process's
+    devices; for a sharding that spans processes (an operator sharded across hosts) a global
+    array made from the rows of this process's devices (every process holds the same ``x``), or,
+    for a JAX array, resharded by XLA without the host."""
+    if sharding is None or sharding.is_fully_addressable or isinstance(x, jax.Array):
+        return jax.device_put(x, sharding)
+    x = np.asarray(x)
+    return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
+
+
+def _replicated(sharding):
+    """The replicated sharding for the small arrays of a solve whose rows are split across
+    processes (they must sit on the same devices as the rows); None otherwise."""
+    if sharding is None or sharding.is_fully_addressable:
+        return None
+    return NamedSharding(sharding.mesh, PartitionSpec())
 
 REFRESH_EVERY = 10  # iterations between re-orthonormalisations of X (as in _lobpcg.py)
 SVQB_DROP = 1e-10  # relative Gram eigenvalue below which SVQB drops a direction (as in _lobpcg.py)
@@ -292,8 +312,9 @@ def jax_lobpcg(
     if isinstance(Y, jax.Array):  # already on the device (batched_lobpcg's locked modes)
         Yd = Y
     else:
-        Yd = jax.device_put(np.zeros((n, 0)) if Y is None else np.asarray(Y, dtype=np.float64), sharding)
-    X, rank = _init(jax.device_put(np.asarray(X0, dtype=np.float64), sharding), Yd)
+        Yd = _put(np.zeros((n, 0)) if Y is None else np.asarray(Y, dtype=np.float64), sharding)
+    rep = _replicated(sharding)
+    X, rank = _init(_put(np.asarray(X0, dtype=np.float64), sharding), Yd)
     if int(rank) < b:
         raise ValueError(f"jax_lobpcg: initial block has rank {int(rank)} < its width {b}")
     AX = matmat(X)
@@ -307,15 +328,15 @@ def jax_lobpcg(
     X, AX, w, wmax = _start(X, AX)
     scale = float(wmax) if anorm is None else float(anorm)
     attainable = 1e3 * np.finfo(np.float64).eps * max(scale, 1e-300) * np.sqrt(n)
-    consts = jax.device_put(np.array([tol, scale, attainable], dtype=np.float64))
+    consts = _put(np.array([tol, scale, attainable], dtype=np.float64), rep)
     # phase 1: a wanted column whose residual is at the float32 noise counts as done (locked)
-    consts_low = jax.device_put(np.array([tol, scale, max(attainable, NOISE_MARGIN * noise)]))
-    P = jax.device_put(np.zeros((n, b)), sharding)
-    AP = jax.device_put(np.zeros((n, b)), sharding)
+    consts_low = _put(np.array([tol, scale, max(attainable, NOISE_MARGIN * noise)]), rep)
+    P = _put(np.zeros((n, b)), sharding)
+    AP = _put(np.zeros((n, b)), sharding)
     # buffers that the steps' large intermediates are written into, again and again (see
     # _rayleigh_ritz)
-    work = tuple(jax.device_put(np.zeros((n, 2 * b)), sharding) for _ in range(3))
-    qbuf = jax.device_put(np.zeros((n, 2 * b)), sharding)
+    work = tuple(_put(np.zeros((n, 2 * b)), sharding) for _ in range(3))
+    qbuf = _put(np.zeros((n, 2 * b)), sharding)
     pre = {} if precond is None else precond
     phase1 = low is not None
     product, cs = (low, consts_low) if phase1 else (matmat, consts)
@@ -352,8 +373,8 @@ def jax_lobpcg(
                     low.release()
                 low = None
                 qbuf = Q
-                P = jax.device_put(np.zeros((n, b)), sharding)
-                AP = jax.device_put(np.zeros((n, b)), sharding)
+                P = _put(np.zeros((n, b)), sharding)
+                AP = _put(np.zeros((n, b)), sharding)
                 X, AX, w, rank = _refresh(X, matmat(X))
                 nmv += b
                 nq = 1
@@ -378,7 +399,7 @@ def jax_lobpcg(
     info = MixedLobpcgInfo(it, nmv, int(np.sum(ok[:k])), np.asarray(res[:k]), it1, nmv1, noise)
     if on_device:
         return w[:k], X[:, :k], info
-    return np.asarray(w)[:k], np.asarray(X)[:, :k], info
+    return to_host(w)[:k], to_host(X)[:, :k], info
 
 
 # -- many modes in batches ---------------------------------------------------------------------------
@@ -423,7 +444,7 @@ def batched_lobpcg(matmat, n: int, k: int, batch: int, *, Y=None, precond=None, 
     C = np.zeros((n, c + k))
     if c:
         C[:, :c] = np.asarray(Y, dtype=np.float64)
-    C = jax.device_put(C, sharding)
+    C = _put(C, sharding)
     rng = np.random.default_rng(seed)
     ws, its, nmv, conv, res, it1, nmv1, noise = [], 0, 0, 0, [], 0, 0, 0.0
     try:
@@ -445,7 +466,7 @@ def batched_lobpcg(matmat, n: int, k: int, batch: int, *, Y=None, precond=None, 
     w, X, order = _sorted_modes(C, jnp.concatenate(ws), c=c)
     del C
     res = np.concatenate(res)[np.asarray(order)]
-    return np.asarray(w), np.asarray(X), MixedLobpcgInfo(its, nmv, conv, res, it1, nmv1, noise)
+    return to_host(w), to_host(X), MixedLobpcgInfo(its, nmv, conv, res, it1, nmv1, noise)
 
 
 # -- the operator and preconditioner of a HessianInput -------------------------------------------------
@@ -509,8 +530,11 @@ def device_matmat(
 
         low = LowPrecisionProduct(blocks, cols, n_atoms) if mixed else None
         return matmat, f"padded 3x3 block rows ({cols.shape[-1]} per atom)", low
-    s = jax.device_put(np.repeat(1.0 / np.sqrt(masses), 3)[:, None])
     op = inp.H
+    s = np.repeat(1.0 / np.sqrt(masses), 3)[:, None]
+    mesh = getattr(op, "mesh", None)
+    # an operator sharded across processes: the scaling on its devices, like the vectors
+    s = jax.device_put(s) if mesh is None or mesh.is_multi_process is False else replicate(s, mesh)
 
     def matmat(X):
         return _scale(s, op @ _scale(s, X))
@@ -667,18 +691,21 @@ def _shard_rows(matmat, precond, Y, mesh):
 
     def mm(X):
         AX = matmat(_first_rows(X, n))
-        return jax.device_put(_zero_rows_below(AX, pad) if pad else AX, sharding)
+        return _put(_zero_rows_below(AX, pad) if pad else AX, sharding)
 
     if precond is not None and pad:
         precond = dict(precond)
-        dinv = np.asarray(precond["dinv"])
+        dinv = to_host(precond["dinv"])
         precond["dinv"] = jax.device_put(np.concatenate([dinv, np.tile(np.eye(3), (pad // 3, 1, 1))]))
         if "p" in precond:  # the prolongator's rows (one a degree of freedom); its transpose reads rows < n
-            cols, vals = (np.asarray(a) for a in precond["p"])
+            cols, vals = (to_host(a) for a in precond["p"])
             precond["p"] = (
                 jax.device_put(np.concatenate([cols, np.zeros((pad, cols.shape[1]), cols.dtype)])),
                 jax.device_put(np.concatenate([vals, np.zeros((pad, vals.shape[1]), vals.dtype)])),
             )
+    rep = _replicated(sharding)
+    if precond is not None and rep is not None:  # across processes: on the devices of the rows
+        precond = jax.tree.map(lambda a: replicate(to_host(a) if isinstance(a, jax.Array) else a, mesh), precond)
     return mm, precond, Yp, sharding, n_pad
 
 
@@ -704,10 +731,10 @@ def _solve(inp, masses, Y, req, *, kv: int):
         c_atoms, n_chunks, width = ell_shape(inp.blocks3, columns=b)
         reserve = int(n_chunks * c_atoms * 9 * width * 8 * (1.5 if req.precision == "mixed" else 1.0))
     mesh = getattr(getattr(inp, "H", None), "mesh", None)  # an operator sharded across devices
-    # its devices all in this process: the solver's vectors split across them (across processes
-    # the vectors stay whole in each process, as before: its arrays are gathered to the host)
+    # the solver's vectors split across its devices, in this process or across processes (then
+    # every array of the solve is a global one on those devices; the result is gathered)
     local = mesh is not None and all(d.process_index == jax.process_index() for d in mesh.devices.flat)
-    shards = int(mesh.devices.size) if local else 1
+    shards = int(mesh.devices.size) if mesh is not None else 1
     # kv: one block; fewer: batches (batched_lobpcg)
     batch = check_solver_memory(n, b, kv, reserve=reserve, shards=shards)
     locked = 0
@@ -750,9 +777,8 @@ def _solve(inp, masses, Y, req, *, kv: int):
     sharding = None
     if shards > 1:
         mm, precond, Y, sharding, n = _shard_rows(mm, precond, Y, mesh)
-        info["vectors"] = f"rows split across {shards} devices ({(n - n_out) // 3} padding atoms)"
-    elif mesh is not None and not local:
-        info["vectors"] = f"whole in each of the {jax.process_count()} processes (the operator's mesh spans processes)"
+        where = "" if local else f" of {jax.process_count()} processes"
+        info["vectors"] = f"rows split across {shards} devices{where} ({(n - n_out) // 3} padding atoms)"
     n_batches = -(-kv // batch)
     with Status(req.progress, f"normal_modes (jax-lobpcg, {kv} modes)", total=req.maxiter * n_batches) as st:
         if batch < kv:
