@@ -337,6 +337,9 @@ def two_process_member(address: str, rank: int, out: str):
     B = op.to_bsr().toarray()
     m = mdhess.normal_modes(op, k=10, solver="lobpcg")
     mj = mdhess.normal_modes(op, k=10, solver="jax-lobpcg", positions=R, box=box, tol=1e-10)
+    import mdhess.modes._jax_lobpcg as jl
+
+    jl.PROCESS_SPLIT = True  # (the whole vectors fit here, and "auto" keeps them whole)
     pot, R, box = system("free")  # 97 atoms: one padding atom on the second process's device
     opf = mdhess.hvp(pot, R[:97], box=box, devices=jax.devices())
     mf = mdhess.normal_modes(opf, k=10, solver="jax-lobpcg", positions=R[:97], tol=1e-10)
@@ -344,6 +347,23 @@ def two_process_member(address: str, rank: int, out: str):
              Vj=np.asarray(mj.vectors), vectors=mj.info.get("vectors", ""), wf=np.asarray(mf.eigenvalues),
              Vf=np.asarray(mf.vectors), vectors_f=mf.info.get("vectors", ""))  # fmt: skip
     mdhess.distributed.shutdown()
+
+
+def test_vectors_split_across_processes_only_where_whole_ones_do_not_fit(monkeypatch):
+    """PROCESS_SPLIT="auto": whole vectors in each process while one block of them fits the
+    memory limit (faster: no collective across processes in every step), split beyond."""
+    import mdhess.modes._jax_lobpcg as jl
+
+    n, b, kv = 3 * 10_000, 25, 20  # one block: SOLVER_BLOCKS arrays of (n, b) floats, ~120 MB
+    monkeypatch.setenv("MDHESS_MEMORY_LIMIT", "8G")
+    assert not jl._split_across_processes(n, b, kv, 0)
+    monkeypatch.setenv("MDHESS_MEMORY_LIMIT", "40M")
+    assert jl._split_across_processes(n, b, kv, 0)
+    monkeypatch.setattr(jl, "PROCESS_SPLIT", False)
+    assert not jl._split_across_processes(n, b, kv, 0)
+    monkeypatch.setattr(jl, "PROCESS_SPLIT", True)
+    monkeypatch.setenv("MDHESS_MEMORY_LIMIT", "8G")
+    assert jl._split_across_processes(n, b, kv, 0)
 
 
 # -- memory plan of sharded calls -------------------------------------------------------------------
@@ -433,8 +453,9 @@ def test_two_processes_on_localhost_equal_one_process(tmp_path):
         assert d["eig"] <= TOL_EIG and d["angle"] <= TOL_ANGLE, (d, str(z["vectors"]))
         d = _modes_diff(type("M", (), {"eigenvalues": z["wf"], "vectors": z["Vf"]}), mf)
         assert d["eig"] <= TOL_EIG and d["angle"] <= TOL_ANGLE, (d, str(z["vectors_f"]))
-        # the JAX LOBPCG's vectors split across the two processes' devices (each holds its rows)
-        assert str(z["vectors"]) == "rows split across 2 devices of 2 processes (0 padding atoms)", str(z["vectors"])
+        # the JAX LOBPCG's vectors: whole in each process where they fit ("auto"), else (forced
+        # here) split across the two processes' devices, each holding its rows
+        assert str(z["vectors"]).startswith("whole in each of the 2 processes"), str(z["vectors"])
         assert str(z["vectors_f"]) == "rows split across 2 devices of 2 processes (1 padding atoms)", str(z["vectors_f"])
 
 

@@ -709,6 +709,27 @@ def _shard_rows(matmat, precond, Y, mesh):
     return mm, precond, Yp, sharding, n_pad
 
 
+PROCESS_SPLIT = "auto"
+"""On an operator sharded across processes, whether the JAX LOBPCG splits its vectors' rows
+across every process's devices: "auto" where each process could not hold the whole vectors of
+one block (``check_solver_memory`` with one shard); True always; False never (each process
+keeps the whole vectors and only the products are shared). Whole vectors where they fit: the
+split pays a collective across processes in every step of the iteration, twice the time of
+the whole vectors with two CPU processes over Gloo on one machine (N = 1372, lowest 20: 13.4-14.0
+s against 6.8-7.0 s; docs/scaling.md); on GPUs over NCCL this was not measured."""
+
+
+def _split_across_processes(n: int, columns: int, kv: int, reserve: int) -> bool:
+    if PROCESS_SPLIT != "auto":
+        return bool(PROCESS_SPLIT)
+    from .._errors import MemoryPlanError
+
+    try:
+        return check_solver_memory(n, columns, kv, reserve=reserve, shards=1) < kv
+    except MemoryPlanError:
+        return True
+
+
 # -- the driver ---------------------------------------------------------------------------------
 def solve_jax_lobpcg(inp, masses, Y, req, *, kv: int):
     """(w, V, info): the ``kv`` lowest or highest pairs of Q A Q on the complement of Y by the JAX
@@ -731,10 +752,12 @@ def _solve(inp, masses, Y, req, *, kv: int):
         c_atoms, n_chunks, width = ell_shape(inp.blocks3, columns=b)
         reserve = int(n_chunks * c_atoms * 9 * width * 8 * (1.5 if req.precision == "mixed" else 1.0))
     mesh = getattr(getattr(inp, "H", None), "mesh", None)  # an operator sharded across devices
-    # the solver's vectors split across its devices, in this process or across processes (then
-    # every array of the solve is a global one on those devices; the result is gathered)
+    # the solver's vectors split across its devices, in this process or, where whole vectors
+    # would not fit in each process (PROCESS_SPLIT), across processes (then every array of the
+    # solve is a global one on those devices; the result is gathered)
     local = mesh is not None and all(d.process_index == jax.process_index() for d in mesh.devices.flat)
-    shards = int(mesh.devices.size) if mesh is not None else 1
+    split = mesh is not None and (local or _split_across_processes(n, b, kv, reserve))
+    shards = int(mesh.devices.size) if split else 1
     # kv: one block; fewer: batches (batched_lobpcg)
     batch = check_solver_memory(n, b, kv, reserve=reserve, shards=shards)
     locked = 0
@@ -779,6 +802,8 @@ def _solve(inp, masses, Y, req, *, kv: int):
         mm, precond, Y, sharding, n = _shard_rows(mm, precond, Y, mesh)
         where = "" if local else f" of {jax.process_count()} processes"
         info["vectors"] = f"rows split across {shards} devices{where} ({(n - n_out) // 3} padding atoms)"
+    elif mesh is not None and not local:
+        info["vectors"] = f"whole in each of the {jax.process_count()} processes (they fit: PROCESS_SPLIT)"
     n_batches = -(-kv // batch)
     with Status(req.progress, f"normal_modes (jax-lobpcg, {kv} modes)", total=req.maxiter * n_batches) as st:
         if batch < kv:
