@@ -229,11 +229,11 @@ if os.environ.get("MDHESS_TEST_FAIL_FRAME") and not os.path.exists({str(flag)!r}
     import mdhess.cli._jobs as jobs
     real = jobs.TrajectorySource.hessian
 
-    def hessian(self, fr, fmt, dtype):
+    def hessian(self, fr, fmt, dtype, **kw):
         if fr.index == int(os.environ["MDHESS_TEST_FAIL_FRAME"]) and not os.path.exists({str(flag)!r}):
             open({str(flag)!r}, "w").close()
             raise jobs.InputError(f"frame {{fr.index}}: injected failure")
-        return real(self, fr, fmt, dtype)
+        return real(self, fr, fmt, dtype, **kw)
 
     jobs.TrajectorySource.hessian = hessian
 """
