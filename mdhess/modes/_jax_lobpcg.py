@@ -37,7 +37,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from .._device import jit
 from .._progress import Status
-from ..pair._sharded import replicate, to_host
+from ..pair._sharded import put_global, replicate, to_host
 from ._device_ops import (
     apply_preconditioner,
     coarse_inverse,
@@ -52,14 +52,9 @@ from ._precond import blocks_indefinite, coarse_spacing, shift_below_spectrum, t
 
 
 def _put(x, sharding=None):
-    """``x`` on the device(s): ``jax.device_put`` for no sharding or one of this process's
-    devices; for a sharding that spans processes (an operator sharded across hosts) a global
-    array made from the rows of this process's devices (every process holds the same ``x``), or,
-    for a JAX array, resharded by XLA without the host."""
-    if sharding is None or sharding.is_fully_addressable or isinstance(x, jax.Array):
-        return jax.device_put(x, sharding)
-    x = np.asarray(x)
-    return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
+    """``x`` on the device(s): ``jax.device_put`` for no sharding, else ``put_global`` (a
+    sharding may span processes: an operator sharded across hosts)."""
+    return jax.device_put(x) if sharding is None else put_global(x, sharding)
 
 
 def _replicated(sharding):
@@ -534,7 +529,7 @@ def device_matmat(
     s = np.repeat(1.0 / np.sqrt(masses), 3)[:, None]
     mesh = getattr(op, "mesh", None)
     # an operator sharded across processes: the scaling on its devices, like the vectors
-    s = jax.device_put(s) if mesh is None or mesh.is_multi_process is False else replicate(s, mesh)
+    s = replicate(s, mesh) if mesh is not None and mesh.is_multi_process else jax.device_put(s)
 
     def matmat(X):
         return _scale(s, op @ _scale(s, X))
@@ -705,7 +700,7 @@ def _shard_rows(matmat, precond, Y, mesh):
             )
     rep = _replicated(sharding)
     if precond is not None and rep is not None:  # across processes: on the devices of the rows
-        precond = jax.tree.map(lambda a: replicate(to_host(a) if isinstance(a, jax.Array) else a, mesh), precond)
+        precond = jax.tree.map(lambda a: replicate(a, mesh), precond)
     return mm, precond, Yp, sharding, n_pad
 
 

@@ -157,10 +157,6 @@ class PreparedHessian:
     def __init__(self, prepared: Prepared, format: str, dtype):
         self.prepared, self.format, self.dtype = prepared, format, dtype
 
-    @property
-    def n_atoms(self) -> int:
-        return self.prepared.n_atoms
-
     def compute(self, layout: str = "interleaved"):
         """The Hessian, as ``hessian(..., layout=layout)`` returns it.
 

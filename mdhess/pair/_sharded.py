@@ -109,16 +109,28 @@ def _fully_addressable(mesh: Mesh) -> bool:
     return all(d.process_index == jax.process_index() for d in mesh.devices.flat)
 
 
+def put_global(x, sharding):
+    """``x`` (host or device array) placed with ``sharding``: by ``jax.device_put`` where the
+    sharding's devices are all this process's, or where ``x`` is a global array on the same
+    devices (XLA reshards it, across processes too, without the host); else built from this
+    process's slices of the host value (every process passes the same value)."""
+    if sharding.is_fully_addressable:
+        return jax.device_put(x, sharding)
+    if isinstance(x, jax.Array):
+        if x.sharding.device_set == sharding.device_set:
+            return jax.device_put(x, sharding)
+        x = to_host(x)
+    host = np.asarray(x)
+    return jax.make_array_from_callback(host.shape, sharding, lambda idx: host[idx])
+
+
 def replicate(x, mesh: Mesh):
     """``x`` (host or device array) as a global array replicated on every device of ``mesh``
     (across processes too: every process passes the same value)."""
     sharding = NamedSharding(mesh, PartitionSpec())
     if isinstance(x, jax.Array) and x.sharding == sharding:
         return x
-    if _fully_addressable(mesh):
-        return jax.device_put(x, sharding)
-    host = to_host(x) if isinstance(x, jax.Array) else np.asarray(x)
-    return jax.make_array_from_callback(host.shape, sharding, lambda idx: host[idx])
+    return put_global(x, sharding)
 
 
 def to_host(x) -> np.ndarray:
