@@ -159,12 +159,70 @@ def worker(full: bool) -> dict:
             two = mdhess.hvp(pot, R, box=box, devices=devs[:3])  # 108 atoms over 3 devices
             res["mv_3_devices"] = _rel(two @ v, y1)
         out[kind] = res
+    out["halo"] = _halo_checks(devs)
     try:
         mdhess.hvp(*system("free")[:2], devices=Mesh(np.array(devs).reshape(2, 2), ("a", "b")))
         out["mesh_rank2_error"] = None
     except mdhess.InputError as exc:
         out["mesh_rank2_error"] = str(exc)
     return out
+
+
+def _halo_checks(devs) -> dict:
+    """The split layout and its halo exchange on a crystal large beside its cutoff (864 atoms,
+    rc = 1.5: first shell only), so each device's halo is a small part of the other rows."""
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    rng = np.random.default_rng(5)
+    L = 6 * 1.5874
+    R = fcc(6, 1.5874) + 0.03 * rng.standard_normal((864, 3))
+    box = np.array([L, L, L])
+    pot = mdhess.lennard_jones(cutoff=1.5)
+    op1 = mdhess.hvp(pot, R, box=box)
+    v = rng.standard_normal((3 * len(R), 4))
+    y1 = np.asarray(op1 @ v)
+    res = {}
+    for store in (True, False):
+        op = mdhess.hvp(pot, R, box=box, devices=devs, store_blocks=store)
+        p = op.partition
+        x = op.to_split(v)
+        y = op.mv_split(x)
+        host = np.asarray(y).reshape(op.n_pad, 3, -1)
+        tag = "stored" if store else "matrix_free"
+        # the split result, in the spatial order, equals the single-device product permuted
+        res[f"split_{tag}"] = _rel(host[: len(R)], y1.reshape(-1, 3, 4)[op.perm])
+        res[f"split_padding_zero_{tag}"] = bool(np.all(host[len(R) :] == 0))
+        res[f"split_shards_{tag}"] = sorted({tuple(sh.data.shape) for sh in y.addressable_shards})
+        res[f"split_vector_{tag}"] = _rel(np.asarray(op.from_split(op.mv_split(op.to_split(v[:, 0])))), y1[:, 0])
+    # v split by rows in atom order (neither replicated nor the split layout): op @ v
+    vs = jax.device_put(v, NamedSharding(op.mesh, PartitionSpec(op.axis)))
+    res["mv_row_sharded_input"] = _rel(op @ vs, y1)
+    res["halo_rows"], res["n_loc"] = op.halo_rows, p.n_loc
+    # each device receives exactly the rows its entries touch that other devices own
+    need, got = [], []
+    for d in range(p.n_dev):
+        e = p.entries(d)
+        col = e["col"][e["mask"]]
+        need.append(sorted(set(col[col // p.n_loc != d].tolist())))
+        rows = set()
+        for s, m in p.halo:
+            src = (d + s) % p.n_dev
+            at = sum(h for t, h in p.halo if t < s)
+            sent = p.send(src)[at : at + m] + src * p.n_loc
+            rows |= set(sent[: len(p._needs[d, s])].tolist())
+        got.append(sorted(rows))
+    res["halo_exact"] = need == got
+    try:
+        op.mv_split(np.zeros(3))
+        res["mv_split_error"] = None
+    except mdhess.InputError as exc:
+        res["mv_split_error"] = str(exc)
+    kw = dict(k=10, solver="jax-lobpcg", positions=R, box=box, tol=1e-10)
+    m1 = mdhess.normal_modes(op1, **kw)
+    m4 = mdhess.normal_modes(op, **kw)  # matrix-free, its vectors in the split layout
+    res["modes"] = _modes_diff(m4, m1)
+    res["modes_vectors"] = m4.info.get("vectors")
+    return res
 
 
 def _run_worker(which: str) -> dict:
@@ -224,9 +282,29 @@ def test_jax_lobpcg_vectors_split_across_devices(four_devices, kind):
     across the 4 devices (98 atoms: padded to 100, the padding constrained away): the same modes
     as on one device."""
     r = four_devices[kind]
-    assert r["modes_jax_vectors"] == f"rows split across 4 devices ({2 if kind == 'free' else 0} padding atoms)"
+    pad = 2 if kind == "free" else 0
+    assert r["modes_jax_vectors"].startswith(f"rows split across 4 devices ({pad} padding atoms; in the operator's spatial order; products by halo exchange")
     assert r["modes_jax"]["eig"] <= TOL_EIG, r["modes_jax"]
     assert r["modes_jax"]["angle"] <= TOL_ANGLE, (r["modes_jax"], r["modes_jax_gap"])
+
+
+def test_halo_exchange_moves_only_the_rows_each_device_needs(four_devices):
+    """op.mv_split: vectors split by rows in the operator's spatial order; each device receives
+    just the other devices' rows its blocks touch (a small share of them here) and keeps its
+    rows of the result; equal to the single-device product, stored and matrix-free; the JAX
+    LOBPCG on that layout gives the single-device modes."""
+    r = four_devices["halo"]
+    for tag in ("stored", "matrix_free"):
+        assert r[f"split_{tag}"] <= TOL_F64 and r[f"split_vector_{tag}"] <= TOL_F64, r
+        assert r[f"split_padding_zero_{tag}"]
+        assert r[f"split_shards_{tag}"] == [[3 * 216, 4]], r[f"split_shards_{tag}"]  # rows only
+    assert r["mv_row_sharded_input"] <= TOL_F64
+    assert r["halo_exact"]
+    # a device's halo: about the other rows within 1.5 of its faces (327 measured), not all 648
+    assert 0 < r["halo_rows"] <= 0.6 * 3 * r["n_loc"], r
+    assert r["mv_split_error"] is not None and "split layout" in r["mv_split_error"]
+    assert r["modes"]["eig"] <= TOL_EIG and r["modes"]["angle"] <= TOL_ANGLE, r["modes"]
+    assert "halo exchange" in r["modes_vectors"], r["modes_vectors"]
 
 
 @pytest.mark.slow  # highest modes and batches, vectors split across devices
@@ -456,7 +534,9 @@ def test_two_processes_on_localhost_equal_one_process(tmp_path):
         # the JAX LOBPCG's vectors: whole in each process where they fit ("auto"), else (forced
         # here) split across the two processes' devices, each holding its rows
         assert str(z["vectors"]).startswith("whole in each of the 2 processes"), str(z["vectors"])
-        assert str(z["vectors_f"]) == "rows split across 2 devices of 2 processes (1 padding atoms)", str(z["vectors_f"])
+        assert str(z["vectors_f"]).startswith(
+            "rows split across 2 devices of 2 processes (1 padding atoms; in the operator's spatial order; products by halo"
+        ), str(z["vectors_f"])
 
 
 if __name__ == "__main__":

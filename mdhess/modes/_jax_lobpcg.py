@@ -410,7 +410,7 @@ def _sorted_modes(C, w, c: int):
 
 
 def batched_lobpcg(matmat, n: int, k: int, batch: int, *, Y=None, precond=None, tol=1e-8, maxiter=500,
-                   seed=0, low=None, callback=None, sharding=None):  # fmt: skip
+                   seed=0, low=None, callback=None, sharding=None, rows=None):  # fmt: skip
     """The lowest ``k`` eigenpairs of A off span(Y), ``batch`` at a time: each batch is a
     ``jax_lobpcg`` of ``batch`` pairs (and its buffer columns) constrained off Y and off every
     pair locked by the batches before it, so the solver's own arrays are sized by ``batch``, not
@@ -431,6 +431,8 @@ def batched_lobpcg(matmat, n: int, k: int, batch: int, *, Y=None, precond=None, 
         callback: None, or ``callback(batch index, iteration, converged, largest relative
             residual)`` after each iteration of each batch (progress).
         sharding: as for ``jax_lobpcg`` (the locked pairs are split the same way).
+        rows: None, or (n,) a row order the problem is given in: each start block is drawn as
+            without it and its rows taken in this order (the same start, permuted).
 
     Returns:
         (w (k,), X (n, k), MixedLobpcgInfo summed over the batches) with numpy arrays.
@@ -447,6 +449,8 @@ def batched_lobpcg(matmat, n: int, k: int, batch: int, *, Y=None, precond=None, 
             m = min(batch, k - lo)
             b = min(solver_columns(m), n - c - lo)
             X0 = rng.standard_normal((n, b))
+            if rows is not None:
+                X0 = X0[rows]
             cb = None if callback is None else partial(callback, lo // batch)
             w, X, li = jax_lobpcg(matmat, X0, m, Y=C, precond=precond, tol=tol, maxiter=maxiter, low=low,
                                   keep_low=True, on_device=True, callback=cb, sharding=sharding)  # fmt: skip
@@ -704,6 +708,49 @@ def _shard_rows(matmat, precond, Y, mesh):
     return mm, precond, Yp, sharding, n_pad
 
 
+def _spatial_rows(op, masses, precond, Y, *, sign: float):
+    """(matmat, precond, Y, sharding, n_pad, rows): the solve moved into a sharded operator's
+    own split layout (``ShardedHessianOperator.mv_split``): rows in its spatial order, padding
+    atoms last, split over its devices exactly as its block rows, so each product is its halo
+    exchange alone (no gather of the vectors, no permutation). ``rows``: (n_pad,) new row ->
+    row of the padded problem in atom order (the start block, the constraints and the
+    preconditioner are permuted with it; the result is permuted back). ``sign``: -1 for the
+    highest modes (the product negated)."""
+    n, c = Y.shape
+    n_pad = 3 * op.n_pad
+    pad = n_pad - n
+    mesh, sharding = op.mesh, op.split_sharding
+    atoms = np.concatenate([op.perm, np.arange(n // 3, n_pad // 3)])
+    rows = (3 * atoms[:, None] + np.arange(3)).ravel()
+    back = np.argsort(rows)
+    Yp = np.zeros((n_pad, c + pad))
+    Yp[:n, :c] = Y
+    Yp[n + np.arange(pad), c + np.arange(pad)] = 1.0
+    s = np.ones(n_pad)
+    s[:n] = np.repeat(1.0 / np.sqrt(masses), 3)
+    s = s[rows][:, None]
+    s_in, s_out = put_global(s, sharding), put_global(sign * s, sharding)
+
+    def mm(X):
+        return _scale(s_out, op.mv_split(_scale(s_in, X)))
+
+    if precond is not None:
+        precond = dict(precond)
+        dinv = to_host(precond["dinv"])
+        dinv = np.concatenate([dinv, np.tile(np.eye(3), (pad // 3, 1, 1))])[atoms]
+        precond["dinv"] = jax.device_put(dinv)
+        if "p" in precond:  # prolongator: one row a degree of freedom; its transpose: columns
+            cols, vals = (to_host(a) for a in precond["p"])
+            cols = np.concatenate([cols, np.zeros((pad, cols.shape[1]), cols.dtype)])[rows]
+            vals = np.concatenate([vals, np.zeros((pad, vals.shape[1]), vals.dtype)])[rows]
+            precond["p"] = (jax.device_put(cols), jax.device_put(vals))
+            cols_t, vals_t = (to_host(a) for a in precond["pt"])
+            precond["pt"] = (jax.device_put(back[cols_t].astype(cols_t.dtype)), jax.device_put(vals_t))
+        if mesh.is_multi_process:  # across processes: on the devices of the rows
+            precond = jax.tree.map(lambda a: replicate(a, mesh), precond)
+    return mm, precond, Yp[rows], sharding, n_pad, rows
+
+
 PROCESS_SPLIT = "auto"
 """On an operator sharded across processes, whether the JAX LOBPCG splits its vectors' rows
 across every process's devices: "auto" where each process could not hold the whole vectors of
@@ -792,11 +839,18 @@ def _solve(inp, masses, Y, req, *, kv: int):
             low.sign = -1.0
 
     n_out = n
-    sharding = None
+    sharding = rows = None
     if shards > 1:
-        mm, precond, Y, sharding, n = _shard_rows(mm, precond, Y, mesh)
         where = "" if local else f" of {jax.process_count()} processes"
-        info["vectors"] = f"rows split across {shards} devices{where} ({(n - n_out) // 3} padding atoms)"
+        if hasattr(inp.H, "mv_split") and low is None:  # the operator's own layout: halo products
+            mm, precond, Y, sharding, n, rows = _spatial_rows(inp.H, masses, precond, Y, sign=1.0 if lowest else -1.0)
+            layout = f"in the operator's spatial order; products by halo exchange, {inp.H.halo_rows} rows"
+        else:
+            mm, precond, Y, sharding, n = _shard_rows(mm, precond, Y, mesh)
+            layout = "products on gathered vectors"
+        info["vectors"] = (
+            f"rows split across {shards} devices{where} ({(n - n_out) // 3} padding atoms; {layout})"
+        )
     elif mesh is not None and not local:
         info["vectors"] = f"whole in each of the {jax.process_count()} processes (they fit: PROCESS_SPLIT)"
     n_batches = -(-kv // batch)
@@ -811,7 +865,7 @@ def _solve(inp, masses, Y, req, *, kv: int):
 
             w, X, li = batched_lobpcg(
                 mm, n, kv, batch, Y=Y, precond=precond, tol=req.tol, maxiter=req.maxiter, seed=req.seed,
-                low=low, callback=progress if req.progress else None, sharding=sharding,
+                low=low, callback=progress if req.progress else None, sharding=sharding, rows=rows,
             )  # fmt: skip
         else:
 
@@ -819,9 +873,12 @@ def _solve(inp, masses, Y, req, *, kv: int):
                 st.step(1, f"{done}/{kv} converged, residual {res:.1e}")
 
             X0 = np.random.default_rng(req.seed).standard_normal((n, b))
+            if rows is not None:  # the same start block as in atom order
+                X0 = X0[rows]
             w, X, li = jax_lobpcg(mm, X0, kv, Y=Y, precond=precond, tol=req.tol, maxiter=req.maxiter, low=low,
                                   callback=progress if req.progress else None, sharding=sharding)  # fmt: skip
-    X = X[:n_out]  # (padding rows of a sharded solve dropped)
+    # (padding rows of a sharded solve dropped; the operator's spatial order undone)
+    X = X[:n_out] if rows is None else X[np.argsort(rows)[:n_out]]
     if not lowest:
         w = -w[::-1]
         X = X[:, ::-1]

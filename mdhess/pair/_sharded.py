@@ -12,12 +12,19 @@ blocks are their row sums, formed on the fly. Per device: (cap, 3, 3) blocks K_e
 its global column, the pair's image shift and list position (cap: the largest device's entry
 count, bucketed, padding masked).
 
-A product gathers v to every device (``v`` is replicated, 3N numbers: small beside the 18p/n_dev
-block numbers each device holds), each device forms (H v)_row = sum_e K_e (v_row - v_col) over its
-entries, and the row blocks are gathered back (``all_gather``): the result is a JAX array
-replicated on every device of the mesh, in the ORIGINAL atom order (the permutation is applied on
-the way in and out, inside the same compiled program). Across processes (``mdhess.distributed``)
-the same program runs on every process, each holding the blocks of its own devices only.
+A product ``op @ v`` needs, on each device, v at its own rows and at the columns its entries
+touch. The vectors live in the operator's own layout: 3 N_pad rows in the spatial order (padding
+rows last), split over the devices like the block rows. Each device receives from the others
+only the rows of v its entries touch (a halo exchange: one ``ppermute`` per device distance
+s = 1 .. D-1 that has any such row, each device sending to device d - s the rows of its block
+that device needs, padded to the longest such list of that distance), forms (H v)_row = sum_e
+K_e (v_row - v_col) over its entries, and keeps its rows of the result: nothing is gathered.
+``mv_split`` is that product (used by the JAX LOBPCG, whose vectors are split the same way);
+``op @ v`` puts v's rows on their owners (from the host: each device receives its rows only),
+runs it, and gathers the result to every device in the ORIGINAL atom order. A v already
+replicated on every device needs no exchange: its product is formed in place. Across processes
+(``mdhess.distributed``) the same programs run on every process, each holding the blocks of its
+own devices only; the halo is exchanged by the same collectives.
 """
 
 from functools import partial
@@ -145,7 +152,7 @@ def to_host(x) -> np.ndarray:
 # -- the per-device entry lists -----------------------------------------------------------------
 ENTRY_FIELDS = {
     "row": ((), np.int32), "col": ((), np.int32), "shift": ((3,), np.float64),
-    "pidx": ((), np.int32), "fwd": ((), np.bool_), "mask": ((), np.bool_),
+    "pidx": ((), np.int32), "fwd": ((), np.bool_), "mask": ((), np.bool_), "lcol": ((), np.int32),
 }  # fmt: skip
 """Per-entry fields: trailing shape and host dtype."""
 
@@ -173,10 +180,57 @@ class RowPartition:
         self.counts = np.bincount(owners, minlength=n_dev)
         self.cap = bucket(int(self.counts.max()) if self.counts.size else 0)
         self._cache = {}
+        self._halo_plan()
+
+    def _halo_plan(self):
+        """The halo exchange: for each device d and distance s, the rows (new indices) of device
+        (d + s) % D that d's entries touch, sorted; ``halo`` the (s, h_s) of every distance with
+        any (h_s: the longest list of that distance); ``halo_rows`` the rows a device receives."""
+        D, nl, n_pad = self.n_dev, self.n_loc, self.n_dev * self.n_loc
+        oa, ob = self._a // nl, self._b // nl
+        cross = np.flatnonzero(oa != ob)
+        dev = np.concatenate([oa[cross], ob[cross]])
+        col = np.concatenate([self._b[cross], self._a[cross]])
+        key = np.unique(dev * n_pad + col)
+        dev, col = key // n_pad, key % n_pad
+        dist = (col // nl - dev) % D
+        h = np.bincount(dev * D + dist, minlength=D * D).reshape(D, D)
+        hs = h.max(axis=0) if D else np.zeros(0, np.int64)
+        self.halo = tuple((int(d), int(hs[d])) for d in range(1, D) if hs[d] > 0)
+        self.halo_rows = int(sum(m for _, m in self.halo))
+        # per device: its halo's columns (sorted) and their places in its extended vector
+        # [own rows (n_loc), rows from distance s1 (h_s1), from s2, ...]
+        offset = {}
+        at = nl
+        for d, m in self.halo:
+            offset[d] = at
+            at += m
+        start = np.searchsorted(dev, np.arange(D + 1))
+        self._halo_cols, self._halo_pos, self._needs = [], [], {}
+        for d in range(D):
+            c, t = col[start[d] : start[d + 1]], dist[start[d] : start[d + 1]]
+            pos = np.empty(c.size, np.int64)
+            for s, _ in self.halo:
+                f = np.flatnonzero(t == s)  # c is sorted: so is c[f]
+                pos[f] = offset[s] + np.arange(f.size)
+                self._needs[d, s] = c[f]
+            self._halo_cols.append(c)
+            self._halo_pos.append(pos)
+
+    def send(self, e: int) -> np.ndarray:
+        """(max(halo_rows, 1),) device e's rows (local indices) to send, distance after distance
+        (to device e - s), each list padded with row 0 to h_s."""
+        parts = [np.zeros(0, np.int64)]
+        for s, m in self.halo:
+            rows = self._needs[(e - s) % self.n_dev, s] - e * self.n_loc
+            parts.append(np.concatenate([rows, np.zeros(m - rows.size, np.int64)]))
+        out = np.concatenate(parts)
+        return out if out.size else np.zeros(1, np.int64)
 
     def entries(self, d: int) -> dict:
         """Device d's entries, padded to ``cap``: row (local), col (new index), shift, pidx (the
-        pair's list position), fwd (the entry is (i, j) of the pair, not (j, i)), mask."""
+        pair's list position), fwd (the entry is (i, j) of the pair, not (j, i)), mask, lcol
+        (the column's place in the device's extended vector: its own rows, then the halo)."""
         if d in self._cache:
             return self._cache[d]
         lo = d * self.n_loc
@@ -188,9 +242,16 @@ class RowPartition:
         fwd = np.concatenate([np.ones(fa.size, bool), np.zeros(fb.size, bool)])
         order = np.lexsort((col, row))  # row-major, like a BSR's block rows
         m, pad = row.size, self.cap - row.size
+        col = col[order]
+        own = col // self.n_loc == d
+        lcol = np.where(own, col - lo, 0)
+        hc = self._halo_cols[d]
+        if hc.size:
+            lcol[~own] = self._halo_pos[d][np.searchsorted(hc, col[~own])]
         out = {
             "row": np.concatenate([row[order], np.zeros(pad, np.int64)]).astype(np.int32),
-            "col": np.concatenate([col[order], np.full(pad, lo, np.int64)]).astype(np.int32),
+            "col": np.concatenate([col, np.full(pad, lo, np.int64)]).astype(np.int32),
+            "lcol": np.concatenate([lcol, np.zeros(pad, np.int64)]).astype(np.int32),
             "shift": np.concatenate([self._shift[pidx[order]], np.zeros((pad, 3))]),
             "pidx": np.concatenate([pidx[order], np.zeros(pad, np.int64)]).astype(np.int32),
             "fwd": np.concatenate([fwd[order], np.ones(pad, bool)]),
@@ -221,6 +282,18 @@ class RowPartition:
 
         return jax.make_array_from_callback(shape, NamedSharding(mesh, spec), fill)
 
+    def sharded_send(self, mesh: Mesh, axis: str):
+        """The (n_dev * max(halo_rows, 1),) global array of the devices' ``send`` lists."""
+        m = max(self.halo_rows, 1)
+
+        def fill(idx):
+            s = idx[0]
+            start = 0 if s.start is None else s.start
+            stop = self.n_dev * m if s.stop is None else s.stop
+            return np.concatenate([self.send(e) for e in range(start // m, stop // m)]).astype(np.int32)
+
+        return jax.make_array_from_callback((self.n_dev * m,), NamedSharding(mesh, PartitionSpec(axis)), fill)
+
 
 # -- device programs ------------------------------------------------------------------------------
 def _oriented(potential, R, species, row_g, col, shift, pidx, fwd):
@@ -248,6 +321,35 @@ def _local_apply_recompute(potential, R, species, row, col, shift, pidx, fwd, ma
     d, pp = _oriented(potential, R, species, row_g, col, shift, pidx, fwd)
     Kw = pair_block_apply(potential.phi_eff, d, pp, v[row_g] - v[col], mask)
     return jax.ops.segment_sum(Kw, row, n_loc, indices_are_sorted=True)
+
+
+def _with_halo(v, send, *, axis, halo, n_dev):
+    """A device's rows of v (n_loc, 3, ...) extended by the rows other devices send it: for each
+    distance (s, h_s) of ``halo``, the h_s rows ``send`` lists go from every device e to device
+    e - s (one collective permute per distance)."""
+    parts, at = [v], 0
+    for s, m in halo:
+        pairs = [(e, (e - s) % n_dev) for e in range(n_dev)]
+        parts.append(jax.lax.ppermute(v[send[at : at + m]], axis, pairs))
+        at += m
+    return jnp.concatenate(parts) if len(parts) > 1 else v
+
+
+def _local_apply_split_stored(K, row, lcol, send, x, *, axis, n_loc, halo, n_dev):
+    v = x.reshape((n_loc, 3) + x.shape[1:])
+    ve = _with_halo(v, send, axis=axis, halo=halo, n_dev=n_dev)
+    Kw = jnp.einsum("pab,pb...->pa...", K, ve[row] - ve[lcol])
+    return jax.ops.segment_sum(Kw, row, n_loc, indices_are_sorted=True).reshape(x.shape)
+
+
+def _local_apply_split_recompute(potential, R, species, row, col, shift, pidx, fwd, mask, lcol, send, x, *,
+                                 axis, n_loc, halo, n_dev):  # fmt: skip
+    v = x.reshape((n_loc, 3) + x.shape[1:])
+    ve = _with_halo(v, send, axis=axis, halo=halo, n_dev=n_dev)
+    row_g = row + jax.lax.axis_index(axis) * n_loc
+    d, pp = _oriented(potential, R, species, row_g, col, shift, pidx, fwd)
+    Kw = pair_block_apply(potential.phi_eff, d, pp, ve[row] - ve[lcol], mask)
+    return jax.ops.segment_sum(Kw, row, n_loc, indices_are_sorted=True).reshape(x.shape)
 
 
 def _local_diagonal(K, row, *, axis, n_loc):
@@ -301,6 +403,39 @@ def _apply_recompute_program(potential, R, species, row, col, shift, pidx, fwd, 
     return _gathered(out, mesh)[inv].reshape(v.shape)
 
 
+@partial(jit, static_argnames=("mesh", "axis", "n_loc", "halo"))
+def _split_stored_program(K, row, lcol, send, x, *, mesh, axis, n_loc, halo):
+    f = jax.shard_map(
+        partial(_local_apply_split_stored, axis=axis, n_loc=n_loc, halo=halo, n_dev=mesh.devices.size),
+        mesh=mesh, in_specs=_specs(axis, "sssss"), out_specs=PartitionSpec(axis),
+    )  # fmt: skip
+    return f(K, row, lcol, send, x)
+
+
+@partial(jit, static_argnames=("mesh", "axis", "n_loc", "halo"))
+def _split_recompute_program(potential, R, species, row, col, shift, pidx, fwd, mask, lcol, send, x, *,
+                             mesh, axis, n_loc, halo):  # fmt: skip
+    f = jax.shard_map(
+        partial(_local_apply_split_recompute, axis=axis, n_loc=n_loc, halo=halo, n_dev=mesh.devices.size),
+        mesh=mesh, in_specs=_specs(axis, "rrrsssssssss"), out_specs=PartitionSpec(axis),
+    )  # fmt: skip
+    return f(potential, R, species, row, col, shift, pidx, fwd, mask, lcol, send, x)
+
+
+@partial(jit, static_argnames=("sharding",))
+def _to_split_program(v, perm_pad, *, sharding):
+    """(3N, ...) in atom order -> (3 N_pad, ...) in the split layout (padding rows zero)."""
+    x = _in_new_order(v, perm_pad)
+    return jax.lax.with_sharding_constraint(x.reshape((-1,) + v.shape[1:]), sharding)
+
+
+@partial(jit, static_argnames=("mesh",))
+def _from_split_program(y, inv, *, mesh):
+    """(3 N_pad, ...) in the split layout -> (3N, ...) in atom order, on every device."""
+    y = _gathered(y.reshape((-1, 3) + y.shape[1:]), mesh)[inv]
+    return y.reshape((-1,) + y.shape[2:])
+
+
 @partial(jit, static_argnames=("mesh", "axis", "n_loc"))
 def _diagonal_program(K, row, inv, *, mesh, axis, n_loc):
     f = jax.shard_map(
@@ -352,9 +487,12 @@ class ShardedHessianOperator(HessianOperator):
         self._entries = (
             sh("row"), sh("col"), sh("shift", dtype=dtype), sh("pidx"), sh("fwd"), sh("mask"),
         )  # fmt: skip
+        self._lcol, self._send = sh("lcol"), part.sharded_send(self.mesh, self.axis)
         part.release()
         self._geometry = (pot, rep(R_new.astype(dtype)), rep(s_new))
         self._static = {"mesh": self.mesh, "axis": self.axis, "n_loc": part.n_loc}
+        self._halo = part.halo
+        self.split_sharding = NamedSharding(self.mesh, PartitionSpec(self.axis))
         self.K = None
         if self.stored:
             K, ok = _blocks_program(*self._geometry, *self._entries, **self._static)
@@ -377,6 +515,16 @@ class ShardedHessianOperator(HessianOperator):
         """The atoms (original indices) whose block rows each device holds, in device order."""
         p, n = self.partition, self.partition.n_loc
         return [p.perm[d * n : (d + 1) * n] for d in range(p.n_dev)]
+
+    @property
+    def n_pad(self) -> int:
+        """Atoms of the split layout: N rounded up to a multiple of the devices."""
+        return self.partition.n_dev * self.partition.n_loc
+
+    @property
+    def halo_rows(self) -> int:
+        """Rows of v each device receives from the others in a product (padded per distance)."""
+        return self.partition.halo_rows
 
     @property
     def entries_per_device(self) -> np.ndarray:
@@ -402,14 +550,56 @@ class ShardedHessianOperator(HessianOperator):
             v = v.astype(self.dtype)
         if v.ndim not in (1, 2) or v.shape[0] != n3:
             raise InputError(f"HessianOperator @ v expects v of shape ({n3},) or ({n3}, k); got {v.shape}")
-        v = replicate(v, self.mesh)
-        if self.stored:
-            return _apply_stored_program(
-                self.K, self._entries[0], self._entries[1], self._perm_pad, self._inv, v, **self._static
-            )
-        return _apply_recompute_program(*self._geometry, *self._entries, self._perm_pad, self._inv, v, **self._static)
+        on_mesh = isinstance(v, jax.Array) and v.sharding.device_set == set(self.mesh.devices.flat)
+        if isinstance(v, jax.Array) and not on_mesh:
+            v = replicate(v, self.mesh)
+            on_mesh = True
+        if on_mesh and v.sharding.is_fully_replicated:  # v is whole on every device: no exchange
+            if self.stored:
+                return _apply_stored_program(
+                    self.K, self._entries[0], self._entries[1], self._perm_pad, self._inv, v, **self._static
+                )
+            return _apply_recompute_program(
+                *self._geometry, *self._entries, self._perm_pad, self._inv, v, **self._static
+            )  # fmt: skip
+        return self.from_split(self.mv_split(self.to_split(v)))
 
     __matmul__ = mv
+
+    # -- the split layout: vectors whose rows are split over the devices like the block rows
+    def to_split(self, v):
+        """(3N[, k]) v in atom order (host array or JAX array on the mesh's devices) -> the
+        (3 N_pad[, k]) global array of the split layout: rows in the spatial order (``perm``),
+        zero padding rows last, each device holding its own atoms' rows."""
+        if isinstance(v, jax.Array) and v.sharding.device_set == set(self.mesh.devices.flat):
+            return _to_split_program(v.astype(self.dtype), self._perm_pad, sharding=self.split_sharding)
+        v = np.asarray(to_host(v) if isinstance(v, jax.Array) else v, dtype=self.dtype)
+        p = self.partition
+        x = np.zeros((self.n_pad, 3) + v.shape[1:], self.dtype)
+        x[: p.n_atoms] = v.reshape((p.n_atoms, 3) + v.shape[1:])[p.perm]
+        return put_global(x.reshape((3 * self.n_pad,) + v.shape[1:]), self.split_sharding)
+
+    def from_split(self, y):
+        """The split layout's (3 N_pad[, k]) -> (3N[, k]) in atom order, replicated on the mesh."""
+        return _from_split_program(y, self._inv, mesh=self.mesh)
+
+    def mv_split(self, x):
+        """H x in the split layout (``to_split``): x a (3 N_pad[, k]) global array split by rows
+        over the mesh's devices (placed so if it is not). Each device receives only the rows of
+        x its blocks touch (``halo_rows``: a halo exchange by collective permutes) and keeps its
+        own rows of the result: nothing is gathered."""
+        n3 = 3 * self.n_pad
+        if not isinstance(x, jax.Array) or x.ndim not in (1, 2) or x.shape[0] != n3:
+            shape = getattr(x, "shape", None)
+            raise InputError(f"mv_split expects a JAX array of shape ({n3},) or ({n3}, k) (the split layout); got {shape}")
+        if x.dtype != self.dtype:
+            x = x.astype(self.dtype)
+        if not x.sharding.is_equivalent_to(self.split_sharding, x.ndim):
+            x = put_global(x, self.split_sharding)
+        st = {**self._static, "halo": self._halo}
+        if self.stored:
+            return _split_stored_program(self.K, self._entries[0], self._lcol, self._send, x, **st)
+        return _split_recompute_program(*self._geometry, *self._entries, self._lcol, self._send, x, **st)
 
     def _device_blocks(self):
         if self.K is not None:
