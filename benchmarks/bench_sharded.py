@@ -7,6 +7,8 @@ fixed when JAX starts). Workload: a rattled LJ fcc crystal (reduced units, rc = 
 float64), ``mdhess.hvp(..., devices=jax.devices())``:
 
 - ``op @ v`` for one vector and for a block of 20 (best of 5 / 3, result on the host);
+- for the same 20 columns already in the operator's split layout, ``op.mv_split`` (the halo
+  exchange alone: what the JAX LOBPCG's products are), and the halo rows a device receives;
 - the lowest 20 modes, ``normal_modes(op, k=20, solver=SOLVER, tol=1e-8)`` on a smaller crystal,
   timed on a second call (the first compiles the products for LOBPCG's block widths). SOLVER
   "lobpcg" (default): the products sharded, the LOBPCG's block algebra on the host;
@@ -63,6 +65,11 @@ def worker(cells: int, modes_cells: int, solver: str = "lobpcg") -> dict:
     out["build"] = time.perf_counter() - t
     out["entries_per_device"] = op.entries_per_device.tolist()
     products(op, "")
+    if hasattr(op, "mv_split"):  # the split layout: vectors stay split, halo exchange only
+        X = op.to_split(V)
+        op.mv_split(X).block_until_ready()
+        out["split_mm20"] = _best(lambda: op.mv_split(X).block_until_ready(), 3)
+        out["halo_rows"], out["rows_per_device"] = op.halo_rows, op.partition.n_loc
     Rm, Lm = fcc(modes_cells, 1.5874, 0.03)
     out["modes_n_atoms"] = len(Rm)
     opm = mdhess.hvp(pot, Rm, box=Lm, devices=devs)
@@ -109,17 +116,18 @@ def main():
     base = rows[0]
     w0 = np.asarray(base["eigenvalues"])
     print(f"\nN = {base['n_atoms']} (products), {base['modes_n_atoms']} (lowest 20), LJ fcc rc 2.5, float64")
-    print(f"| devices | build | op @ v | op @ V (20 cols) | lowest 20 ({a.solver}, tol 1e-8) | speed-up v / V / modes | max rel eig diff vs 1 device |")
-    print("|---|---|---|---|---|---|---|")
+    print(f"| devices | build | op @ v | op @ V (20 cols) | mv_split (20 cols) | halo rows / own rows | lowest 20 ({a.solver}, tol 1e-8) | speed-up v / V / modes | max rel eig diff vs 1 device |")
+    print("|---|---|---|---|---|---|---|---|---|")
     if "plain_mv" in base:
-        print(f"| 1, plain operator | - | {base['plain_mv'] * 1e3:.1f} ms | {base['plain_mm20'] * 1e3:.1f} ms | "
+        print(f"| 1, plain operator | - | {base['plain_mv'] * 1e3:.1f} ms | {base['plain_mm20'] * 1e3:.1f} ms | - | - | "
               f"{base['plain_modes20']:.2f} s | - | - |")  # fmt: skip
     for r in rows:
         w = np.asarray(r["eigenvalues"])
         diff = float(np.abs(w - w0).max() / np.abs(w0).max())
         print(
             f"| {r['devices']} | {r['build']:.2f} s | {r['mv'] * 1e3:.1f} ms | {r['mm20'] * 1e3:.1f} ms | "
-            f"{r['modes20']:.2f} s | {base['mv'] / r['mv']:.2f} / {base['mm20'] / r['mm20']:.2f} / "
+            + (f"{r['split_mm20'] * 1e3:.1f} ms | {r['halo_rows']} / {r['rows_per_device']} | " if "split_mm20" in r else "- | - | ")
+            + f"{r['modes20']:.2f} s | {base['mv'] / r['mv']:.2f} / {base['mm20'] / r['mm20']:.2f} / "
             f"{base['modes20'] / r['modes20']:.2f} | {diff:.1e} |"
         )
     print(f"\nload average after: {os.getloadavg()}")

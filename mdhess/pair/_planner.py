@@ -195,10 +195,12 @@ def sharded_parts(n_atoms: int, n_pairs: int, *, n_devices: int, local_devices: 
     """Peak bytes of one process of a sharded operator (``_sharded.ShardedHessianOperator``) by part.
 
     Host: the pair list (32 bytes a pair), the row partition (new-order endpoints, shifts, owners:
-    56), and its devices' entries while they are built and handed over (2p x L/D entries of 38
+    56), the halo plan (the pairs whose rows have different owners, as (device, column) keys made
+    unique: at most 64 a pair, transient), and its devices' entries while they are built and handed over (2p x L/D entries of 42
     bytes, twice: the cached copy and the concatenated one). Each device: its entry slots (``cap``
     = the padded share of the 2p entries, 19% bucket padding plus 10% for an uneven split) of
-    row, col, pidx (int32), shift (3 floats), fwd and mask, its stored blocks (9 floats a slot),
+    row, col, lcol, pidx (int32), shift (3 floats), fwd and mask, its halo send list (at most N
+    int32), its stored blocks (9 floats a slot),
     the block program's XLA temporaries, and the replicated geometry and products (a few vectors
     of 3N). Measured against it: tests/test_sharded.py (peak RSS of a 4-device build within the
     plan). ``host_devices``: the
@@ -211,7 +213,7 @@ def sharded_parts(n_atoms: int, n_pairs: int, *, n_devices: int, local_devices: 
     share = 2 * p / D
     cap = bucket(int(share * 1.1) + 1)
     per_device = {
-        "entries": cap * (4 + 4 + 4 + 3 * b + 1 + 1),
+        "entries": cap * (4 + 4 + 4 + 4 + 3 * b + 1 + 1) + 4 * n,
         "blocks": cap * 9 * b if store_blocks else 0,
         "kernel temporaries": cap * SHARDED_TEMP_SLOT_BYTES,
         "geometry and products": (-(-n // D) * D) * (3 * b + 4) + 8 * n + 4 * 3 * n * b,
@@ -219,7 +221,8 @@ def sharded_parts(n_atoms: int, n_pairs: int, *, n_devices: int, local_devices: 
     host = {
         "pair list": 32 * p,
         "row partition": 56 * p,
-        "entries being built": int(2 * share * min(L, D) * 38),
+        "entries being built": int(2 * share * min(L, D) * 42),
+        "halo plan": 64 * p if D > 1 else 0,
         "kernels and allocator": BSR_FIXED_BYTES,
     }
     if host_devices:

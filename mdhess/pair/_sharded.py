@@ -188,11 +188,12 @@ class RowPartition:
         any (h_s: the longest list of that distance); ``halo_rows`` the rows a device receives."""
         D, nl, n_pad = self.n_dev, self.n_loc, self.n_dev * self.n_loc
         oa, ob = self._a // nl, self._b // nl
-        cross = np.flatnonzero(oa != ob)
-        dev = np.concatenate([oa[cross], ob[cross]])
-        col = np.concatenate([self._b[cross], self._a[cross]])
-        key = np.unique(dev * n_pad + col)
+        cross = np.flatnonzero(oa != ob)  # (transient: at most 64 bytes a pair, _planner)
+        key = np.concatenate([oa[cross] * n_pad + self._b[cross], ob[cross] * n_pad + self._a[cross]])
+        del oa, ob, cross
+        key = np.unique(key)
         dev, col = key // n_pad, key % n_pad
+        del key
         dist = (col // nl - dev) % D
         h = np.bincount(dev * D + dist, minlength=D * D).reshape(D, D)
         hs = h.max(axis=0) if D else np.zeros(0, np.int64)
