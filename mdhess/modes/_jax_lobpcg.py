@@ -661,53 +661,6 @@ def device_lowest_preconditioner(inp, masses, matmat, *, A_host, positions, cell
 
 
 # -- vectors split across the devices of a sharded operator ---------------------------------------
-@partial(jit, static_argnames=("n",))
-def _first_rows(X, n: int):
-    return X[:n]
-
-
-@partial(jit, static_argnames=("pad",))
-def _zero_rows_below(AX, pad: int):
-    return jnp.concatenate([AX, jnp.zeros((pad,) + AX.shape[1:], AX.dtype)])
-
-
-def _shard_rows(matmat, precond, Y, mesh):
-    """(matmat, precond, Y, sharding, n_pad): the solve moved to (n_pad, .) arrays whose rows are
-    split across the mesh's devices (``jax_lobpcg``'s ``sharding``), so each device holds 1/D of
-    the solver's vectors. n_pad = 3 N_pad, N_pad the atoms rounded up to a multiple of D; the
-    padding rows' unit vectors join the constraints Y, so every iterate is zero there and the
-    padded operator (A on the first n rows, zero below) has the same pairs off Y as A. The
-    operator's product is A's (its input gathered, its output split again); the preconditioner
-    gets identity blocks and zero prolongator rows for the padding atoms."""
-    n, c = Y.shape
-    d = mesh.devices.size
-    n_pad = 3 * (-(-(n // 3) // d) * d)
-    pad = n_pad - n
-    sharding = NamedSharding(mesh, PartitionSpec(mesh.axis_names[0], None))
-    Yp = np.zeros((n_pad, c + pad))
-    Yp[:n, :c] = Y
-    Yp[n + np.arange(pad), c + np.arange(pad)] = 1.0
-
-    def mm(X):
-        AX = matmat(_first_rows(X, n))
-        return _put(_zero_rows_below(AX, pad) if pad else AX, sharding)
-
-    if precond is not None and pad:
-        precond = dict(precond)
-        dinv = to_host(precond["dinv"])
-        precond["dinv"] = jax.device_put(np.concatenate([dinv, np.tile(np.eye(3), (pad // 3, 1, 1))]))
-        if "p" in precond:  # the prolongator's rows (one a degree of freedom); its transpose reads rows < n
-            cols, vals = (to_host(a) for a in precond["p"])
-            precond["p"] = (
-                jax.device_put(np.concatenate([cols, np.zeros((pad, cols.shape[1]), cols.dtype)])),
-                jax.device_put(np.concatenate([vals, np.zeros((pad, vals.shape[1]), vals.dtype)])),
-            )
-    rep = _replicated(sharding)
-    if precond is not None and rep is not None:  # across processes: on the devices of the rows
-        precond = jax.tree.map(lambda a: replicate(a, mesh), precond)
-    return mm, precond, Yp, sharding, n_pad
-
-
 def _spatial_rows(op, masses, precond, Y, *, sign: float):
     """(matmat, precond, Y, sharding, n_pad, rows): the solve moved into a sharded operator's
     own split layout (``ShardedHessianOperator.mv_split``): rows in its spatial order, padding
@@ -735,19 +688,21 @@ def _spatial_rows(op, masses, precond, Y, *, sign: float):
         return _scale(s_out, op.mv_split(_scale(s_in, X)))
 
     if precond is not None:
+        # placed once on the operator's devices: the block-Jacobi blocks and the prolongator's
+        # rows split like the vectors' rows (applied where they are), the prolongator's
+        # transpose and the coarse inverse replicated (else each step would copy them over)
         precond = dict(precond)
         dinv = to_host(precond["dinv"])
         dinv = np.concatenate([dinv, np.tile(np.eye(3), (pad // 3, 1, 1))])[atoms]
-        precond["dinv"] = jax.device_put(dinv)
+        precond["dinv"] = put_global(dinv, sharding)
         if "p" in precond:  # prolongator: one row a degree of freedom; its transpose: columns
             cols, vals = (to_host(a) for a in precond["p"])
             cols = np.concatenate([cols, np.zeros((pad, cols.shape[1]), cols.dtype)])[rows]
             vals = np.concatenate([vals, np.zeros((pad, vals.shape[1]), vals.dtype)])[rows]
-            precond["p"] = (jax.device_put(cols), jax.device_put(vals))
+            precond["p"] = (put_global(cols, sharding), put_global(vals, sharding))
             cols_t, vals_t = (to_host(a) for a in precond["pt"])
-            precond["pt"] = (jax.device_put(back[cols_t].astype(cols_t.dtype)), jax.device_put(vals_t))
-        if mesh.is_multi_process:  # across processes: on the devices of the rows
-            precond = jax.tree.map(lambda a: replicate(a, mesh), precond)
+            precond["pt"] = (replicate(back[cols_t].astype(cols_t.dtype), mesh), replicate(vals_t, mesh))
+            precond["ac_inv"] = replicate(precond["ac_inv"], mesh)
     return mm, precond, Yp[rows], sharding, n_pad, rows
 
 
@@ -842,14 +797,11 @@ def _solve(inp, masses, Y, req, *, kv: int):
     sharding = rows = None
     if shards > 1:
         where = "" if local else f" of {jax.process_count()} processes"
-        if hasattr(inp.H, "mv_split") and low is None:  # the operator's own layout: halo products
-            mm, precond, Y, sharding, n, rows = _spatial_rows(inp.H, masses, precond, Y, sign=1.0 if lowest else -1.0)
-            layout = f"in the operator's spatial order; products by halo exchange, {inp.H.halo_rows} rows"
-        else:
-            mm, precond, Y, sharding, n = _shard_rows(mm, precond, Y, mesh)
-            layout = "products on gathered vectors"
+        # the operator's own layout: its halo products, nothing gathered
+        mm, precond, Y, sharding, n, rows = _spatial_rows(inp.H, masses, precond, Y, sign=1.0 if lowest else -1.0)
         info["vectors"] = (
-            f"rows split across {shards} devices{where} ({(n - n_out) // 3} padding atoms; {layout})"
+            f"rows split across {shards} devices{where} ({(n - n_out) // 3} padding atoms; in the operator's "
+            f"spatial order; products by halo exchange, {inp.H.halo_rows} rows)"
         )
     elif mesh is not None and not local:
         info["vectors"] = f"whole in each of the {jax.process_count()} processes (they fit: PROCESS_SPLIT)"
