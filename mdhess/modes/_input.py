@@ -270,6 +270,11 @@ class HessianInput:
         """(N, 3) positions H was built on when it knows them (an operator may), else None."""
         return None
 
+    @property
+    def product_eps(self) -> float:
+        """Machine epsilon of the precision the products are made in (float64 for a matrix)."""
+        return float(np.finfo(np.float64).eps)
+
     def fill(self) -> float:
         """Fraction of the (3N)^2 entries that are stored or structurally non-zero."""
         raise NotImplementedError
@@ -412,6 +417,12 @@ class OperatorInput(HessianInput):
     def positions(self):
         return self.H.positions
 
+    @property
+    def product_eps(self) -> float:
+        """The operator's own precision (a float32 operator computes its products in float32)."""
+        dt = np.dtype(getattr(self.H, "dtype", np.float64))
+        return float(np.finfo(dt).eps) if dt.kind == "f" else float(np.finfo(np.float64).eps)
+
     def fill(self) -> float:
         slots = self.H.n_pair_slots
         if slots is None:
@@ -426,7 +437,10 @@ class OperatorInput(HessianInput):
         hx, hy = np.asarray(self.H @ x), np.asarray(self.H @ y)
         dev = abs(float(x @ hy - y @ hx))
         scale = max(float(np.linalg.norm(hx) * np.linalg.norm(y)), 1e-300)
-        if dev > 1e-10 * scale:
+        # the operator's own rounding: 1e-10 for float64 (measured ~1e-16), 1000 eps for a
+        # float32 operator (measured ~4e-9; an asymmetry from a wrong operator is of order 1)
+        eps = np.finfo(np.dtype(getattr(self.H, "dtype", np.float64))).eps
+        if dev > max(1e-10, 1e3 * float(eps)) * scale:
             raise InputError(
                 f"normal_modes(H=...) operator is not symmetric: x.(H y) - y.(H x) = {dev:.3g} "
                 f"for random x, y (relative {dev / scale:.2g})"

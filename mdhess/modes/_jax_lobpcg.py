@@ -47,7 +47,7 @@ from ._device_ops import (
     ell_shape,
 )
 from ._input import SOLVER_BLOCKS, BlockRowProduct, solver_bytes
-from ._lobpcg import REORTH_KEEP, LobpcgInfo, blas_single_thread, solver_columns
+from ._lobpcg import REORTH_KEEP, LobpcgInfo, attainable_residual, blas_single_thread, solver_columns
 from ._precond import blocks_indefinite, coarse_spacing, shift_below_spectrum, trilinear_prolongator
 
 
@@ -272,6 +272,7 @@ def jax_lobpcg(
     on_device: bool = False,
     callback=None,
     sharding=None,
+    product_eps=None,
 ):
     """Lowest ``k`` eigenpairs of a symmetric A restricted to the complement of span(Y), on the
     JAX device.
@@ -296,6 +297,7 @@ def jax_lobpcg(
         sharding: None, or the ``jax.sharding.Sharding`` of the (n, .) arrays (rows split
             across devices; n a multiple of their number): X, A X, the search directions and
             the work buffers are made with it, and the jitted steps keep it (XLA partitions them).
+        product_eps: as for mdhess/modes/_lobpcg.py's ``lobpcg`` (a float32 operator's products).
 
     Returns:
         (w (k,), X (n, k), MixedLobpcgInfo).
@@ -322,7 +324,7 @@ def jax_lobpcg(
         nmv1 = b
     X, AX, w, wmax = _start(X, AX)
     scale = float(wmax) if anorm is None else float(anorm)
-    attainable = 1e3 * np.finfo(np.float64).eps * max(scale, 1e-300) * np.sqrt(n)
+    attainable = attainable_residual(scale, n, product_eps)
     consts = _put(np.array([tol, scale, attainable], dtype=np.float64), rep)
     # phase 1: a wanted column whose residual is at the float32 noise counts as done (locked)
     consts_low = _put(np.array([tol, scale, max(attainable, NOISE_MARGIN * noise)]), rep)
@@ -410,7 +412,7 @@ def _sorted_modes(C, w, c: int):
 
 
 def batched_lobpcg(matmat, n: int, k: int, batch: int, *, Y=None, precond=None, tol=1e-8, maxiter=500,
-                   seed=0, low=None, callback=None, sharding=None, rows=None):  # fmt: skip
+                   seed=0, low=None, callback=None, sharding=None, rows=None, product_eps=None):  # fmt: skip
     """The lowest ``k`` eigenpairs of A off span(Y), ``batch`` at a time: each batch is a
     ``jax_lobpcg`` of ``batch`` pairs (and its buffer columns) constrained off Y and off every
     pair locked by the batches before it, so the solver's own arrays are sized by ``batch``, not
@@ -453,7 +455,8 @@ def batched_lobpcg(matmat, n: int, k: int, batch: int, *, Y=None, precond=None, 
                 X0 = X0[rows]
             cb = None if callback is None else partial(callback, lo // batch)
             w, X, li = jax_lobpcg(matmat, X0, m, Y=C, precond=precond, tol=tol, maxiter=maxiter, low=low,
-                                  keep_low=True, on_device=True, callback=cb, sharding=sharding)  # fmt: skip
+                                  keep_low=True, on_device=True, callback=cb, sharding=sharding,
+                                  product_eps=product_eps)  # fmt: skip
             C = _put_columns(C, X, c + lo)
             ws.append(w)
             its, nmv, conv = its + li.iterations, nmv + li.matvecs, conv + li.converged
@@ -778,6 +781,8 @@ def _solve(inp, masses, Y, req, *, kv: int):
         info["precision"] = f"float64 (precision='mixed' needs padded block rows; the product: {product})"
     else:
         info["precision"] = "float64"
+    if inp.product_eps > np.finfo(np.float64).eps:  # a float32 operator: its products limit the residuals
+        info["precision"] = "float32 products (the operator's dtype); residuals down to their rounding"
     precond = None
     if lowest:
         precond, info["preconditioner"] = device_lowest_preconditioner(
@@ -818,6 +823,7 @@ def _solve(inp, masses, Y, req, *, kv: int):
             w, X, li = batched_lobpcg(
                 mm, n, kv, batch, Y=Y, precond=precond, tol=req.tol, maxiter=req.maxiter, seed=req.seed,
                 low=low, callback=progress if req.progress else None, sharding=sharding, rows=rows,
+                product_eps=inp.product_eps,
             )  # fmt: skip
         else:
 
@@ -828,7 +834,8 @@ def _solve(inp, masses, Y, req, *, kv: int):
             if rows is not None:  # the same start block as in atom order
                 X0 = X0[rows]
             w, X, li = jax_lobpcg(mm, X0, kv, Y=Y, precond=precond, tol=req.tol, maxiter=req.maxiter, low=low,
-                                  callback=progress if req.progress else None, sharding=sharding)  # fmt: skip
+                                  callback=progress if req.progress else None, sharding=sharding,
+                                  product_eps=inp.product_eps)  # fmt: skip
     # (padding rows of a sharded solve dropped; the operator's spatial order undone)
     X = X[:n_out] if rows is None else X[np.argsort(rows)[:n_out]]
     if not lowest:

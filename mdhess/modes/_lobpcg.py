@@ -49,8 +49,27 @@ class LobpcgInfo:
     residuals: np.ndarray
 
 
+PRODUCT_NOISE = 5.0
+"""||fl(A x) - A x|| / (eps scale) measured for unit x and a float32 mdhess operator against its
+float64 twin (LJ fcc, N = 108 and 2048: 4.0 and 5.0; scale the largest eigenvalue)."""
+RESIDUAL_MARGIN = 50.0
+"""Residual norms within this many times the product's noise count as converged (as the float32
+phase of precision="mixed" does: _jax_lobpcg.NOISE_MARGIN); below it they only wander."""
+
+
+def attainable_residual(scale: float, n: int, product_eps: float | None = None) -> float:
+    """The residual norm below which nothing better is computable: float64 rounding of A X
+    (1e3 eps sqrt(n) scale), or, for products made in a lower precision (a float32 operator:
+    ``product_eps`` its eps), RESIDUAL_MARGIN times their noise, whichever is larger."""
+    scale = max(float(scale), 1e-300)
+    floor = 1e3 * np.finfo(np.float64).eps * scale * np.sqrt(n)
+    if product_eps is not None and product_eps > np.finfo(np.float64).eps:
+        floor = max(floor, RESIDUAL_MARGIN * PRODUCT_NOISE * float(product_eps) * scale)
+    return floor
+
+
 def lobpcg(matmat, X0, k: int, *, Y=None, precond=None, tol: float = 1e-8, maxiter: int = 500, anorm=None,
-           callback=None):
+           callback=None, product_eps=None):
     """Lowest ``k`` eigenpairs of a symmetric A restricted to the complement of span(Y).
 
     Args:
@@ -69,6 +88,9 @@ def lobpcg(matmat, X0, k: int, *, Y=None, precond=None, tol: float = 1e-8, maxit
         anorm: scale of ||A|| for the near-zero guard (estimated from the Ritz values if None).
         callback: called as ``callback(iteration, converged, largest relative residual)`` after
             each iteration's convergence test (progress), or None.
+        product_eps: None (float64 products), or the eps of the precision ``matmat`` computes
+            in (a float32 operator): residuals at its noise count as converged
+            (``attainable_residual``).
 
     Returns:
         (w (k,), X (n, k), LobpcgInfo). Columns that did not converge are returned as they are;
@@ -87,7 +109,7 @@ def lobpcg(matmat, X0, k: int, *, Y=None, precond=None, tol: float = 1e-8, maxit
     scale = float(np.abs(w).max()) if anorm is None else float(anorm)
     P = AP = None
     it = 0
-    attainable = 1e3 * np.finfo(np.float64).eps * max(scale, 1e-300) * np.sqrt(X.shape[0])
+    attainable = attainable_residual(scale, X.shape[0], product_eps)
 
     def residuals(X, AX, w):
         # the residual of the constrained problem, i.e. of Q A Q with Q = I - Y Y^T: X is
@@ -199,6 +221,8 @@ def solve_lobpcg(inp, masses, Y, req, *, kv: int):
         n = inp.n3
         positions = req.positions if req.positions is not None else inp.positions
         info = {}
+        if inp.product_eps > np.finfo(np.float64).eps:  # a float32 operator: its products limit the residuals
+            info["precision"] = "float32 products (the operator's dtype); residuals down to their rounding"
         b = min(solver_columns(kv), n - Y.shape[1])
         matmat = inp.matmat(masses, b)
         try:
@@ -221,7 +245,7 @@ def solve_lobpcg(inp, masses, Y, req, *, kv: int):
                     st.step(1, f"{done}/{kv} converged, residual {res:.1e}")
 
                 w, X, li = lobpcg(mm, X0, kv, Y=Y, precond=precond, tol=req.tol, maxiter=req.maxiter,
-                                  callback=callback if req.progress else None)  # fmt: skip
+                                  callback=callback if req.progress else None, product_eps=inp.product_eps)  # fmt: skip
         finally:
             close = getattr(matmat, "close", None)
             if close is not None:
