@@ -112,7 +112,8 @@ SOLVER_BLOCKS = 20  # (3N, columns) float64 arrays a LOBPCG holds at its peak (m
 def solver_bytes(n: int, columns: int, shards: int = 1) -> int:
     """Bytes of a LOBPCG's (n, columns) float64 arrays at its peak (SOLVER_BLOCKS of them:
     measured 16.5 at N = 10^6, docs/scaling.md), on each device when their rows are split across
-    ``shards`` devices (plus the product's input and output, whole on every device)."""
+    ``shards`` devices (plus the product's input with its halo and its output: counted as two
+    whole vectors, the most they can be; ``ShardedHessianOperator.halo_rows`` is usually far less)."""
     if shards > 1:
         return SOLVER_BLOCKS * n * columns * 8 // shards + 2 * n * columns * 8
     return SOLVER_BLOCKS * n * columns * 8
