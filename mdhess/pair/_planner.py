@@ -190,16 +190,31 @@ SHARDED_TEMP_SLOT_BYTES = 110
 computed in one call: ~81-105 bytes a slot measured for the BSR kernel, ``BSR_CHUNK_SLOT_BYTES``)."""
 
 
+def cross_fraction(n_atoms: int, n_pairs: int, n_devices: int) -> float:
+    """Estimated share of the pairs whose two atoms belong to different devices' rows: for pairs
+    uniform in a ball of radius rc, the chance of crossing a face of a cube of side l is
+    3 x (3/8) rc / l; with rho rc^3 from the pair count (p = N rho 4/3 pi rc^3 / 2) and
+    l^3 = N / (D rho), rc / l = (3 p D / (2 pi N^2))^(1/3). The spatial order's regions are
+    slabs and rods for 2 and 4 devices, which cross less: measured 0.20 against 0.23 estimated
+    (fcc LJ, N = 6912, rc = 2.5, 4 devices). At most 1; 0 for one device."""
+    n, p, D = max(int(n_atoms), 1), max(int(n_pairs), 0), max(int(n_devices), 1)
+    if D == 1 or p == 0:
+        return 0.0
+    return min(1.0, 9.0 / 8.0 * (3.0 * p * D / (2.0 * np.pi * float(n) ** 2)) ** (1.0 / 3.0))
+
+
 def sharded_parts(n_atoms: int, n_pairs: int, *, n_devices: int, local_devices: int, itemsize: int,
                   store_blocks: bool, host_devices: bool) -> dict:  # fmt: skip
     """Peak bytes of one process of a sharded operator (``_sharded.ShardedHessianOperator``) by part.
 
     Host: the pair list (32 bytes a pair), the row partition (new-order endpoints, shifts, owners:
     56), the halo plan (the pairs whose rows have different owners, as (device, column) keys made
-    unique: at most 64 a pair, transient), and its devices' entries while they are built and handed over (2p x L/D entries of 42
+    unique: at most 64 a pair, transient), and its devices' entries while they are built and handed over (p (1 + f) L / D entries of 46
     bytes, twice: the cached copy and the concatenated one). Each device: its entry slots (``cap``
-    = the padded share of the 2p entries, 19% bucket padding plus 10% for an uneven split) of
-    row, col, lcol, pidx (int32), shift (3 floats), fwd and mask, its halo send list (at most N
+    = the padded share of the p (1 + f) entries, 19% bucket padding plus 10% for an uneven
+    split: a pair is one entry, two where its atoms have different owners, a fraction f,
+    ``cross_fraction``) of row (two int32), col,
+    lcol, pidx (int32), shift (3 floats), fwd and mask, its halo send list (at most N
     int32), its stored blocks (9 floats a slot),
     the block program's XLA temporaries, and the replicated geometry and products (a few vectors
     of 3N). Measured against it: tests/test_sharded.py (peak RSS of a 4-device build within the
@@ -210,10 +225,10 @@ def sharded_parts(n_atoms: int, n_pairs: int, *, n_devices: int, local_devices: 
     from ._pairs import bucket
 
     n, p, D, L, b = int(n_atoms), int(n_pairs), max(1, int(n_devices)), max(1, int(local_devices)), int(itemsize)
-    share = 2 * p / D
+    share = p * (1 + cross_fraction(n, p, D)) / D
     cap = bucket(int(share * 1.1) + 1)
     per_device = {
-        "entries": cap * (4 + 4 + 4 + 4 + 3 * b + 1 + 1) + 4 * n,
+        "entries": cap * (8 + 4 + 4 + 4 + 3 * b + 1 + 1) + 4 * n,
         "blocks": cap * 9 * b if store_blocks else 0,
         "kernel temporaries": cap * SHARDED_TEMP_SLOT_BYTES,
         "geometry and products": (-(-n // D) * D) * (3 * b + 4) + 8 * n + 4 * 3 * n * b,
@@ -221,7 +236,7 @@ def sharded_parts(n_atoms: int, n_pairs: int, *, n_devices: int, local_devices: 
     host = {
         "pair list": 32 * p,
         "row partition": 56 * p,
-        "entries being built": int(2 * share * min(L, D) * 42),
+        "entries being built": int(2 * share * min(L, D) * 46),
         "halo plan": 64 * p if D > 1 else 0,
         "kernels and allocator": BSR_FIXED_BYTES,
     }

@@ -6,11 +6,12 @@ Layout (what "a sharded BSR" is here). Atoms are ordered along a Morton (Z-order
 fractional coordinates, so atoms close in space are close in the order and each device's rows
 touch few other devices' columns. Device d owns atoms ``perm[d*n_loc : (d+1)*n_loc]`` (the last
 devices may own padding rows). For every pair (i, j) the owner of row i keeps the block entry
-(i, j) and the owner of row j keeps (j, i), exactly the off-diagonal blocks of those block rows
-of a BSR matrix (a pair whose two atoms share an owner is kept twice by that device); diagonal
-blocks are their row sums, formed on the fly. Per device: (cap, 3, 3) blocks K_e, its local row,
-its global column, the pair's image shift and list position (cap: the largest device's entry
-count, bucketed, padding masked).
+(i, j) and the owner of row j keeps (j, i), the off-diagonal blocks of those block rows of a BSR
+matrix, except that a pair whose two atoms share an owner is kept once by it and applied to both
+rows (as the single-device operator keeps each pair once); diagonal blocks are their row sums,
+formed on the fly. Per device: (cap, 3, 3) blocks K_e, its local row (and the other local row of
+a pair kept once), its global column, the pair's image shift and list position (cap: the
+largest device's entry count, bucketed, padding masked).
 
 A product ``op @ v`` needs, on each device, v at its own rows and at the columns its entries
 touch. The vectors live in the operator's own layout: 3 N_pad rows in the spatial order (padding
@@ -151,7 +152,7 @@ def to_host(x) -> np.ndarray:
 
 # -- the per-device entry lists -----------------------------------------------------------------
 ENTRY_FIELDS = {
-    "row": ((), np.int32), "col": ((), np.int32), "shift": ((3,), np.float64),
+    "row": ((2,), np.int32), "col": ((), np.int32), "shift": ((3,), np.float64),
     "pidx": ((), np.int32), "fwd": ((), np.bool_), "mask": ((), np.bool_), "lcol": ((), np.int32),
 }  # fmt: skip
 """Per-entry fields: trailing shape and host dtype."""
@@ -176,8 +177,10 @@ class RowPartition:
         self._a = self.inv[pairs.i]
         self._b = self.inv[pairs.j]
         self._shift = np.zeros((pairs.n_pairs, 3)) if pairs.shift is None else pairs.shift
-        owners = np.concatenate([self._a, self._b]) // self.n_loc
-        self.counts = np.bincount(owners, minlength=n_dev)
+        oa, ob = self._a // self.n_loc, self._b // self.n_loc
+        # a pair is an entry of its first atom's owner, and of its second's where that differs
+        self.counts = np.bincount(oa, minlength=n_dev) + np.bincount(ob[oa != ob], minlength=n_dev)
+        del oa, ob
         self.cap = bucket(int(self.counts.max()) if self.counts.size else 0)
         self._cache = {}
         self._halo_plan()
@@ -229,16 +232,22 @@ class RowPartition:
         return out if out.size else np.zeros(1, np.int64)
 
     def entries(self, d: int) -> dict:
-        """Device d's entries, padded to ``cap``: row (local), col (new index), shift, pidx (the
-        pair's list position), fwd (the entry is (i, j) of the pair, not (j, i)), mask, lcol
-        (the column's place in the device's extended vector: its own rows, then the halo)."""
+        """Device d's entries, padded to ``cap``: row ((2,) local: the entry's row, and for a
+        pair whose two atoms are both d's, kept once, its other row, else n_loc), col (new
+        index), shift, pidx (the pair's list position), fwd (the entry is (i, j) of the pair,
+        not (j, i)), mask, lcol (the column's place in the device's extended vector: its own
+        rows, then the halo)."""
         if d in self._cache:
             return self._cache[d]
-        lo = d * self.n_loc
-        fa = np.flatnonzero(self._a // self.n_loc == d)
-        fb = np.flatnonzero(self._b // self.n_loc == d)
+        lo, nl = d * self.n_loc, self.n_loc
+        ia, ib = self._a // nl == d, self._b // nl == d
+        fa = np.flatnonzero(ia)  # (with the pairs internal to d: kept once, as (i, j))
+        fb = np.flatnonzero(ib & ~ia)
+        both = ib[fa]
+        del ia, ib
         row = np.concatenate([self._a[fa], self._b[fb]]) - lo
         col = np.concatenate([self._b[fa], self._a[fb]])
+        other = np.concatenate([np.where(both, self._b[fa] - lo, nl), np.full(fb.size, nl)])
         pidx = np.concatenate([fa, fb])
         fwd = np.concatenate([np.ones(fa.size, bool), np.zeros(fb.size, bool)])
         order = np.lexsort((col, row))  # row-major, like a BSR's block rows
@@ -250,7 +259,10 @@ class RowPartition:
         if hc.size:
             lcol[~own] = self._halo_pos[d][np.searchsorted(hc, col[~own])]
         out = {
-            "row": np.concatenate([row[order], np.zeros(pad, np.int64)]).astype(np.int32),
+            "row": np.stack(
+                [np.concatenate([row[order], np.zeros(pad, np.int64)]),
+                 np.concatenate([other[order], np.full(pad, nl, np.int64)])], axis=1,
+            ).astype(np.int32),  # fmt: skip
             "col": np.concatenate([col, np.full(pad, lo, np.int64)]).astype(np.int32),
             "lcol": np.concatenate([lcol, np.zeros(pad, np.int64)]).astype(np.int32),
             "shift": np.concatenate([self._shift[pidx[order]], np.zeros((pad, 3))]),
@@ -305,23 +317,29 @@ def _oriented(potential, R, species, row_g, col, shift, pidx, fwd):
     return R[b] - R[a] + shift, potential.pair_params(species[a], species[b], pidx)
 
 
+def _row_sums(Kw, row, n_loc):
+    """Each entry's K w summed into its row and, for a pair kept once (both rows here: row[:, 1]
+    < n_loc), -K w into the other row (its (j, i) entry: K (w_j - w_i) = -K w); row[:, 1] =
+    n_loc elsewhere, outside the segments, so dropped."""
+    own = jax.ops.segment_sum(Kw, row[:, 0], n_loc, indices_are_sorted=True)
+    return own - jax.ops.segment_sum(Kw, row[:, 1], n_loc)
+
+
 def _local_blocks(potential, R, species, row, col, shift, pidx, fwd, mask, *, axis, n_loc):
-    row_g = row + jax.lax.axis_index(axis) * n_loc
+    row_g = row[:, 0] + jax.lax.axis_index(axis) * n_loc
     d, pp = _oriented(potential, R, species, row_g, col, shift, pidx, fwd)
     return pair_blocks(potential.phi_eff, d, pp, mask)
 
 
 def _local_apply_stored(K, row, col, v, *, axis, n_loc):
-    w = v[row + jax.lax.axis_index(axis) * n_loc] - v[col]
-    Kw = jnp.einsum("pab,pb...->pa...", K, w)
-    return jax.ops.segment_sum(Kw, row, n_loc, indices_are_sorted=True)
+    w = v[row[:, 0] + jax.lax.axis_index(axis) * n_loc] - v[col]
+    return _row_sums(jnp.einsum("pab,pb...->pa...", K, w), row, n_loc)
 
 
 def _local_apply_recompute(potential, R, species, row, col, shift, pidx, fwd, mask, v, *, axis, n_loc):
-    row_g = row + jax.lax.axis_index(axis) * n_loc
+    row_g = row[:, 0] + jax.lax.axis_index(axis) * n_loc
     d, pp = _oriented(potential, R, species, row_g, col, shift, pidx, fwd)
-    Kw = pair_block_apply(potential.phi_eff, d, pp, v[row_g] - v[col], mask)
-    return jax.ops.segment_sum(Kw, row, n_loc, indices_are_sorted=True)
+    return _row_sums(pair_block_apply(potential.phi_eff, d, pp, v[row_g] - v[col], mask), row, n_loc)
 
 
 def _with_halo(v, send, *, axis, halo, n_dev):
@@ -339,22 +357,24 @@ def _with_halo(v, send, *, axis, halo, n_dev):
 def _local_apply_split_stored(K, row, lcol, send, x, *, axis, n_loc, halo, n_dev):
     v = x.reshape((n_loc, 3) + x.shape[1:])
     ve = _with_halo(v, send, axis=axis, halo=halo, n_dev=n_dev)
-    Kw = jnp.einsum("pab,pb...->pa...", K, ve[row] - ve[lcol])
-    return jax.ops.segment_sum(Kw, row, n_loc, indices_are_sorted=True).reshape(x.shape)
+    Kw = jnp.einsum("pab,pb...->pa...", K, ve[row[:, 0]] - ve[lcol])
+    return _row_sums(Kw, row, n_loc).reshape(x.shape)
 
 
 def _local_apply_split_recompute(potential, R, species, row, col, shift, pidx, fwd, mask, lcol, send, x, *,
                                  axis, n_loc, halo, n_dev):  # fmt: skip
     v = x.reshape((n_loc, 3) + x.shape[1:])
     ve = _with_halo(v, send, axis=axis, halo=halo, n_dev=n_dev)
-    row_g = row + jax.lax.axis_index(axis) * n_loc
+    row_g = row[:, 0] + jax.lax.axis_index(axis) * n_loc
     d, pp = _oriented(potential, R, species, row_g, col, shift, pidx, fwd)
-    Kw = pair_block_apply(potential.phi_eff, d, pp, ve[row] - ve[lcol], mask)
-    return jax.ops.segment_sum(Kw, row, n_loc, indices_are_sorted=True).reshape(x.shape)
+    Kw = pair_block_apply(potential.phi_eff, d, pp, ve[row[:, 0]] - ve[lcol], mask)
+    return _row_sums(Kw, row, n_loc).reshape(x.shape)
 
 
 def _local_diagonal(K, row, *, axis, n_loc):
-    return jax.ops.segment_sum(K, row, n_loc, indices_are_sorted=True)
+    # a block adds to the diagonal of each row it belongs to (both rows of a pair kept once)
+    own = jax.ops.segment_sum(K, row[:, 0], n_loc, indices_are_sorted=True)
+    return own + jax.ops.segment_sum(K, row[:, 1], n_loc)
 
 
 def _specs(axis, kinds: str):
@@ -617,7 +637,7 @@ class ShardedHessianOperator(HessianOperator):
         K = to_host(self._device_blocks())
         row, col, pidx, fwd, mask = (to_host(self._entries[k]) for k in (0, 1, 3, 4, 5))
         p = self.partition
-        row_g = row + np.repeat(np.arange(p.n_dev), p.cap) * p.n_loc
+        row_g = row[:, 0] + np.repeat(np.arange(p.n_dev), p.cap) * p.n_loc
         keep = fwd & mask
         order = np.argsort(pidx[keep], kind="stable")
         Kp = K[keep][order]
