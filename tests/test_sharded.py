@@ -434,6 +434,67 @@ def two_process_member(address: str, rank: int, out: str):
     mdhess.distributed.shutdown()
 
 
+def disagreeing_member(address: str, rank: int, out: str):
+    """One of two processes making sharded calls on which they disagree: process 1 passes other
+    positions, then refuses by its own memory limit, then has a NaN position; then both make a
+    correct call."""
+    mdhess.distributed.initialize(address, 2, rank, timeout=120)
+    pot, R, box = system("orthorhombic")
+    res, t = {}, time.perf_counter()
+    moved = R.copy()
+    moved[0, 0] += 0.01 * rank
+    nan = R.copy()
+    nan[5, 1] = np.nan if rank == 1 else nan[5, 1]
+    calls = {
+        "differ": lambda: mdhess.hvp(pot, moved, box=box, devices=jax.devices()),
+        "memory": lambda: mdhess.hessian(pot, R, box=box, format="bsr", devices=jax.devices(),
+                                         memory_limit="1M" if rank == 1 else None),  # fmt: skip
+        "nan": lambda: mdhess.hvp(pot, nan, box=box, devices=jax.devices()),
+    }
+    for key, call in calls.items():
+        try:
+            call()
+            res[key] = None
+        except (mdhess.InputError, mdhess.MemoryPlanError) as exc:
+            res[key] = [type(exc).__name__, str(exc)]
+    op = mdhess.hvp(pot, R, box=box, devices=jax.devices())  # still in step: a correct call works
+    v = np.random.default_rng(1).standard_normal(3 * len(R))
+    res["mv"] = _rel(op @ v, np.asarray(mdhess.hvp(pot, R, box=box) @ v))
+    res["seconds"] = time.perf_counter() - t
+    Path(out).write_text(json.dumps(res))
+    mdhess.distributed.shutdown()
+
+
+@pytest.mark.slow  # two fresh JAX processes plus Gloo set-up: ~20-30 s
+def test_processes_that_disagree_fail_together_and_clearly(tmp_path):
+    """A sharded call across processes fails in every process at once when one process fails
+    (its own error there, the same type naming it elsewhere: no process left waiting in a
+    collective) or when the processes' inputs differ (else each would compute its devices'
+    blocks from its own input: a silently mixed Hessian). Then the processes are still in step."""
+    address = f"127.0.0.1:{_free_port()}"
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    env.pop("XLA_FLAGS", None)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(HERE), "--disagree", address, str(rank), str(tmp_path / f"d{rank}.json")],
+            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        for rank in (0, 1)
+    ]
+    logs = [p.communicate(timeout=300)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), "\n".join(x[-3000:] for x in logs)
+    r0, r1 = (json.loads((tmp_path / f"d{rank}.json").read_text()) for rank in (0, 1))
+    for r in (r0, r1):
+        assert r["differ"][0] == "InputError" and "differ between processes" in r["differ"][1], r["differ"]
+        assert "[1]" in r["differ"][1]
+        assert r["mv"] <= TOL_F64 and r["seconds"] < 120, r
+    assert r1["memory"][0] == "MemoryPlanError" and "stops too" not in r1["memory"][1], r1["memory"]  # its own
+    assert r0["memory"][0] == "MemoryPlanError" and "process 1 of 2 failed" in r0["memory"][1], r0["memory"]
+    assert r1["memory"][1] in r0["memory"][1]  # process 0 reports process 1's own reason
+    assert r1["nan"][0] == "InputError" and "positions" in r1["nan"][1]
+    assert r0["nan"][0] == "InputError" and "process 1 of 2 failed" in r0["nan"][1] and r1["nan"][1] in r0["nan"][1]
+
+
 def test_vectors_split_across_processes_only_where_whole_ones_do_not_fit(monkeypatch):
     """PROCESS_SPLIT="auto": whole vectors in each process while one block of them fits the
     memory limit (faster: no collective across processes in every step), split beyond."""
@@ -551,5 +612,7 @@ if __name__ == "__main__":
         print(json.dumps(worker(sys.argv[2] == "full")))
     elif sys.argv[1] == "--member":
         two_process_member(sys.argv[2], int(sys.argv[3]), sys.argv[4])
+    elif sys.argv[1] == "--disagree":
+        disagreeing_member(sys.argv[2], int(sys.argv[3]), sys.argv[4])
     elif sys.argv[1] == "--rss":
         rss_member(sys.argv[2])

@@ -36,7 +36,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from .._device import jit
-from .._errors import InputError
+from .._errors import InputError, MemoryPlanError, NonFiniteError
 from ._blocks import pair_block_apply, pair_blocks
 from ._operators import HessianOperator
 from ._pairs import bucket
@@ -148,6 +148,70 @@ def to_host(x) -> np.ndarray:
     from jax.experimental import multihost_utils
 
     return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
+# -- one call, every process: the same input, the same outcome --------------------------------------
+AGREE_MESSAGE_BYTES = 2048
+"""Bytes of a failing process's error message passed to the others (longer ones are cut)."""
+
+_AGREED_ERRORS = (InputError, MemoryPlanError, NonFiniteError)
+
+
+def input_fingerprint(prepared, *extra) -> bytes:
+    """SHA-256 of what a sharded call's result depends on: the validated positions, cell and
+    species, the potential's parameters (its array leaves) and ``extra`` (dtype, options)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for a in (prepared.R, prepared.cell, prepared.species, *jax.tree.leaves(prepared.potential)):
+        a = np.asarray(a) if a is not None else np.zeros(0)
+        h.update(str((a.dtype.str, a.shape)).encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+    h.update(repr(extra).encode())
+    return h.digest()
+
+
+def agree_across_processes(mesh: Mesh, call: str, prepare, fingerprint) -> object:
+    """``prepare()`` (the checks, the pair list and the memory plan of a sharded call) in every
+    process of a mesh spanning several, with the outcome agreed before any collective: each
+    process tells the others (one ``process_allgather``) whether it failed, with its error's
+    type and message, and the ``fingerprint(result)`` of its input. A process that failed raises
+    its own error; the others raise the same type naming it (instead of waiting in the first
+    collective for a process that has left); a process whose input differs from process 0's
+    makes every process raise InputError (each process would otherwise compute its devices'
+    blocks from its own input: a silently mixed Hessian). One process: ``prepare()`` alone."""
+    if not mesh.is_multi_process:
+        return prepare()
+    from jax.experimental import multihost_utils
+
+    try:
+        out, exc = prepare(), None
+    except _AGREED_ERRORS + (RuntimeError, ValueError, TypeError, MemoryError) as e:
+        out, exc = None, e
+    buf = np.zeros(1 + 32 + AGREE_MESSAGE_BYTES, np.uint8)
+    if exc is None:
+        buf[1:33] = np.frombuffer(fingerprint(out), np.uint8)
+    else:
+        kind = next((i for i, c in enumerate(_AGREED_ERRORS) if isinstance(exc, c)), len(_AGREED_ERRORS))
+        msg = str(exc).encode()[:AGREE_MESSAGE_BYTES]
+        buf[0] = 1 + kind
+        buf[33 : 33 + len(msg)] = np.frombuffer(msg, np.uint8)
+    every = np.asarray(multihost_utils.process_allgather(buf)).reshape(-1, buf.size)
+    if exc is not None:
+        raise exc
+    for k, row in enumerate(every):
+        if row[0]:
+            cls = (*_AGREED_ERRORS, RuntimeError)[row[0] - 1]
+            msg = bytes(row[33:]).rstrip(b"\0").decode(errors="replace")
+            raise cls(f"{call}(devices=...): process {k} of {len(every)} failed, so this one stops too: {msg}")
+    differ = [k for k, row in enumerate(every) if not np.array_equal(row[1:33], every[0, 1:33])]
+    if differ:
+        raise InputError(
+            f"{call}(positions=..., box=..., species=..., potential=...) differ between processes: process(es) "
+            f"{differ} got another input than process 0 (compared by SHA-256). Every process must make the "
+            "same call on the same input; each computes only its own devices' blocks from it."
+        )
+    return out
 
 
 # -- the per-device entry lists -----------------------------------------------------------------
