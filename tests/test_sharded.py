@@ -460,6 +460,16 @@ def disagreeing_member(address: str, rank: int, out: str):
     op = mdhess.hvp(pot, R, box=box, devices=jax.devices())  # still in step: a correct call works
     v = np.random.default_rng(1).standard_normal(3 * len(R))
     res["mv"] = _rel(op @ v, np.asarray(mdhess.hvp(pot, R, box=box) @ v))
+    # the JAX LOBPCG's plan from each host's memory: process 1 can hold only split vectors
+    # (one block: 1.04 MB whole, 0.62 MB split), process 0 whole ones; they must agree (split)
+    if rank == 1:
+        os.environ["MDHESS_MEMORY_LIMIT"] = "700K"
+    try:
+        m = mdhess.normal_modes(op, k=10, solver="jax-lobpcg", positions=R, box=box, tol=1e-10)
+    finally:
+        os.environ.pop("MDHESS_MEMORY_LIMIT", None)
+    res["modes_vectors"] = m.info["vectors"]
+    res["w"], res["V"] = np.asarray(m.eigenvalues).tolist(), np.asarray(m.vectors).tolist()
     res["seconds"] = time.perf_counter() - t
     Path(out).write_text(json.dumps(res))
     mdhess.distributed.shutdown()
@@ -493,6 +503,13 @@ def test_processes_that_disagree_fail_together_and_clearly(tmp_path):
     assert r1["memory"][1] in r0["memory"][1]  # process 0 reports process 1's own reason
     assert r1["nan"][0] == "InputError" and "positions" in r1["nan"][1]
     assert r0["nan"][0] == "InputError" and "process 1 of 2 failed" in r0["nan"][1] and r1["nan"][1] in r0["nan"][1]
+    # the solver's plan, made from different memory limits, agreed: split in both, same modes
+    pot, R, box = system("orthorhombic")
+    m = mdhess.normal_modes(mdhess.hvp(pot, R, box=box), k=10, solver="jax-lobpcg", positions=R, box=box, tol=1e-10)
+    for r in (r0, r1):
+        assert r["modes_vectors"].startswith("rows split across 2 devices of 2 processes"), r["modes_vectors"]
+        d = _modes_diff(type("M", (), {"eigenvalues": np.array(r["w"]), "vectors": np.array(r["V"])}), m)
+        assert d["eig"] <= TOL_EIG and d["angle"] <= TOL_ANGLE, d
 
 
 def test_vectors_split_across_processes_only_where_whole_ones_do_not_fit(monkeypatch):

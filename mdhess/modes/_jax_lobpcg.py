@@ -730,6 +730,25 @@ def _split_across_processes(n: int, columns: int, kv: int, reserve: int) -> bool
         return True
 
 
+def _agreed_plan(n: int, columns: int, kv: int, reserve: int, mesh) -> tuple[bool, int]:
+    """(split, batch) for a solve on an operator sharded across processes, the same in every
+    process: each decides from its own host's memory (which differs between hosts), so the
+    decisions are exchanged (``exchange_outcome``): the vectors are split where any process
+    needs it, and the batch is the smallest any process can hold; a process that cannot hold
+    even the smallest batch makes every process raise its MemoryPlanError. Different choices
+    would run different programs, and the processes would wait for each other in them."""
+    from ..pair._sharded import exchange_outcome
+
+    call = "normal_modes(solver='jax-lobpcg')"
+    _, tags = exchange_outcome(call, lambda: _split_across_processes(n, columns, kv, reserve), lambda s: bytes([s]))
+    split = bool(tags[:, 0].any())
+    shards = int(mesh.devices.size) if split else 1
+    _, tags = exchange_outcome(
+        call, lambda: check_solver_memory(n, columns, kv, reserve=reserve, shards=shards), lambda k: int(k).to_bytes(8, "little")
+    )  # fmt: skip
+    return split, min(int.from_bytes(bytes(t[:8]), "little") for t in tags)
+
+
 # -- the driver ---------------------------------------------------------------------------------
 def solve_jax_lobpcg(inp, masses, Y, req, *, kv: int):
     """(w, V, info): the ``kv`` lowest or highest pairs of Q A Q on the complement of Y by the JAX
@@ -756,10 +775,13 @@ def _solve(inp, masses, Y, req, *, kv: int):
     # would not fit in each process (PROCESS_SPLIT), across processes (then every array of the
     # solve is a global one on those devices; the result is gathered)
     local = mesh is not None and all(d.process_index == jax.process_index() for d in mesh.devices.flat)
-    split = mesh is not None and (local or _split_across_processes(n, b, kv, reserve))
-    shards = int(mesh.devices.size) if split else 1
     # kv: one block; fewer: batches (batched_lobpcg)
-    batch = check_solver_memory(n, b, kv, reserve=reserve, shards=shards)
+    if mesh is not None and not local:  # every process must take the same decisions
+        split, batch = _agreed_plan(n, b, kv, reserve, mesh)
+    else:
+        split = mesh is not None
+        batch = check_solver_memory(n, b, kv, reserve=reserve, shards=int(mesh.devices.size) if split else 1)
+    shards = int(mesh.devices.size) if split else 1
     locked = 0
     if batch < kv:
         b = solver_columns(batch)

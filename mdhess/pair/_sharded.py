@@ -171,26 +171,21 @@ def input_fingerprint(prepared, *extra) -> bytes:
     return h.digest()
 
 
-def agree_across_processes(mesh: Mesh, call: str, prepare, fingerprint) -> object:
-    """``prepare()`` (the checks, the pair list and the memory plan of a sharded call) in every
-    process of a mesh spanning several, with the outcome agreed before any collective: each
-    process tells the others (one ``process_allgather``) whether it failed, with its error's
-    type and message, and the ``fingerprint(result)`` of its input. A process that failed raises
-    its own error; the others raise the same type naming it (instead of waiting in the first
-    collective for a process that has left); a process whose input differs from process 0's
-    makes every process raise InputError (each process would otherwise compute its devices'
-    blocks from its own input: a silently mixed Hessian). One process: ``prepare()`` alone."""
-    if not mesh.is_multi_process:
-        return prepare()
+def exchange_outcome(call: str, fn, tag) -> tuple[object, np.ndarray]:
+    """(fn(), the (P, 32) tags of every process): ``fn()`` run in every process, then one
+    ``process_allgather`` of each process's outcome: whether it failed, with its error's type and
+    message, else ``tag(result)`` (32 bytes). A process that failed raises its own error; the
+    others raise the same type naming it, instead of going on into a collective that would wait
+    for a process that has left. Call it in every process of a multi-process run."""
     from jax.experimental import multihost_utils
 
     try:
-        out, exc = prepare(), None
+        out, exc = fn(), None
     except _AGREED_ERRORS + (RuntimeError, ValueError, TypeError, MemoryError) as e:
         out, exc = None, e
     buf = np.zeros(1 + 32 + AGREE_MESSAGE_BYTES, np.uint8)
     if exc is None:
-        buf[1:33] = np.frombuffer(fingerprint(out), np.uint8)
+        buf[1:33] = np.frombuffer(bytes(tag(out)).ljust(32, b"\0")[:32], np.uint8)
     else:
         kind = next((i for i, c in enumerate(_AGREED_ERRORS) if isinstance(exc, c)), len(_AGREED_ERRORS))
         msg = str(exc).encode()[:AGREE_MESSAGE_BYTES]
@@ -203,8 +198,22 @@ def agree_across_processes(mesh: Mesh, call: str, prepare, fingerprint) -> objec
         if row[0]:
             cls = (*_AGREED_ERRORS, RuntimeError)[row[0] - 1]
             msg = bytes(row[33:]).rstrip(b"\0").decode(errors="replace")
-            raise cls(f"{call}(devices=...): process {k} of {len(every)} failed, so this one stops too: {msg}")
-    differ = [k for k, row in enumerate(every) if not np.array_equal(row[1:33], every[0, 1:33])]
+            raise cls(f"{call}: process {k} of {len(every)} failed, so this one stops too: {msg}")
+    return out, every[:, 1:33]
+
+
+def agree_across_processes(mesh: Mesh, call: str, prepare, fingerprint) -> object:
+    """``prepare()`` (the checks, the pair list and the memory plan of a sharded call) in every
+    process of a mesh spanning several, with the outcome agreed before any collective
+    (``exchange_outcome``, tagged with ``fingerprint(result)`` of the process's input): a
+    failure in one process is an error of the same type in every process, and a process whose
+    input differs from process 0's makes every process raise InputError (each process would
+    otherwise compute its devices' blocks from its own input: a silently mixed Hessian). One
+    process: ``prepare()`` alone."""
+    if not mesh.is_multi_process:
+        return prepare()
+    out, tags = exchange_outcome(f"{call}(devices=...)", prepare, fingerprint)
+    differ = [k for k, t in enumerate(tags) if not np.array_equal(t, tags[0])]
     if differ:
         raise InputError(
             f"{call}(positions=..., box=..., species=..., potential=...) differ between processes: process(es) "
