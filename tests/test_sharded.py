@@ -475,24 +475,30 @@ def disagreeing_member(address: str, rank: int, out: str):
     mdhess.distributed.shutdown()
 
 
-@pytest.mark.slow  # two fresh JAX processes plus Gloo set-up: ~20-30 s
-def test_processes_that_disagree_fail_together_and_clearly(tmp_path):
-    """A sharded call across processes fails in every process at once when one process fails
-    (its own error there, the same type naming it elsewhere: no process left waiting in a
-    collective) or when the processes' inputs differ (else each would compute its devices'
-    blocks from its own input: a silently mixed Hessian). Then the processes are still in step."""
+def _run_two_processes(flag: str, outs: list):
+    """This file run as two processes (``flag``: the member to run) joined on 127.0.0.1, one CPU
+    device each; each writes its results to its ``outs`` entry. Asserts both exit cleanly."""
     address = f"127.0.0.1:{_free_port()}"
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     env.pop("XLA_FLAGS", None)
     procs = [
         subprocess.Popen(
-            [sys.executable, str(HERE), "--disagree", address, str(rank), str(tmp_path / f"d{rank}.json")],
+            [sys.executable, str(HERE), flag, address, str(rank), str(outs[rank])],
             env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         for rank in (0, 1)
     ]
     logs = [p.communicate(timeout=300)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs), "\n".join(x[-3000:] for x in logs)
+
+
+@pytest.mark.slow  # two fresh JAX processes plus Gloo set-up: ~20-30 s
+def test_processes_that_disagree_fail_together_and_clearly(tmp_path):
+    """A sharded call across processes fails in every process at once when one process fails
+    (its own error there, the same type naming it elsewhere: no process left waiting in a
+    collective) or when the processes' inputs differ (else each would compute its devices'
+    blocks from its own input: a silently mixed Hessian). Then the processes are still in step."""
+    _run_two_processes("--disagree", [tmp_path / f"d{rank}.json" for rank in (0, 1)])
     r0, r1 = (json.loads((tmp_path / f"d{rank}.json").read_text()) for rank in (0, 1))
     for r in (r0, r1):
         assert r["differ"][0] == "InputError" and "differ between processes" in r["differ"][1], r["differ"]
@@ -586,18 +592,7 @@ def test_sharded_build_stays_within_its_plan(tmp_path):
 
 @pytest.mark.slow  # two fresh JAX processes plus Gloo set-up: ~20-40 s on this machine
 def test_two_processes_on_localhost_equal_one_process(tmp_path):
-    address = f"127.0.0.1:{_free_port()}"
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    env.pop("XLA_FLAGS", None)
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(HERE), "--member", address, str(rank), str(tmp_path / f"p{rank}.npz")],
-            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )
-        for rank in (0, 1)
-    ]
-    logs = [p.communicate(timeout=300)[0] for p in procs]
-    assert all(p.returncode == 0 for p in procs), "\n".join(x[-3000:] for x in logs)
+    _run_two_processes("--member", [tmp_path / f"p{rank}.npz" for rank in (0, 1)])
     pot, R, box = system("orthorhombic")
     v = np.random.default_rng(1).standard_normal((3 * len(R), 3))
     op = mdhess.hvp(pot, R, box=box)

@@ -116,25 +116,8 @@ def hessian(
     if memory_limit is not None:
         _planner.memory_limit(memory_limit)  # a bad limit is refused before any work
     if devices is not None:
-        from ._sharded import (
-            SHARDED_SUGGESTION,
-            agree_across_processes,
-            input_fingerprint,
-            resolve_mesh,
-            sharded_operator,
-            sharded_plan,
-        )
-
-        mesh, _ = resolve_mesh(devices, call="hessian")  # bad devices are refused before any work
-        plan = sharded_plan(mesh, dt, store_blocks=True, call="hessian")
-
-        def prepare():
-            p = Prepared(potential, positions, box, species, "hessian", memory_limit=memory_limit, plan=plan)
-            _planner.check(plan(p.n_atoms, p.n_pairs), memory_limit, suggestion=SHARDED_SUGGESTION)  # exact pair count
-            return p
-
-        p = agree_across_processes(mesh, "hessian", prepare, lambda p: input_fingerprint(p, str(dt)))
-        return sharded_operator(p, dt, devices, store_blocks=True, call="hessian")
+        return _sharded(potential, positions, box, species, dt, devices, store_blocks=True, call="hessian",
+                        memory_limit=memory_limit)  # fmt: skip
     if method == "pair":
         return _prepare_pair(potential, positions, box, species, format, dt, memory_limit).compute(layout)
     p = Prepared(potential, positions, box, species, "hessian", memory_limit=memory_limit)
@@ -220,6 +203,31 @@ def _prepare_pair(potential, positions, box, species, format, dt, memory_limit) 
     return PreparedHessian(p, format, dt)
 
 
+def _sharded(potential, positions, box, species, dt, devices, *, store_blocks: bool, call: str, memory_limit=None):
+    """The ``ShardedHessianOperator`` of ``hessian(..., devices=...)`` / ``hvp(..., devices=...)``:
+    bad devices refused before any work, the memory plan checked from the estimated and then the
+    exact pair count, and, across processes, the outcome and input agreed before any collective."""
+    from ._sharded import (
+        SHARDED_SUGGESTION,
+        agree_across_processes,
+        input_fingerprint,
+        resolve_mesh,
+        sharded_operator,
+        sharded_plan,
+    )
+
+    mesh, _ = resolve_mesh(devices, call=call)
+    plan = sharded_plan(mesh, dt, store_blocks=store_blocks, call=call)
+
+    def prepare():
+        p = Prepared(potential, positions, box, species, call, memory_limit=memory_limit, plan=plan)
+        _planner.check(plan(p.n_atoms, p.n_pairs), memory_limit, suggestion=SHARDED_SUGGESTION)  # exact pair count
+        return p
+
+    p = agree_across_processes(mesh, call, prepare, lambda p: input_fingerprint(p, str(dt), store_blocks))
+    return sharded_operator(p, dt, devices, store_blocks=store_blocks, call=call)
+
+
 def hvp(potential, positions, *, box=None, species=None, store_blocks=True, dtype=None, devices=None):
     """Hessian-vector product operator, H @ v for v of shape (3N,) or (3N, k).
 
@@ -241,25 +249,7 @@ def hvp(potential, positions, *, box=None, species=None, store_blocks=True, dtyp
         raise InputError(f"hvp(store_blocks=...) must be True or False; got {store_blocks!r}")
     dt = resolve_dtype(dtype, "hvp")
     if devices is not None:
-        from ._sharded import (
-            SHARDED_SUGGESTION,
-            agree_across_processes,
-            input_fingerprint,
-            resolve_mesh,
-            sharded_operator,
-            sharded_plan,
-        )
-
-        mesh, _ = resolve_mesh(devices, call="hvp")
-        plan = sharded_plan(mesh, dt, store_blocks=bool(store_blocks), call="hvp")
-
-        def prepare():
-            p = Prepared(potential, positions, box, species, "hvp", plan=plan)
-            _planner.check(plan(p.n_atoms, p.n_pairs), suggestion=SHARDED_SUGGESTION)  # exact pair count
-            return p
-
-        p = agree_across_processes(mesh, "hvp", prepare, lambda p: input_fingerprint(p, str(dt), bool(store_blocks)))
-        return sharded_operator(p, dt, devices, store_blocks=bool(store_blocks), call="hvp")
+        return _sharded(potential, positions, box, species, dt, devices, store_blocks=bool(store_blocks), call="hvp")
     p = Prepared(potential, positions, box, species, "hvp")
     args = p.arrays(dt)
     if store_blocks:
