@@ -218,11 +218,13 @@ def _halo_checks(devs) -> dict:
             rows |= set(sent[: len(p._needs[d, s])].tolist())
         got.append(sorted(rows))
     res["halo_exact"] = need == got
-    try:
-        op.mv_split(np.zeros(3))
-        res["mv_split_error"] = None
-    except mdhess.InputError as exc:
-        res["mv_split_error"] = str(exc)
+    for name, call in (("mv_split", lambda: op.mv_split(np.zeros(3))), ("to_split", lambda: op.to_split(np.zeros(5))),
+                       ("from_split", lambda: op.from_split(np.zeros(3 * len(R))))):  # fmt: skip
+        try:
+            call()
+            res[f"{name}_error"] = None
+        except mdhess.InputError as exc:
+            res[f"{name}_error"] = str(exc)
     kw = dict(k=10, solver="jax-lobpcg", positions=R, box=box, tol=1e-10)
     m1 = mdhess.normal_modes(op1, **kw)
     m4 = mdhess.normal_modes(op, **kw)  # matrix-free, its vectors in the split layout
@@ -310,6 +312,8 @@ def test_halo_exchange_moves_only_the_rows_each_device_needs(four_devices):
     # a device's halo: about the other rows within 1.5 of its faces (327 measured), not all 648
     assert 0 < r["halo_rows"] <= 0.6 * 3 * r["n_loc"], r
     assert r["mv_split_error"] is not None and "split layout" in r["mv_split_error"]
+    assert r["to_split_error"] is not None and "got (5,)" in r["to_split_error"]
+    assert r["from_split_error"] is not None and "split layout" in r["from_split_error"]
     assert r["modes"]["eig"] <= TOL_EIG and r["modes"]["angle"] <= TOL_ANGLE, r["modes"]
     assert "halo exchange" in r["modes_vectors"], r["modes_vectors"]
 

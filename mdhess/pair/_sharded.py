@@ -665,6 +665,9 @@ class ShardedHessianOperator(HessianOperator):
         """(3N[, k]) v in atom order (host array or JAX array on the mesh's devices) -> the
         (3 N_pad[, k]) global array of the split layout: rows in the spatial order (``perm``),
         zero padding rows last, each device holding its own atoms' rows."""
+        n3, shape = 3 * self.n_atoms, getattr(v, "shape", np.shape(v))
+        if len(shape) not in (1, 2) or shape[0] != n3:
+            raise InputError(f"to_split expects v of shape ({n3},) or ({n3}, k) (atom order); got {tuple(shape)}")
         if isinstance(v, jax.Array) and v.sharding.device_set == set(self.mesh.devices.flat):
             return _to_split_program(v.astype(self.dtype), self._perm_pad, sharding=self.split_sharding)
         v = np.asarray(to_host(v) if isinstance(v, jax.Array) else v, dtype=self.dtype)
@@ -675,6 +678,10 @@ class ShardedHessianOperator(HessianOperator):
 
     def from_split(self, y):
         """The split layout's (3 N_pad[, k]) -> (3N[, k]) in atom order, replicated on the mesh."""
+        n3 = 3 * self.n_pad
+        if not isinstance(y, jax.Array) or y.ndim not in (1, 2) or y.shape[0] != n3:
+            shape = getattr(y, "shape", None)
+            raise InputError(f"from_split expects a JAX array of shape ({n3},) or ({n3}, k) (the split layout); got {shape}")
         return _from_split_program(y, self._inv, mesh=self.mesh)
 
     def mv_split(self, x):
