@@ -44,7 +44,9 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, os.path.dirname(__file__))
+# runs from a checkout, mdhess not installed (a lent GPU machine has JAX but no mdhess; its child
+# process runs this file too): the checkout first, then this folder for _harness
+sys.path[:0] = [str(REPO), os.path.dirname(__file__)]
 from _harness import rss_mb  # noqa: E402
 
 
@@ -252,7 +254,8 @@ def main():
     if not args.skip_scale:
         lines = Path(args.json + ".steps") if args.json else Path(f"/tmp/bench_gpu_steps_{os.getpid()}.jsonl")
         lines.unlink(missing_ok=True)
-        cmd = [sys.executable, __file__, "--worker", "scale", "--n-atoms", str(args.n_atoms), "--modes", args.modes,
+        site = ["-S"] if sys.flags.no_site else []  # the child runs as this process does
+        cmd = [sys.executable, *site, __file__, "--worker", "scale", "--n-atoms", str(args.n_atoms), "--modes", args.modes,
                "--json", str(lines)]  # fmt: skip
         left = budget - (time.perf_counter() - t0) - 10.0
         child = subprocess.Popen(cmd)

@@ -41,3 +41,80 @@ def test_budget_stops_the_scale_part(tmp_path):
     names = [s["step"] for s in d["scale"]]
     assert names[:1] == ["system"] and len(names) < 6  # what finished before the stop is kept
     assert d["total_s"] < 60
+
+
+def _site_dirs():
+    import sysconfig
+
+    paths = sysconfig.get_paths()
+    return list(dict.fromkeys([paths["purelib"], paths["platlib"]]))
+
+
+def test_runs_from_a_checkout_without_mdhess_installed(tmp_path):
+    # a lent GPU machine has JAX, numpy, scipy, h5py but no mdhess (nothing can be installed from
+    # the network there): the script must import mdhess from its own checkout. `python -S` with
+    # site-packages on PYTHONPATH keeps the libraries but skips the .pth file of this
+    # environment's editable install, so mdhess is importable only from the checkout.
+    import os
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(_site_dirs())}
+    probe = subprocess.run([sys.executable, "-S", "-c", "import mdhess.pair"], cwd=tmp_path, env=env,
+                           capture_output=True, text=True)  # fmt: skip
+    assert probe.returncode != 0 and "No module named 'mdhess" in probe.stderr  # the premise holds
+    out = tmp_path / "gpu.json"
+    res = subprocess.run(
+        [sys.executable, "-S", str(SCRIPT), "--quick", "--n-atoms", "1000", "--modes", "5",
+         "--json", str(out)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    d = json.loads(out.read_text())
+    assert d["correct"] and d["scale_exit"] == 0  # both parts (this process and its child) ran
+    assert [s["step"] for s in d["scale"]] == ["system", "bsr", "bsr_check", "modes k=5 float64"]
+
+
+def test_device_run_script_preflight_and_outputs(tmp_path):
+    # benchmarks/device_run.sh, the one command of a GPU run, rehearsed here on the CPU: it checks
+    # the imports, writes preflight.txt, runs the script and leaves its files in $OUT
+    import os
+
+    out = tmp_path / "out"
+    env = {**os.environ, "OUT": str(out), "PYTHON": sys.executable, "BUDGET": "200", "TMPDIR": str(tmp_path)}
+    script = SCRIPT.parent / "device_run.sh"
+    res = subprocess.run(["bash", str(script), "--quick", "--skip-dense", "--n-atoms", "1000", "--modes", "5"],
+                         env=env, capture_output=True, text=True, timeout=400)  # fmt: skip
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    pre = (out / "preflight.txt").read_text()
+    for name in ("jax", "numpy", "scipy", "h5py", "vesin", "mdhess"):
+        assert any(line.startswith(name + " ") for line in pre.splitlines()), pre
+    assert "devices" in pre
+    assert {p.name for p in out.iterdir()} >= {"preflight.txt", "log.txt", "gpu.json", "gpu.json.steps"}
+    assert json.loads((out / "gpu.json").read_text())["scale_exit"] == 0
+
+
+ACCELERATOR = """
+import runpy, sys, jax
+jax.default_backend = lambda: "gpu"  # mdhess's accelerator branches, on the CPU
+sys.argv = [sys.argv[1]] + sys.argv[2:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def test_accelerator_branches_run_on_the_cpu(tmp_path):
+    # mdhess takes other branches where jax.default_backend() is not "cpu" (pair chunks of 2^20,
+    # dense row blocks of 2^24 elements, the JAX LOBPCG's padded rows sent to the device, the
+    # automatic solver). A GPU run is rare and short: their Python logic is run here first, with
+    # the backend's name imitated, on the scale part's steps
+    steps = tmp_path / "steps.jsonl"
+    res = subprocess.run(
+        [sys.executable, "-c", ACCELERATOR, str(SCRIPT), "--worker", "scale", "--n-atoms", "1000", "--modes", "6,6m",
+         "--json", str(steps)],
+        capture_output=True, text=True, timeout=400,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    got = {s["step"]: s for s in map(json.loads, steps.read_text().splitlines())}
+    assert list(got) == ["system", "bsr", "bsr_check", "modes k=6 float64", "modes k=6 mixed"]
+    assert got["bsr_check"]["ok"]
+    for k in ("modes k=6 float64", "modes k=6 mixed"):
+        assert got[k]["converged"] == 3 and got[k]["max_rel_residual"] <= 1.5e-5
+    assert got["modes k=6 mixed"]["iterations_float32"] > 0
