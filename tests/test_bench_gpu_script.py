@@ -118,3 +118,10 @@ def test_accelerator_branches_run_on_the_cpu(tmp_path):
     for k in ("modes k=6 float64", "modes k=6 mixed"):
         assert got[k]["converged"] == 3 and got[k]["max_rel_residual"] <= 1.5e-5
     assert got["modes k=6 mixed"]["iterations_float32"] > 0
+    # the dense part (this process's half of the script): row blocks sized for an accelerator
+    out = tmp_path / "dense.json"
+    res = subprocess.run([sys.executable, "-c", ACCELERATOR, str(SCRIPT), "--quick", "--skip-scale", "--json", str(out)],
+                         capture_output=True, text=True, timeout=400)  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    d = json.loads(out.read_text())
+    assert d["correct"] and d["float32_vs_float64_rel"] < 1e-5 and d["component_layout_rel_diff"] <= 1e-13
