@@ -74,6 +74,7 @@ def dense_part(args, out):
     from mdhess.pair._prepare import cast_potential
 
     n_big, n_787 = (600, 300) if args.quick else (10000, 2483)
+    out["dense_n"], out["n787_n"] = n_big, n_787
     rng = np.random.default_rng(0)
     pot = mdhess.pair_potential(lambda r: r)
 

@@ -33,6 +33,18 @@ def test_quick_run_checks_and_steps(tmp_path):
         assert s["converged"] == 7 and s["max_rel_residual"] <= 1.5e-5
     assert wmx["precision"] == "mixed" and wmx["iterations_float32"] > 0
     assert abs(w64["lowest"][3] - wmx["lowest"][3]) <= 1e-8 * w64["lowest"][3]
+    # benchmarks/gpu_table.py: the same figures as the rows of docs/benchmarks.md
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        import gpu_table
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    text = "\n".join(gpu_table.rows(d))
+    assert f"| dense float32 N = 600 <= 1.5x XLA's write of the same bytes | {d['dense_ratio']:.2f}x" in text
+    assert f"| BSR vs central differences of the forces | {steps['bsr_check']['seconds']:.2f} |" in text
+    for name in ("modes k=10 float64", "modes k=10 mixed"):
+        assert f"| {name} | {steps[name]['seconds']:.1f} | {steps[name]['iterations']} iterations" in text
+    assert all(line.count("|") in (0, 4) for line in text.splitlines())  # 3 cells a row, no stray "|"
 
 
 def test_budget_stops_the_scale_part(tmp_path):
