@@ -474,6 +474,43 @@ def disagreeing_member(address: str, rank: int, out: str):
         os.environ.pop("MDHESS_MEMORY_LIMIT", None)
     res["modes_vectors"] = m.info["vectors"]
     res["w"], res["V"] = np.asarray(m.eigenvalues).tolist(), np.asarray(m.vectors).tolist()
+    # the solver's branches taken on process 0's numbers (process_zero_decides): process 1's 5th
+    # convergence test "rounds differently" and finds every column converged. Alone, it would
+    # leave the iteration while process 0 goes on into the next product, a collective: a crash
+    # ("collective mismatch") or a hang. Its data are unchanged, so both must follow process 0.
+    from mdhess.modes import _jax_lobpcg
+    from mdhess.pair._sharded import process_zero_decides
+
+    decide = process_zero_decides(op.mesh)
+    res["decided"] = [np.asarray(x).tolist() for x in decide(np.array([True, rank == 1]), 3 + rank, np.array([1.5, 2.25 + rank]), 7.0)]
+    original, calls = _jax_lobpcg._prepare, [0]
+
+    def prepare(*args, **kwargs):
+        Q, W, AP_o, ok, r = original(*args, **kwargs)
+        calls[0] += 1
+        return Q, W, AP_o, (jax.numpy.ones_like(ok) if calls[0] == 5 and rank == 1 else ok), r
+
+    _jax_lobpcg._prepare = prepare
+    try:
+        m = mdhess.normal_modes(op, k=10, solver="jax-lobpcg", positions=R, box=box, tol=1e-10)
+    finally:
+        _jax_lobpcg._prepare = original
+    res["decide_vectors"], res["decide_iterations"] = m.info["vectors"], m.info["iterations"]
+    # solver="auto" past the dense sizes: not the numpy LOBPCG (its branches are each process's
+    # own) on an operator across processes; the JAX one, whose branches are process 0's
+    from mdhess.modes import _nma
+    from mdhess.modes._input import hessian_input
+
+    sizes = {k: getattr(_nma, k) for k in ("DENSE_MAX", "DENSE_MAX_NO_POSITIONS", "DENSE_MAX_FULL")}
+    for k in sizes:
+        setattr(_nma, k, 0)
+    try:
+        res["auto"] = [_nma.choose_solver("auto", hessian_input(o), k=10, which="lowest", positions=R, cell=box)
+                       for o in (op, mdhess.hvp(pot, R, box=box))]  # fmt: skip
+    finally:
+        for k, v in sizes.items():
+            setattr(_nma, k, v)
+    res["decide_w"], res["decide_V"] = np.asarray(m.eigenvalues).tolist(), np.asarray(m.vectors).tolist()
     res["seconds"] = time.perf_counter() - t
     Path(out).write_text(json.dumps(res))
     mdhess.distributed.shutdown()
@@ -519,6 +556,15 @@ def test_processes_that_disagree_fail_together_and_clearly(tmp_path):
     for r in (r0, r1):
         assert r["modes_vectors"].startswith("rows split across 2 devices of 2 processes"), r["modes_vectors"]
         d = _modes_diff(type("M", (), {"eigenvalues": np.array(r["w"]), "vectors": np.array(r["V"])}), m)
+        assert d["eig"] <= TOL_EIG and d["angle"] <= TOL_ANGLE, d
+    # process 0's numbers in both (types and shapes kept), and its branches: the solve on whole
+    # vectors in which process 1 alone "found" convergence early ends where one process ends
+    assert r0["decided"] == r1["decided"] == [[True, False], 3, [1.5, 2.25], 7.0]
+    assert r0["auto"] == r1["auto"] == ["jax-lobpcg", "lobpcg"]  # across processes; this process alone
+    for r in (r0, r1):
+        assert r["decide_vectors"].startswith("whole in each of the 2 processes"), r["decide_vectors"]
+        assert r["decide_iterations"] == m.info["iterations"]
+        d = _modes_diff(type("M", (), {"eigenvalues": np.array(r["decide_w"]), "vectors": np.array(r["decide_V"])}), m)
         assert d["eig"] <= TOL_EIG and d["angle"] <= TOL_ANGLE, d
 
 

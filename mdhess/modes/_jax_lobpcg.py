@@ -37,7 +37,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from .._device import jit
 from .._progress import Status
-from ..pair._sharded import put_global, replicate, to_host
+from ..pair._sharded import process_zero_decides, put_global, replicate, to_host
 from ._device_ops import (
     apply_preconditioner,
     coarse_inverse,
@@ -273,6 +273,7 @@ def jax_lobpcg(
     callback=None,
     sharding=None,
     product_eps=None,
+    decide=None,
 ):
     """Lowest ``k`` eigenpairs of a symmetric A restricted to the complement of span(Y), on the
     JAX device.
@@ -298,6 +299,10 @@ def jax_lobpcg(
             across devices; n a multiple of their number): X, A X, the search directions and
             the work buffers are made with it, and the jitted steps keep it (XLA partitions them).
         product_eps: as for mdhess/modes/_lobpcg.py's ``lobpcg`` (a float32 operator's products).
+        decide: None, or ``decide(*host values) -> values`` applied to every host value the
+            iteration branches on (ranks, the scale and noise, convergence flags, residual norms)
+            before it branches: ``pair/_sharded.process_zero_decides`` where the products span
+            several processes, so that every process runs the same steps.
 
     Returns:
         (w (k,), X (n, k), MixedLobpcgInfo).
@@ -306,24 +311,28 @@ def jax_lobpcg(
     n, b = np.shape(X0)
     if b < k:
         raise ValueError(f"jax_lobpcg: initial block has {b} columns < k = {k}")
+    agreed = decide if decide is not None else (lambda *values: values)
+
+    def rank_of(r) -> int:
+        return int(agreed(int(r))[0])
     if isinstance(Y, jax.Array):  # already on the device (batched_lobpcg's locked modes)
         Yd = Y
     else:
         Yd = _put(np.zeros((n, 0)) if Y is None else np.asarray(Y, dtype=np.float64), sharding)
     rep = _replicated(sharding)
     X, rank = _init(_put(np.asarray(X0, dtype=np.float64), sharding), Yd)
-    if int(rank) < b:
+    if rank_of(rank) < b:
         raise ValueError(f"jax_lobpcg: initial block has rank {int(rank)} < its width {b}")
     AX = matmat(X)
     nmv = b
     nmv1 = 0  # float32 products
     noise = 0.0
     if low is not None:  # the float32 product's error on this block (see NOISE_MARGIN)
-        noise = float(_noise(AX, low(X)))
+        noise = float(agreed(float(_noise(AX, low(X))))[0])
         nmv += b
         nmv1 = b
     X, AX, w, wmax = _start(X, AX)
-    scale = float(wmax) if anorm is None else float(anorm)
+    scale = float(agreed(float(wmax))[0]) if anorm is None else float(anorm)
     attainable = attainable_residual(scale, n, product_eps)
     consts = _put(np.array([tol, scale, attainable], dtype=np.float64), rep)
     # phase 1: a wanted column whose residual is at the float32 noise counts as done (locked)
@@ -344,12 +353,12 @@ def jax_lobpcg(
         it += 1
         if it % REFRESH_EVERY == 0:
             X, AX, w, rank = _refresh(X, AX)
-            if int(rank) < b:
+            if rank_of(rank) < b:
                 break
         Q, W, AP_o, ok, res = _prepare(
             X, AX, w, P, AP, Yd, cs, pre, qbuf, k=k, precondition=precond is not None
         )
-        ok_h, nq_h, res_h, w_h = jax.device_get((ok, nq, res, w))
+        ok_h, nq_h, res_h, w_h = agreed(*jax.device_get((ok, nq, res, w)))
         done = ok_h[:k].all() or int(nq_h) == 0
         if callback is not None:
             callback(it, int(ok_h[:k].sum()), float(res_h[:k].max()))
@@ -375,7 +384,7 @@ def jax_lobpcg(
                 X, AX, w, rank = _refresh(X, matmat(X))
                 nmv += b
                 nq = 1
-                if int(rank) < b:
+                if rank_of(rank) < b:
                     break
                 it -= 1
                 continue
@@ -392,7 +401,7 @@ def jax_lobpcg(
             low.release()
         X, AX, w, _ = _refresh(X, matmat(X))
         nmv += b
-    res, ok = jax.device_get(_final(X, AX, w, Yd, consts, k=k))
+    res, ok = agreed(*jax.device_get(_final(X, AX, w, Yd, consts, k=k)))
     info = MixedLobpcgInfo(it, nmv, int(np.sum(ok[:k])), np.asarray(res[:k]), it1, nmv1, noise)
     if on_device:
         return w[:k], X[:, :k], info
@@ -412,7 +421,8 @@ def _sorted_modes(C, w, c: int):
 
 
 def batched_lobpcg(matmat, n: int, k: int, batch: int, *, Y=None, precond=None, tol=1e-8, maxiter=500,
-                   seed=0, low=None, callback=None, sharding=None, rows=None, product_eps=None):  # fmt: skip
+                   seed=0, low=None, callback=None, sharding=None, rows=None, product_eps=None,
+                   decide=None):  # fmt: skip
     """The lowest ``k`` eigenpairs of A off span(Y), ``batch`` at a time: each batch is a
     ``jax_lobpcg`` of ``batch`` pairs (and its buffer columns) constrained off Y and off every
     pair locked by the batches before it, so the solver's own arrays are sized by ``batch``, not
@@ -435,6 +445,7 @@ def batched_lobpcg(matmat, n: int, k: int, batch: int, *, Y=None, precond=None, 
         sharding: as for ``jax_lobpcg`` (the locked pairs are split the same way).
         rows: None, or (n,) a row order the problem is given in: each start block is drawn as
             without it and its rows taken in this order (the same start, permuted).
+        decide: as for ``jax_lobpcg`` (every batch).
 
     Returns:
         (w (k,), X (n, k), MixedLobpcgInfo summed over the batches) with numpy arrays.
@@ -456,7 +467,7 @@ def batched_lobpcg(matmat, n: int, k: int, batch: int, *, Y=None, precond=None, 
             cb = None if callback is None else partial(callback, lo // batch)
             w, X, li = jax_lobpcg(matmat, X0, m, Y=C, precond=precond, tol=tol, maxiter=maxiter, low=low,
                                   keep_low=True, on_device=True, callback=cb, sharding=sharding,
-                                  product_eps=product_eps)  # fmt: skip
+                                  product_eps=product_eps, decide=decide)  # fmt: skip
             C = _put_columns(C, X, c + lo)
             ws.append(w)
             its, nmv, conv = its + li.iterations, nmv + li.matvecs, conv + li.converged
@@ -612,10 +623,13 @@ def check_solver_memory(n: int, columns: int, kv: int, reserve: int = 0, shards:
     )
 
 
-def device_lowest_preconditioner(inp, masses, matmat, *, A_host, positions, cell, seed: int):
+def device_lowest_preconditioner(inp, masses, matmat, *, A_host, positions, cell, seed: int, decide=None):
     """(params, description): the device preconditioner of the lowest pairs of A: block Jacobi,
     plus the additive trilinear coarse grid when positions are known; built from A - sigma I
-    (sigma below the spectrum) when A is indefinite, as in mdhess/modes/_precond.py."""
+    (sigma below the spectrum) when A is indefinite, as in mdhess/modes/_precond.py. ``decide``:
+    as for ``jax_lobpcg`` (whether sigma is needed: it takes products, collectives where the
+    operator spans processes)."""
+    agreed = decide if decide is not None else (lambda *values: values)
     from ._input import csr_diagonal_blocks
 
     n = inp.n3
@@ -646,11 +660,13 @@ def device_lowest_preconditioner(inp, masses, matmat, *, A_host, positions, cell
         Ac = Ac0 - shift * PtP if shift else Ac0
         return device_preconditioner(Ds, (P, coarse_inverse(Ac, indefinite_ok=indefinite_ok)))
 
-    shift = below_spectrum() if blocks_indefinite(D) else 0.0
+    shift = float(agreed(below_spectrum())[0]) if agreed(blocks_indefinite(D))[0] else 0.0
     try:
-        params = build(shift, indefinite_ok=bool(shift))
+        params, failed = build(shift, indefinite_ok=bool(shift)), False
     except np.linalg.LinAlgError:
-        shift = below_spectrum()
+        params, failed = None, True
+    if agreed(failed)[0]:
+        shift = float(agreed(below_spectrum())[0])
         params = build(shift, indefinite_ok=True)
     if positions is not None:
         description = (
@@ -805,10 +821,12 @@ def _solve(inp, masses, Y, req, *, kv: int):
         info["precision"] = "float64"
     if inp.product_eps > np.finfo(np.float64).eps:  # a float32 operator: its products limit the residuals
         info["precision"] = "float32 products (the operator's dtype); residuals down to their rounding"
+    # every branch of the solve on process 0's numbers where the products span processes
+    decide = process_zero_decides(mesh)
     precond = None
     if lowest:
         precond, info["preconditioner"] = device_lowest_preconditioner(
-            inp, masses, matmat, A_host=A_host, positions=positions, cell=req.cell, seed=req.seed
+            inp, masses, matmat, A_host=A_host, positions=positions, cell=req.cell, seed=req.seed, decide=decide
         )
         mm = matmat
     else:
@@ -845,7 +863,7 @@ def _solve(inp, masses, Y, req, *, kv: int):
             w, X, li = batched_lobpcg(
                 mm, n, kv, batch, Y=Y, precond=precond, tol=req.tol, maxiter=req.maxiter, seed=req.seed,
                 low=low, callback=progress if req.progress else None, sharding=sharding, rows=rows,
-                product_eps=inp.product_eps,
+                product_eps=inp.product_eps, decide=decide,
             )  # fmt: skip
         else:
 
@@ -857,7 +875,7 @@ def _solve(inp, masses, Y, req, *, kv: int):
                 X0 = X0[rows]
             w, X, li = jax_lobpcg(mm, X0, kv, Y=Y, precond=precond, tol=req.tol, maxiter=req.maxiter, low=low,
                                   callback=progress if req.progress else None, sharding=sharding,
-                                  product_eps=inp.product_eps)  # fmt: skip
+                                  product_eps=inp.product_eps, decide=decide)  # fmt: skip
     # (padding rows of a sharded solve dropped; the operator's spatial order undone)
     X = X[:n_out] if rows is None else X[np.argsort(rows)[:n_out]]
     if not lowest:

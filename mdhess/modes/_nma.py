@@ -127,7 +127,13 @@ def choose_solver(solver: str, inp, *, k: int, which: str, positions, cell) -> s
         else:
             limit = DENSE_MAX if positions is not None else DENSE_MAX_NO_POSITIONS
         small = n3 <= limit or (k > n3 // DENSE_K_FRACTION and n3 <= DENSE_K_MAX)
-        host = on_cpu() and n3 < JAX_LOBPCG_CPU_MIN_DOF and lobpcg_block_fits(n3, k)
+        # not on an operator sharded across processes: the numpy LOBPCG's branches (columns kept
+        # by SVQB, converged ones) come from each process's own arithmetic; the JAX LOBPCG takes
+        # them from process 0 (process_zero_decides), so processes whose rounding differs stay in
+        # step (same time: two processes, N = 1372, lowest 20, 2.5-3.0 s vs 2.6-2.8 s)
+        mesh = getattr(getattr(inp, "H", None), "mesh", None)
+        across = mesh is not None and mesh.is_multi_process
+        host = on_cpu() and n3 < JAX_LOBPCG_CPU_MIN_DOF and lobpcg_block_fits(n3, k) and not across
         # (the JAX LOBPCG solves in batches of modes where one block does not fit)
         solver = "dense" if small else ("lobpcg" if host else "jax-lobpcg")
         if (

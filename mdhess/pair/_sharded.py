@@ -223,6 +223,42 @@ def agree_across_processes(mesh: Mesh, call: str, prepare, fingerprint) -> objec
     return out
 
 
+def _same(*values):
+    return values
+
+
+def process_zero_decides(mesh):
+    """``decide(*values) -> values``: for an iterative solve whose products span several
+    processes (``mesh``), the host values its control flow turns on (convergence flags,
+    residual norms, ranks, scales) replaced by process 0's in every process, so that all take
+    the same branch and call the same collectives. Each process iterates on its own copy of the
+    vectors; rounding that differs between processes (other CPU types or BLAS kernels, GPU
+    reductions) would otherwise let one process stop, or drop a column, where another goes on,
+    and the next product would wait for it or fail ("collective mismatch"). One small broadcast
+    a call (``multihost_utils.broadcast_one_to_all``: every process takes part). Within one
+    process (or ``mesh`` None): the values unchanged.
+
+    Values are numbers or numpy arrays of bool, integer or float type; they travel as float64
+    (exact for integers below 2^53) and come back in their own types and shapes."""
+    if mesh is None or not mesh.is_multi_process:
+        return _same
+    from jax.experimental import multihost_utils
+
+    def decide(*values):
+        arrays = [np.asarray(v) for v in values]
+        flat = np.concatenate([a.astype(np.float64).ravel() for a in arrays]) if arrays else np.zeros(0)
+        got = np.asarray(multihost_utils.broadcast_one_to_all(flat))
+        out, at = [], 0
+        for a in arrays:
+            part = got[at : at + a.size].reshape(a.shape)
+            at += a.size
+            part = part.astype(a.dtype) if a.dtype != np.bool_ else part != 0
+            out.append(part if a.ndim else part[()])
+        return tuple(out)
+
+    return decide
+
+
 # -- the per-device entry lists -----------------------------------------------------------------
 ENTRY_FIELDS = {
     "row": ((2,), np.int32), "col": ((), np.int32), "shift": ((3,), np.float64),
