@@ -311,10 +311,11 @@ def jax_lobpcg(
     n, b = np.shape(X0)
     if b < k:
         raise ValueError(f"jax_lobpcg: initial block has {b} columns < k = {k}")
-    agreed = decide if decide is not None else (lambda *values: values)
+    agreed = decide if decide is not None else process_zero_decides(None)  # None: as they are
 
     def rank_of(r) -> int:
         return int(agreed(int(r))[0])
+
     if isinstance(Y, jax.Array):  # already on the device (batched_lobpcg's locked modes)
         Yd = Y
     else:
@@ -629,8 +630,9 @@ def device_lowest_preconditioner(inp, masses, matmat, *, A_host, positions, cell
     (sigma below the spectrum) when A is indefinite, as in mdhess/modes/_precond.py. ``decide``:
     as for ``jax_lobpcg`` (whether sigma is needed: it takes products, collectives where the
     operator spans processes)."""
-    agreed = decide if decide is not None else (lambda *values: values)
     from ._input import csr_diagonal_blocks
+
+    agreed = decide if decide is not None else process_zero_decides(None)
 
     n = inp.n3
     D = csr_diagonal_blocks(A_host) if A_host is not None else inp.diagonal_blocks(masses)
