@@ -568,6 +568,19 @@ def test_processes_that_disagree_fail_together_and_clearly(tmp_path):
         assert d["eig"] <= TOL_EIG and d["angle"] <= TOL_ANGLE, d
 
 
+def test_decisions_within_one_process_are_left_as_they_are():
+    # process_zero_decides broadcasts only where a mesh spans processes (the two-process test
+    # above); without a mesh or within this process the values come back untouched, uncopied
+    from jax.sharding import Mesh
+
+    from mdhess.pair._sharded import process_zero_decides
+
+    values = (np.array([True, False]), 3, np.array([1.5, np.nan]), 7.0)
+    for mesh in (None, Mesh(np.array(jax.devices()), ("d",))):
+        out = process_zero_decides(mesh)(*values)
+        assert len(out) == 4 and all(a is b for a, b in zip(out, values))
+
+
 def test_vectors_split_across_processes_only_where_whole_ones_do_not_fit(monkeypatch):
     """PROCESS_SPLIT="auto": whole vectors in each process while one block of them fits the
     memory limit (faster: no collective across processes in every step), split beyond."""
