@@ -3,6 +3,7 @@ with small sizes (--quick), so that it works the first time a GPU is there: its 
 JSON has every step, and a budget that runs out stops the scale part and keeps what finished."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,10 +14,12 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_gpu.py"
 pytestmark = pytest.mark.slow
 
 
-def run(tmp_path, *args, timeout=400):
+def run(tmp_path, *args, timeout=400, python=(), **kw):
+    """The script's --quick run (``python``: interpreter arguments before it; ``kw``: for
+    subprocess.run, e.g. env, cwd), its JSON."""
     out = tmp_path / "gpu.json"
-    res = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--json", str(out), *args],
-                         capture_output=True, text=True, timeout=timeout)  # fmt: skip
+    res = subprocess.run([sys.executable, *python, str(SCRIPT), "--quick", "--json", str(out), *args],
+                         capture_output=True, text=True, timeout=timeout, **kw)  # fmt: skip
     assert res.returncode == 0, res.stderr[-2000:]
     return json.loads(out.read_text())
 
@@ -67,20 +70,11 @@ def test_runs_from_a_checkout_without_mdhess_installed(tmp_path):
     # the network there): the script must import mdhess from its own checkout. `python -S` with
     # site-packages on PYTHONPATH keeps the libraries but skips the .pth file of this
     # environment's editable install, so mdhess is importable only from the checkout.
-    import os
-
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(_site_dirs())}
     probe = subprocess.run([sys.executable, "-S", "-c", "import mdhess.pair"], cwd=tmp_path, env=env,
                            capture_output=True, text=True)  # fmt: skip
     assert probe.returncode != 0 and "No module named 'mdhess" in probe.stderr  # the premise holds
-    out = tmp_path / "gpu.json"
-    res = subprocess.run(
-        [sys.executable, "-S", str(SCRIPT), "--quick", "--n-atoms", "1000", "--modes", "5",
-         "--json", str(out)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400,
-    )  # fmt: skip
-    assert res.returncode == 0, res.stderr[-2000:]
-    d = json.loads(out.read_text())
+    d = run(tmp_path, "--n-atoms", "1000", "--modes", "5", python=["-S"], env=env, cwd=tmp_path)
     assert d["correct"] and d["scale_exit"] == 0  # both parts (this process and its child) ran
     assert [s["step"] for s in d["scale"]] == ["system", "bsr", "bsr_check", "modes k=5 float64"]
 
@@ -88,8 +82,6 @@ def test_runs_from_a_checkout_without_mdhess_installed(tmp_path):
 def test_device_run_script_preflight_and_outputs(tmp_path):
     # benchmarks/device_run.sh, the one command of a GPU run, rehearsed here on the CPU: it checks
     # the imports, writes preflight.txt, runs the script and leaves its files in $OUT
-    import os
-
     out = tmp_path / "out"
     env = {**os.environ, "OUT": str(out), "PYTHON": sys.executable, "BUDGET": "200", "TMPDIR": str(tmp_path)}
     script = SCRIPT.parent / "device_run.sh"
@@ -131,9 +123,5 @@ def test_accelerator_branches_run_on_the_cpu(tmp_path):
         assert got[k]["converged"] == 3 and got[k]["max_rel_residual"] <= 1.5e-5
     assert got["modes k=6 mixed"]["iterations_float32"] > 0
     # the dense part (this process's half of the script): row blocks sized for an accelerator
-    out = tmp_path / "dense.json"
-    res = subprocess.run([sys.executable, "-c", ACCELERATOR, str(SCRIPT), "--quick", "--skip-scale", "--json", str(out)],
-                         capture_output=True, text=True, timeout=400)  # fmt: skip
-    assert res.returncode == 0, res.stderr[-2000:]
-    d = json.loads(out.read_text())
+    d = run(tmp_path, "--skip-scale", python=["-c", ACCELERATOR])
     assert d["correct"] and d["float32_vs_float64_rel"] < 1e-5 and d["component_layout_rel_diff"] <= 1e-13
